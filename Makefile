@@ -1,0 +1,53 @@
+# Sluice: the only entry points a newcomer needs.
+#   make run    the appliance on the lab's SPAN port (SECONDS=60), live status, then a summary
+#   make test   the whole suite (what CI runs)
+#   make bench  Sluice and its peers side by side
+#   make native the C programs in native/build/
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+SLUICE := $(VENV)/bin/sluice
+PYTEST := $(VENV)/bin/pytest
+SECONDS ?= 60
+STAMPS := .stamps
+
+.PHONY: run test test-slow bench native deps venv lint clean
+
+$(STAMPS)/deps: $(wildcard deps/apt/*.txt) scripts/install-deps
+	@mkdir -p $(STAMPS)
+	scripts/install-deps
+	@touch $@
+
+deps: $(STAMPS)/deps
+
+$(STAMPS)/venv: pyproject.toml $(STAMPS)/deps
+	@mkdir -p $(STAMPS)
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+venv: $(STAMPS)/venv
+
+native: $(STAMPS)/deps
+	$(MAKE) -C native
+
+run: venv native
+	$(SLUICE) run --seconds $(SECONDS)
+
+test: venv native
+	$(VENV)/bin/ruff check appliance tests bench
+	$(PYTEST) -m "not slow" tests
+
+test-slow: venv native
+	$(PYTEST) -m slow tests
+
+bench: venv native
+	$(VENV)/bin/python -m bench
+
+lint: venv
+	$(VENV)/bin/ruff check appliance tests bench
+
+clean:
+	$(MAKE) -C native clean
+	rm -rf $(STAMPS)

@@ -1,0 +1,104 @@
+"""Small wrappers over iproute2 for network namespaces: the lab's and the tests' only way in.
+
+Everything is created inside namespaces (veth pairs are made with both ends placed in named
+namespaces), so the machine's own interfaces are never touched.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Sequence
+
+from appliance.errors import SluiceError
+
+
+def require_root(what: str) -> None:
+    if os.geteuid() != 0:
+        raise SluiceError(f"{what} needs root (network namespaces): run it as root or with sudo")
+
+
+def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run `ip ARGS`; a failure becomes one SluiceError line with iproute2's own message."""
+    proc = subprocess.run(["ip", *args], capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        msg = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"
+        raise SluiceError(f"ip {' '.join(args)}: {msg}")
+    return proc
+
+
+def list_namespaces() -> list[str]:
+    try:
+        names = os.listdir("/run/netns")
+    except FileNotFoundError:
+        return []
+    return sorted(names)
+
+
+def add_namespace(name: str) -> None:
+    ip("netns", "add", name)
+    ip("-n", name, "link", "set", "lo", "up")
+
+
+def exec_argv(ns: str, argv: Sequence[str]) -> list[str]:
+    return ["ip", "netns", "exec", ns, *argv]
+
+
+def run_in(ns: str, argv: Sequence[str], check: bool = True, timeout: float | None = 60,
+           **kwargs: object) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(exec_argv(ns, argv), capture_output=True, text=True, timeout=timeout,
+                          **kwargs)  # type: ignore[call-overload]
+    if check and proc.returncode != 0:
+        err = (proc.stderr or proc.stdout).strip().splitlines()
+        raise SluiceError(f"in {ns}: {' '.join(argv)}: {err[-1] if err else 'exit %d' % proc.returncode}")
+    return proc
+
+
+def pids_in(ns: str) -> list[int]:
+    proc = ip("netns", "pids", ns, check=False)
+    return [int(p) for p in proc.stdout.split() if p.isdigit()]
+
+
+def kill_all_in(ns: str, grace: float = 2.0) -> None:
+    """Stop every process that lives in namespace ns: SIGTERM, then SIGKILL after grace."""
+    pids = pids_in(ns)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + grace
+        while pids and time.monotonic() < deadline:
+            pids = [p for p in pids if os.path.exists(f"/proc/{p}")]
+            time.sleep(0.05)
+        if not pids:
+            return
+
+
+def delete_namespace(name: str) -> None:
+    kill_all_in(name)
+    ip("netns", "del", name, check=False)
+
+
+def add_veth(ns_a: str, if_a: str, ns_b: str, if_b: str, mtu: int = 1500) -> None:
+    """A veth pair with one end in each namespace, both up, created inside ns_a."""
+    ip("-n", ns_a, "link", "add", if_a, "mtu", str(mtu), "type", "veth", "peer", "name", if_b,
+       "netns", ns_b)
+    ip("-n", ns_a, "link", "set", if_a, "up")
+    ip("-n", ns_b, "link", "set", if_b, "up")
+
+
+def link_stats(ns: str, ifname: str) -> dict[str, int]:
+    """rx/tx packet and byte counters of one interface, from `ip -s -j link`."""
+    import json
+
+    proc = ip("-n", ns, "-s", "-j", "link", "show", "dev", ifname)
+    data = json.loads(proc.stdout)[0]["stats64"]
+    return {
+        "rx_packets": data["rx"]["packets"], "rx_bytes": data["rx"]["bytes"],
+        "rx_dropped": data["rx"]["dropped"], "tx_packets": data["tx"]["packets"],
+        "tx_bytes": data["tx"]["bytes"],
+    }

@@ -1,0 +1,1 @@
+"""Benchmarks: Sluice and its peers side by side from the same run."""
