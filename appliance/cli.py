@@ -16,6 +16,7 @@ from appliance.errors import SluiceError
 
 COMMAND_MODULES = (
     "appliance.lab.commands",
+    "appliance.nic.commands",
     "appliance.run",
 )
 

@@ -1,0 +1,1 @@
+"""NIC tuning for capture interfaces: `sluice nic show|tune|check` (see docs/nic.md)."""

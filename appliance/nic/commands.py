@@ -1,0 +1,81 @@
+"""`sluice nic show|tune|check`: thin argparse over show.py, tune.py and check.py."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from appliance.nic.check import check_interface
+from appliance.nic.profile import PROFILES, profile_by_name
+from appliance.nic.settings import Value
+from appliance.nic.show import format_state, read_state
+from appliance.nic.tune import TuneReport, tune_interface
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("nic", help="show, tune and check a capture interface (docs/nic.md)")
+    nic = p.add_subparsers(dest="nic_command", metavar="ACTION")
+    nic.required = True
+
+    show = nic.add_parser("show", help="driver, link, offloads, rings, coalescing, IRQs, timestamping")
+    show.add_argument("interface")
+    show.add_argument("--json", action="store_true", help="the stable JSON document (docs/nic.md)")
+    show.set_defaults(func=cmd_show)
+
+    for name, func, text in (
+        ("tune", cmd_tune, "apply the capture profile (idempotent); exit 1 if a setting did not take"),
+        ("check", cmd_check, "exit 0 if the interface matches the profile, else 1 and each drift"),
+    ):
+        q = nic.add_parser(name, help=text)
+        q.add_argument("interface")
+        q.add_argument("--profile", default="capture", choices=sorted(PROFILES))
+        q.add_argument("--json", action="store_true", help="machine-readable result")
+        q.set_defaults(func=func)
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    state = read_state(args.interface)
+    print(json.dumps(state, indent=2, sort_keys=True) if args.json else format_state(state))
+    return 0
+
+
+def _fmt(value: Value) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    return "n/a" if value is None else str(value)
+
+
+def format_report(report: TuneReport) -> str:
+    lines = [f"{report.interface}: " + ("tuned" if report.ok else "NOT tuned")]
+    for c in report.changed:
+        lines.append(f"  changed      {c.setting}: {_fmt(c.before)} -> {_fmt(c.after)}")
+    for u in report.unsupported:
+        lines.append(f"  unsupported  {u.setting} (wanted {_fmt(u.wanted)}): {u.reason}")
+    for f in report.failed:
+        lines.append(f"  FAILED       {f.setting}: wanted {_fmt(f.wanted)}, found {_fmt(f.found)}: {f.error}")
+    if report.unchanged:
+        lines.append(f"  unchanged    {', '.join(report.unchanged)}")
+    lines.append(f"  worker CPUs  {_fmt(report.worker_cpus)}")
+    return "\n".join(lines)
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    report = tune_interface(args.interface, profile_by_name(args.profile))
+    print(json.dumps(report.to_dict(), indent=2, sort_keys=True) if args.json else format_report(report))
+    return 0 if report.ok else 1
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    drifts = check_interface(args.interface, profile_by_name(args.profile))
+    if args.json:
+        print(json.dumps({"schema": 1, "interface": args.interface, "ok": not drifts,
+                          "drift": [d.to_dict() for d in drifts]}, indent=2, sort_keys=True))
+    elif drifts:
+        print(f"{args.interface}: {len(drifts)} setting(s) drifted from the {args.profile} profile")
+        for d in drifts:
+            print(f"  {d.setting}: wanted {_fmt(d.wanted)}, found {_fmt(d.found)}")
+    else:
+        print(f"{args.interface}: as the {args.profile} profile wants")
+    return 1 if drifts else 0

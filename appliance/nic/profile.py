@@ -1,0 +1,133 @@
+"""The capture profile: what a capture interface should look like (docs/nic.md explains why).
+
+The profile is plain data; `tune` makes an interface match it and `check` reports where it does
+not. The supervisor builds one from the config with `profile_from_mapping`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+from appliance.errors import SluiceError
+
+# Kernel feature names (as `ethtool -k` prints them) that change what is captured: receive
+# offloads merge frames (GRO/LRO) or strip VLAN tags; transmit segmentation offloads make a
+# locally sent super-frame look like one giant packet; rx-vlan-filter drops VLANs nobody asked
+# for; rx-checksum hides bad checksums (the driver drops or "fixes" them before we see them).
+FEATURES_OFF: tuple[str, ...] = (
+    "rx-gro",
+    "rx-lro",
+    "rx-gro-hw",
+    "rx-gro-list",
+    "rx-udp-gro-forwarding",
+    "tx-tcp-segmentation",
+    "tx-tcp6-segmentation",
+    "tx-tcp-ecn-segmentation",
+    "tx-tcp-mangleid-segmentation",
+    "tx-generic-segmentation",
+    "tx-udp-segmentation",
+    "tx-udp-fragmentation",
+    "rx-vlan-hw-parse",
+    "rx-vlan-stag-hw-parse",
+    "rx-vlan-filter",
+    "rx-vlan-stag-filter",
+    "rx-checksum",
+)
+
+# Features a capture port wants on where the driver has them: rx-all hands over frames with a
+# bad FCS and other errored frames instead of dropping them silently in the NIC.
+FEATURES_ON: tuple[str, ...] = ("rx-all",)
+
+# The short names `ethtool -K` accepts for the old-style offloads: settings are reported under
+# these, so an operator can type what the report says.
+FEATURE_ALIASES: dict[str, str] = {
+    "rx-gro": "gro",
+    "rx-lro": "lro",
+    "tx-tcp-segmentation": "tso",
+    "tx-generic-segmentation": "gso",
+    "tx-udp-fragmentation": "ufo",
+    "rx-checksum": "rx",
+    "rx-vlan-hw-parse": "rxvlan",
+    "rx-all": "rx-all",
+}
+
+
+@dataclass
+class CaptureProfile:
+    """How a capture interface is tuned. Every default is the safe choice for a monitor port."""
+
+    name: str = "capture"
+    # Fixed interrupt moderation (adaptive off): a bounded, constant delay between a frame's
+    # arrival and its software timestamp, instead of one that changes with the load.
+    rx_usecs: int = 50
+    # None keeps the MTU as it is; a number sets it (jumbo frames on the monitored network).
+    mtu: int | None = None
+    # Hardware receive timestamps of every frame, where the NIC can stamp all frames.
+    hw_timestamps: bool = True
+    # CPUs that serve the RX queues' interrupts and run the capture workers; None means every
+    # online CPU but CPU 0 (left to the system) when there are several, else CPU 0.
+    irq_cpus: list[int] | None = None
+    features_off: tuple[str, ...] = FEATURES_OFF
+    features_on: tuple[str, ...] = FEATURES_ON
+    rings_max: bool = True
+    promiscuous: bool = True
+    # The box must never talk out of its monitor port: no ARP, no IPv6 (no RS, DAD, MLD).
+    arp_off: bool = True
+    ipv6_off: bool = True
+    admin_up: bool = True
+
+
+PROFILES: dict[str, CaptureProfile] = {"capture": CaptureProfile()}
+
+
+def profile_by_name(name: str) -> CaptureProfile:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        known = ", ".join(sorted(PROFILES))
+        raise SluiceError(f"unknown NIC profile {name!r} (known: {known})") from None
+
+
+_SIMPLE_KEYS = {f.name for f in fields(CaptureProfile)} - {"features_off", "features_on"}
+
+
+def profile_from_mapping(values: Mapping[str, object], base: str = "capture") -> CaptureProfile:
+    """A profile from a config table (e.g. `[nic]` in sluice.toml): unknown keys are errors."""
+    profile = profile_by_name(base)
+    kwargs: dict[str, object] = {f.name: getattr(profile, f.name) for f in fields(CaptureProfile)}
+    for key, value in values.items():
+        if key not in _SIMPLE_KEYS:
+            raise SluiceError(f"nic: unknown key {key!r} (allowed: {', '.join(sorted(_SIMPLE_KEYS))})")
+        kwargs[key] = value
+    result = CaptureProfile(**kwargs)  # type: ignore[arg-type]
+    validate_profile(result)
+    return result
+
+
+def validate_profile(profile: CaptureProfile) -> None:
+    if isinstance(profile.rx_usecs, bool) or not isinstance(profile.rx_usecs, int) \
+            or not 0 <= profile.rx_usecs <= 100_000:
+        raise SluiceError(f"nic.rx_usecs must be an integer 0..100000, not {profile.rx_usecs!r}")
+    if profile.mtu is not None and (isinstance(profile.mtu, bool) or not isinstance(profile.mtu, int)
+                                    or not 68 <= profile.mtu <= 65535):
+        raise SluiceError(f"nic.mtu must be an integer 68..65535, not {profile.mtu!r}")
+    if profile.irq_cpus is not None:
+        if not isinstance(profile.irq_cpus, list) or not profile.irq_cpus or not all(
+                isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in profile.irq_cpus):
+            raise SluiceError(f"nic.irq_cpus must be a non-empty list of CPU numbers, not "
+                              f"{profile.irq_cpus!r}")
+    for key in ("hw_timestamps", "rings_max", "promiscuous", "arp_off", "ipv6_off", "admin_up"):
+        if not isinstance(getattr(profile, key), bool):
+            raise SluiceError(f"nic.{key} must be true or false, not {getattr(profile, key)!r}")
+
+
+def setting_name(feature: str) -> str:
+    """The name a feature is reported under (ethtool's short alias where there is one)."""
+    return FEATURE_ALIASES.get(feature, feature)
+
+
+__all__ = [
+    "CaptureProfile", "FEATURES_OFF", "FEATURES_ON", "FEATURE_ALIASES", "PROFILES",
+    "profile_by_name", "profile_from_mapping", "setting_name", "validate_profile",
+]
