@@ -70,3 +70,17 @@ def veth_ns() -> Iterator[VethNs]:
         yield VethNs(ns=name, tx="tx0", rx="rx0")
     finally:
         netns.delete_namespace(name)
+
+
+@pytest.fixture
+def lab() -> Iterator[object]:
+    """A whole lab of its own (hosts, switch, SPAN port, servers), removed whatever happens."""
+    from appliance.lab.commands import lab_up
+    from appliance.lab.topology import destroy
+
+    lab_id = unique_name("t")
+    try:
+        built = lab_up(lab_id)
+        yield built
+    finally:
+        destroy(lab_id)

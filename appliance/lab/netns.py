@@ -6,6 +6,7 @@ namespaces), so the machine's own interfaces are never touched.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -14,10 +15,24 @@ from collections.abc import Sequence
 
 from appliance.errors import SluiceError
 
+CAP_NET_ADMIN = 12
+CAP_SYS_ADMIN = 21
+
+
+def _effective_capabilities() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("CapEff:"):
+                return int(line.split()[1], 16)
+    return 0
+
 
 def require_root(what: str) -> None:
-    if os.geteuid() != 0:
-        raise SluiceError(f"{what} needs root (network namespaces): run it as root or with sudo")
+    """Namespaces need CAP_SYS_ADMIN and links CAP_NET_ADMIN: what root has, checked as such."""
+    caps = _effective_capabilities()
+    if not (caps >> CAP_SYS_ADMIN) & 1 or not (caps >> CAP_NET_ADMIN) & 1:
+        raise SluiceError(f"{what} needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN for network namespaces): "
+                          "run it as root")
 
 
 def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -52,7 +67,7 @@ def run_in(ns: str, argv: Sequence[str], check: bool = True, timeout: float | No
                           **kwargs)  # type: ignore[call-overload]
     if check and proc.returncode != 0:
         err = (proc.stderr or proc.stdout).strip().splitlines()
-        raise SluiceError(f"in {ns}: {' '.join(argv)}: {err[-1] if err else 'exit %d' % proc.returncode}")
+        raise SluiceError(f"in {ns}: {' '.join(argv)}: {err[-1] if err else f'exit {proc.returncode}'}")
     return proc
 
 
@@ -93,8 +108,6 @@ def add_veth(ns_a: str, if_a: str, ns_b: str, if_b: str, mtu: int = 1500) -> Non
 
 def link_stats(ns: str, ifname: str) -> dict[str, int]:
     """rx/tx packet and byte counters of one interface, from `ip -s -j link`."""
-    import json
-
     proc = ip("-n", ns, "-s", "-j", "link", "show", "dev", ifname)
     data = json.loads(proc.stdout)[0]["stats64"]
     return {
