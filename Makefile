@@ -30,7 +30,7 @@ $(STAMPS)/venv: pyproject.toml $(STAMPS)/deps
 venv: $(STAMPS)/venv
 
 native: $(STAMPS)/deps
-	$(MAKE) -C native
+	flock /tmp/sluice-native.lock $(MAKE) -C native
 
 run: venv native
 	$(SLUICE) run --seconds $(SECONDS)

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from appliance.errors import SluiceError
@@ -98,16 +99,17 @@ def flood(lab: Lab, src: str = "h1", dst: str = "h2", count: int = 100_000, size
     return count
 
 
-def mixed(lab: Lab, seconds: float, on_round: object = None) -> dict[str, int]:
+def mixed(lab: Lab, seconds: float, stop: Callable[[], bool] = lambda: False) -> dict[str, int]:
     """A steady mix of the lab's programs for `seconds`: what `make run` captures.
 
     Each round: an HTTP GET h2->h1, a DNS query h3->h2, pings h1<->h2 over IPv4 and IPv6;
-    every fifth round a short iperf3 burst h2->h1. Returns how many of each succeeded.
+    every fifth round a short iperf3 burst h2->h1. Ends early when stop() is true. Returns how
+    many of each succeeded.
     """
     done = {"http": 0, "dns": 0, "ping": 0, "iperf": 0, "errors": 0}
     deadline = time.monotonic() + seconds
     round_no = 0
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not stop():
         round_no += 1
         steps = [("http", lambda: http_get(lab, "h2", "h1")),
                  ("dns", lambda: dns_query(lab, "h3")),
@@ -116,14 +118,12 @@ def mixed(lab: Lab, seconds: float, on_round: object = None) -> dict[str, int]:
         if round_no % 5 == 0:
             steps.append(("iperf", lambda: iperf(lab, "h2", "h1", seconds=1, bitrate="20M")))
         for name, step in steps:
-            if time.monotonic() >= deadline:
+            if time.monotonic() >= deadline or stop():
                 break
             try:
                 step()
                 done[name] += 1
             except (SluiceError, subprocess.TimeoutExpired, ValueError, KeyError):
                 done["errors"] += 1
-        if callable(on_round):
-            on_round(done)
         time.sleep(0.3)
     return done

@@ -1,0 +1,68 @@
+"""`make run`: the main job shows traffic on the SPAN port and leaves nothing behind."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from appliance.lab import netns, topology
+from tests.conftest import REPO
+
+pytestmark = [pytest.mark.root, pytest.mark.netns]
+
+
+def _lab_id(output: str) -> str:
+    match = re.search(r"^lab (\w+) up", output, re.M)
+    assert match, output
+    return match.group(1)
+
+
+def _leftovers(lab_id: str) -> list[str]:
+    """Anything of the lab still on the machine: namespaces, state, processes naming it."""
+    found = [n for n in netns.list_namespaces() if n.startswith(f"{topology.NS_PREFIX}{lab_id}-")]
+    if (topology.STATE_DIR / f"{lab_id}.json").exists():
+        found.append("state file")
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if lab_id in cmdline:
+            found.append(f"process {proc.name}: {cmdline}")
+    return found
+
+
+def test_make_run_shows_span_traffic_and_tears_everything_down():
+    proc = subprocess.run(["make", "-s", "-C", str(REPO), "run", "SECONDS=20"], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lab_id = _lab_id(proc.stdout)
+    packets = [int(m) for m in re.findall(r"received (\d+) packets", proc.stdout)]
+    assert packets and packets[-1] > 100, proc.stdout
+    assert re.search(r"http [1-9]\d*, dns [1-9]\d*, ping [1-9]", proc.stdout), proc.stdout
+    assert f"lab {lab_id} removed" in proc.stdout
+    assert _leftovers(lab_id) == []
+
+
+def test_ctrl_c_during_run_still_tears_the_lab_down():
+    sluice = str(REPO / ".venv" / "bin" / "sluice")
+    proc = subprocess.Popen([sluice, "run", "--seconds", "120", "--status-interval", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    lab_id = _lab_id(first)
+    time.sleep(3)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert f"lab {lab_id} removed" in out
+    assert "Traceback" not in err
+    assert _leftovers(lab_id) == []
