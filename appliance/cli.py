@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "appliance.lab.commands",
     "appliance.nic.commands",
     "appliance.run",
+    "appliance.supervise_commands",
 )
 
 

@@ -1,0 +1,457 @@
+"""The appliance's one TOML config: schema, defaults, validation with one-line errors.
+
+Every key is declared once in SCHEMA with its default, what it accepts and what it means, so
+validation messages, `sluice config show` and docs/supervisor.md all come from one table.
+A bad file raises SluiceError (exit 2) whose message names the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import os
+import re
+import socket
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from appliance.errors import SluiceError
+
+DEFAULT_CONFIG_PATH = "/etc/sluice/sluice.toml"
+
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+_IFNAME_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")
+
+
+class ConfigError(SluiceError):
+    """A bad config: its message names the key and what is allowed (exit 2)."""
+
+
+def parse_size(text: str | int) -> int:
+    """'1G' -> 1073741824; a plain int is bytes. Raises ValueError on anything else."""
+    if isinstance(text, bool):
+        raise ValueError("not a size")
+    if isinstance(text, int):
+        if text < 0:
+            raise ValueError("negative size")
+        return text
+    if not isinstance(text, str):
+        raise ValueError("not a size")
+    m = _SIZE_RE.match(text)
+    if not m:
+        raise ValueError("not a size")
+    return int(float(m.group(1)) * _SIZE_UNITS[m.group(2).upper()])
+
+
+def format_size(n: int) -> str:
+    for unit in ("T", "G", "M", "K"):
+        if n and n % _SIZE_UNITS[unit] == 0:
+            return f"{n // _SIZE_UNITS[unit]}{unit}"
+    return str(n)
+
+
+@dataclass(frozen=True)
+class FreeFloor:
+    """A free-space floor: either a fraction of the filesystem or a number of bytes."""
+
+    percent: float | None = None
+    nbytes: int | None = None
+
+    def bytes_for(self, fs_size: int) -> int:
+        if self.percent is not None:
+            return int(fs_size * self.percent / 100.0)
+        return int(self.nbytes or 0)
+
+    def __str__(self) -> str:
+        if self.percent is not None:
+            return f"{self.percent:g}%"
+        return format_size(int(self.nbytes or 0))
+
+
+def parse_floor(value: str | int) -> FreeFloor:
+    if isinstance(value, str) and value.strip().endswith("%"):
+        pct = float(value.strip()[:-1])
+        if not 0 <= pct < 100:
+            raise ValueError("percent out of range")
+        return FreeFloor(percent=pct)
+    return FreeFloor(nbytes=parse_size(value))
+
+
+# ---------------------------------------------------------------------------------------------
+# Validators: each takes the raw TOML value and returns the typed value or raises ValueError.
+# The `allowed` text of each key is what the error message tells the operator.
+
+
+def _bool(v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise ValueError
+    return v
+
+
+def _int_range(lo: int, hi: int) -> Callable[[Any], int]:
+    def check(v: Any) -> int:
+        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+            raise ValueError
+        return v
+    return check
+
+
+def _seconds(lo: float, hi: float) -> Callable[[Any], float]:
+    def check(v: Any) -> float:
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            raise ValueError
+        if not lo <= float(v) <= hi:
+            raise ValueError
+        return float(v)
+    return check
+
+
+def _choice(*options: str) -> Callable[[Any], str]:
+    def check(v: Any) -> str:
+        if v not in options:
+            raise ValueError
+        return str(v)
+    return check
+
+
+def _string(v: Any) -> str:
+    if not isinstance(v, str):
+        raise ValueError
+    return v
+
+
+def _path(v: Any) -> str:
+    if not isinstance(v, str) or not v.strip() or "\0" in v:
+        raise ValueError
+    return v
+
+
+def _size(v: Any) -> int:
+    n = parse_size(v)
+    if n <= 0:
+        raise ValueError
+    return n
+
+
+def _size_or_zero(v: Any) -> int:
+    return parse_size(v)
+
+
+def _floor(v: Any) -> FreeFloor:
+    if isinstance(v, bool) or not isinstance(v, str | int):
+        raise ValueError
+    return parse_floor(v)
+
+
+def _interfaces(v: Any) -> list[str]:
+    if not isinstance(v, list) or not v:
+        raise ValueError
+    for name in v:
+        if not isinstance(name, str) or not _IFNAME_RE.match(name):
+            raise ValueError
+    if len(set(v)) != len(v):
+        raise ValueError
+    return list(v)
+
+
+def _listen(v: Any) -> tuple[str, int]:
+    """'127.0.0.1:9750', '[::1]:9750' or ':9750' (all addresses)."""
+    if not isinstance(v, str):
+        raise ValueError
+    host, sep, port = v.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if host == "":
+        host = "0.0.0.0"
+    elif host != "localhost":
+        ipaddress.ip_address(host)  # raises ValueError
+    return host, int(port)
+
+
+def _compression(v: Any) -> str:
+    if v in ("none", "zstd"):
+        return str(v)
+    if isinstance(v, str) and re.fullmatch(r"zstd:(\d{1,2})", v) and 1 <= int(v[5:]) <= 19:
+        return v
+    raise ValueError
+
+
+def _cpu_list(v: Any) -> list[int] | None:
+    if not isinstance(v, list) or not all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c < 4096
+                                          for c in v):
+        raise ValueError
+    return list(v) or None
+
+
+def _optional_mtu(v: Any) -> int | None:
+    n = _int_range(0, 65535)(v)
+    if n != 0 and n < 68:
+        raise ValueError
+    return n or None
+
+
+def _devices(v: Any) -> list[str]:
+    if not isinstance(v, list) or not all(isinstance(d, str) and d.startswith("/dev/") for d in v):
+        raise ValueError
+    return list(v)
+
+
+@dataclass(frozen=True)
+class Key:
+    default: Any
+    check: Callable[[Any], Any]
+    allowed: str
+    doc: str
+
+
+def _host_default() -> str:
+    return socket.gethostname().split(".")[0] or "sluice"
+
+
+SCHEMA: dict[str, dict[str, Key]] = {
+    "capture": {
+        "interfaces": Key(None, _interfaces, "a non-empty list of distinct interface names (1-15 characters)",
+                          "capture interfaces; one sluice-capture per interface (required)"),
+        "spool": Key(None, _path, "a directory path", "spool directory: captures, journal and state (required)"),
+        "rotate_size": Key("1G", _size, "a size > 0 such as 512M, 1G or a number of bytes",
+                           "start a new file when the current one reaches this size"),
+        "rotate_seconds": Key(0, _int_range(0, 86400), "an integer 0..86400 (0 = off)",
+                              "also rotate at wall-clock multiples of this many seconds"),
+        "format": Key("pcapng", _choice("pcapng", "pcap"), "\"pcapng\" or \"pcap\"", "capture file format"),
+        "snaplen": Key(262144, _int_range(64, 262144), "an integer 64..262144", "bytes kept per packet"),
+        "slice": Key("none", _choice("none", "header"), "\"none\" or \"header\"",
+                     "\"header\" keeps L2-L4 headers only"),
+        "filter": Key("", _string, "a tcpdump filter expression (string)",
+                      "capture filter compiled by libpcap (empty = everything)"),
+        "workers": Key(1, _int_range(1, 64), "an integer 1..64", "AF_PACKET sockets/threads per interface"),
+        "fanout": Key("hash", _choice("hash", "lb", "cpu", "qm"), "\"hash\", \"lb\", \"cpu\" or \"qm\"",
+                      "PACKET_FANOUT mode between workers"),
+        "ring_mb": Key(64, _int_range(1, 65536), "an integer 1..65536", "kernel ring memory per worker (MiB)"),
+        "buffer_mb": Key(64, _int_range(1, 65536), "an integer 1..65536", "writer staging buffers (MiB)"),
+        "compression": Key("none", _compression, "\"none\", \"zstd\" or \"zstd:LEVEL\" with LEVEL 1..19",
+                           "write .zst files in independent frames"),
+        "timestamps": Key("sw", _choice("sw", "hw"), "\"sw\" or \"hw\"", "kernel or NIC hardware timestamps"),
+        "backend": Key("afpacket", _choice("afpacket", "pcap"), "\"afpacket\" or \"pcap\"", "packet source"),
+        "host": Key("", _string, "a host name (string; empty = this machine's short host name)",
+                    "host name in file names, the pcapng SHB and the spool subdirectory"),
+        "binary": Key("", _string, "a path to sluice-capture (empty = find it)",
+                      "the writer program; empty: $SLUICE_CAPTURE, native/build, then PATH"),
+    },
+    "supervisor": {
+        "stats_interval": Key(1.0, _seconds(0.05, 60), "seconds 0.05..60", "period of the writers' stats lines"),
+        "stall_timeout": Key(10.0, _seconds(0.5, 3600), "seconds 0.5..3600",
+                             "restart a writer that sent no stats, or did not write while packets "
+                             "arrived and its buffers filled, for this long"),
+        "stall_buffer_fill": Key(0.5, _seconds(0.0, 1.0), "a ratio 0..1",
+                                 "buffer fill above which 'packets in, nothing written' counts as a stall"),
+        "backoff_initial": Key(1.0, _seconds(0.0, 3600), "seconds 0..3600", "first restart delay"),
+        "backoff_max": Key(60.0, _seconds(0.0, 86400), "seconds 0..86400",
+                           "restart delay cap (the delay doubles after each quick failure)"),
+        "backoff_reset": Key(60.0, _seconds(0.0, 86400), "seconds 0..86400",
+                             "a writer that ran this long restarts with the initial delay again"),
+        "stop_timeout": Key(10.0, _seconds(0.1, 600), "seconds 0.1..600",
+                            "time a writer gets to close its files after SIGTERM before SIGKILL"),
+        "state_interval": Key(1.0, _seconds(0.1, 60), "seconds 0.1..60", "how often status.json is rewritten"),
+    },
+    "metrics": {
+        "listen": Key("127.0.0.1:9750", _listen,
+                      "ADDRESS:PORT with an IPv4/IPv6 address (IPv6 in brackets), e.g. 127.0.0.1:9750",
+                      "where /metrics is served; port 0 picks a free port"),
+    },
+    "retention": {
+        "min_free": Key("10%", _floor, "a percentage such as \"10%\" (0..<100) or a size such as \"50G\"",
+                        "free-space floor of the spool filesystem"),
+        "margin": Key("1%", _floor, "a percentage such as \"1%\" or a size such as \"2G\"",
+                      "deletions stop once free space is this much above the floor"),
+        "min_age": Key(0.0, _seconds(0, 10 * 365 * 86400), "seconds >= 0",
+                       "never delete a closed file younger than this"),
+        "interval": Key(2.0, _seconds(0.1, 3600), "seconds 0.1..3600", "how often free space is checked"),
+    },
+    "watchdogs": {
+        "interval": Key(5.0, _seconds(0.1, 3600), "seconds 0.1..3600", "period of time, disk, RAID, NIC checks"),
+        "time_step_threshold": Key(0.5, _seconds(0.001, 3600), "seconds 0.001..3600",
+                                   "realtime moving against monotonic by more than this is a clock step"),
+        "span_dead_seconds": Key(30.0, _seconds(1, 86400), "seconds 1..86400",
+                                 "no packet for this long while the link is up means the SPAN is dead"),
+        "raid": Key(True, _bool, "true or false", "watch md arrays (/proc/mdstat and /sys/block/md*)"),
+        "mdstat": Key("/proc/mdstat", _path, "a file path", "where to read the md status from"),
+        "sys_block": Key("/sys/block", _path, "a directory path", "where md arrays' sysfs folders live"),
+        "smart": Key(True, _bool, "true or false", "check SMART health with smartctl when it is installed"),
+        "smart_devices": Key([], _devices, "a list of device paths such as [\"/dev/sda\"] (empty = scan)",
+                             "disks to check; empty: `smartctl --scan`"),
+        "smart_interval": Key(600.0, _seconds(1, 86400), "seconds 1..86400", "period of SMART checks"),
+    },
+    "nic": {
+        "tune": Key(True, _bool, "true or false", "tune each capture interface before its writer starts"),
+        "reapply_on_drift": Key(True, _bool, "true or false", "re-tune an interface whose settings drifted"),
+        "check_interval": Key(60.0, _seconds(1, 86400), "seconds 1..86400", "period of the tuning drift check"),
+        "rx_usecs": Key(50, _int_range(0, 100000), "an integer 0..100000", "interrupt coalescing (rx-usecs)"),
+        "mtu": Key(0, _optional_mtu, "0 (leave as is) or an integer 68..65535", "MTU of capture interfaces"),
+        "hw_timestamps": Key(True, _bool, "true or false", "enable NIC hardware timestamping"),
+        "irq_cpus": Key([], _cpu_list, "a list of CPU numbers (empty = leave as is)", "CPUs for the NIC's IRQs"),
+    },
+}
+
+REQUIRED = {("capture", "interfaces"), ("capture", "spool")}
+
+
+@dataclass
+class Config:
+    """The validated config: sections of typed values, every key present (defaults filled in)."""
+
+    sections: dict[str, dict[str, Any]]
+    source: str = ""
+    raw_text: str = field(default="", repr=False)
+
+    def get(self, section: str, key: str) -> Any:
+        return self.sections[section][key]
+
+    # Shorthands for the values used everywhere.
+    @property
+    def interfaces(self) -> list[str]:
+        return self.sections["capture"]["interfaces"]
+
+    @property
+    def spool(self) -> Path:
+        return Path(self.sections["capture"]["spool"])
+
+    @property
+    def host(self) -> str:
+        return self.sections["capture"]["host"] or _host_default()
+
+    @property
+    def capture_dir(self) -> Path:
+        """Where the writers put files: spool/<host>/ (they add YYYY-MM-DD/ below)."""
+        return self.spool / self.host
+
+    @property
+    def journal_path(self) -> Path:
+        return self.spool / "journal.jsonl"
+
+    @property
+    def state_path(self) -> Path:
+        return self.spool / "status.json"
+
+
+def _fail(where: str, message: str) -> ConfigError:
+    return ConfigError(f"config {where}: {message}", 2)
+
+
+def validate(data: dict[str, Any], source: str = "") -> Config:
+    where = source or "<text>"
+    sections: dict[str, dict[str, Any]] = {}
+    for name in data:
+        if name not in SCHEMA:
+            raise _fail(where, f"unknown section [{name}] (allowed: {', '.join(f'[{s}]' for s in SCHEMA)})")
+        if not isinstance(data[name], dict):
+            raise _fail(where, f"{name} = {_show(data[name])} is not allowed (allowed: a [{name}] table)")
+    for section, keys in SCHEMA.items():
+        given = data.get(section, {})
+        for key in given:
+            if key not in keys:
+                raise _fail(where, f"[{section}] unknown key '{key}' (allowed: {', '.join(keys)})")
+        values: dict[str, Any] = {}
+        for key, spec in keys.items():
+            if key not in given:
+                if (section, key) in REQUIRED:
+                    raise _fail(where, f"[{section}] {key} is missing (required; allowed: {spec.allowed})")
+                values[key] = spec.check(spec.default)
+                continue
+            raw = given[key]
+            try:
+                values[key] = spec.check(raw)
+            except (ValueError, TypeError):
+                raise _fail(where, f"[{section}] {key} = {_show(raw)} is not allowed (allowed: {spec.allowed})") \
+                    from None
+        sections[section] = values
+    sup = sections["supervisor"]
+    if sup["backoff_max"] < sup["backoff_initial"]:
+        raise _fail(where, "[supervisor] backoff_max must be >= backoff_initial "
+                           f"(allowed: seconds >= {sup['backoff_initial']:g})")
+    if sup["stall_timeout"] <= sup["stats_interval"] * 2:
+        raise _fail(where, "[supervisor] stall_timeout must be more than twice stats_interval "
+                           f"(allowed: seconds > {sup['stats_interval'] * 2:g})")
+    return Config(sections=sections, source=source)
+
+
+def _show(value: Any) -> str:
+    text = repr(value) if not isinstance(value, str) else f'"{value}"'
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def loads(text: str, source: str = "") -> Config:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise _fail(source or "<text>", f"TOML syntax error: {exc}") from None
+    cfg = validate(data, source)
+    cfg.raw_text = text
+    return cfg
+
+
+def load(path: str | os.PathLike[str]) -> Config:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config {p}: no such file", 2) from None
+    except (PermissionError, IsADirectoryError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config {p}: cannot read: {exc.__class__.__name__}", 2) from None
+    return loads(text, str(p))
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return f"{value:g}" if isinstance(value, float) else str(value)
+    if isinstance(value, FreeFloor):
+        return f'"{value}"'
+    if isinstance(value, tuple):  # listen address
+        host, port = value
+        return f'"[{host}]:{port}"' if ":" in host else f'"{host}:{port}"'
+    if value is None:
+        return "[]"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def dumps(cfg: Config) -> str:
+    """The effective config as TOML (every key, defaults filled in); loads(dumps(c)) == c."""
+    lines: list[str] = []
+    for section, keys in SCHEMA.items():
+        lines.append(f"[{section}]")
+        for key in keys:
+            value = cfg.sections[section][key]
+            if section == "capture" and key == "rotate_size":
+                value = format_size(value)
+            if section == "nic" and key == "mtu":
+                value = value or 0
+            lines.append(f"{key} = {_toml_value(value)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def find_capture_binary(cfg: Config) -> str:
+    """The sluice-capture to run: the configured one, $SLUICE_CAPTURE, the repo's build, PATH."""
+    import shutil
+
+    configured = cfg.get("capture", "binary")
+    candidates = [configured] if configured else [
+        os.environ.get("SLUICE_CAPTURE", ""),
+        str(Path(__file__).resolve().parent.parent / "native" / "build" / "sluice-capture"),
+        shutil.which("sluice-capture") or "",
+    ]
+    for c in candidates:
+        if c and os.path.isfile(c) and os.access(c, os.X_OK):
+            return c
+    if configured:
+        raise ConfigError(f"config {cfg.source}: [capture] binary = \"{configured}\" is not an executable file", 2)
+    raise SluiceError("sluice-capture not found: build it with `make native` or set [capture] binary", 2)

@@ -1,0 +1,55 @@
+"""The capture journal: an append-only JSON-lines event log kept in the spool with the data.
+
+One object per line: `ts` (unix seconds), `event` (a short name such as "writer_start",
+"writer_restart", "file_closed", "retention_delete", "time_step", "config_reload") and the
+event's own fields. Lines are written with O_APPEND in one write() each, so a reader never sees
+a torn line and several processes could share the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+class Journal:
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+
+    def append(self, event: str, **fields: Any) -> dict[str, Any]:
+        record: dict[str, Any] = {"ts": round(time.time(), 6), "event": event, **fields}
+        line = json.dumps(record, separators=(",", ":"), default=str) + "\n"
+        os.write(self._fd, line.encode())
+        return record
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_events(path: str | os.PathLike[str], event: str | None = None) -> Iterator[dict[str, Any]]:
+    """Every record of a journal (optionally only one event type); skips a torn last line."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if event is None or record.get("event") == event:
+                    yield record
+    except FileNotFoundError:
+        return

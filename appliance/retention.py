@@ -1,0 +1,72 @@
+"""Retention: keep the spool's free space above a floor by deleting the oldest closed files.
+
+Only as many files go as are needed to get back above the floor plus a small margin, oldest
+first; never a file still being written (.part names are not capture files), never one younger
+than min_age. Each deletion is journaled and counted by the caller's metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+
+from appliance.config import FreeFloor
+from appliance.journal import Journal
+from appliance.watchdogs.disk import CaptureFile, capture_files, statvfs
+
+log = logging.getLogger("sluice.retention")
+
+
+@dataclass
+class RetentionResult:
+    deleted: list[CaptureFile] = field(default_factory=list)
+    freed_bytes: int = 0
+    short_bytes: int = 0  # still missing to reach the floor (nothing left that may be deleted)
+
+
+def plan(files: list[CaptureFile], free: int, fs_size: int, floor: FreeFloor, margin: FreeFloor,
+         now: float, min_age: float = 0.0) -> tuple[list[CaptureFile], int]:
+    """Which files to delete (oldest first) and how many bytes would still be missing."""
+    floor_bytes = floor.bytes_for(fs_size)
+    if free >= floor_bytes:
+        return [], 0
+    need = floor_bytes + margin.bytes_for(fs_size) - free
+    chosen: list[CaptureFile] = []
+    for f in files:
+        if need <= 0:
+            break
+        if now - f.mtime < min_age:
+            continue
+        chosen.append(f)
+        need -= f.size
+    return chosen, max(floor_bytes - (free + sum(f.size for f in chosen)), 0)
+
+
+def enforce(spool: str | os.PathLike[str], floor: FreeFloor, margin: FreeFloor, journal: Journal | None,
+            min_age: float = 0.0, now: float | None = None) -> RetentionResult:
+    free, size, _inodes, read_only = statvfs(spool)
+    result = RetentionResult()
+    if read_only or free >= floor.bytes_for(size):
+        return result
+    files = capture_files(spool)
+    now = time.time() if now is None else now
+    chosen, result.short_bytes = plan(files, free, size, floor, margin, now, min_age)
+    for f in chosen:
+        try:
+            os.unlink(f.path)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            log.warning("retention: cannot delete %s: %s", f.path, exc)
+            continue
+        result.deleted.append(f)
+        result.freed_bytes += f.size
+        if journal is not None:
+            journal.append("retention_delete", path=str(f.path), bytes=f.size,
+                           age_seconds=round(now - f.mtime, 3), free_bytes=free,
+                           floor_bytes=floor.bytes_for(size))
+    if result.short_bytes and journal is not None:
+        journal.append("retention_short", missing_bytes=result.short_bytes, floor_bytes=floor.bytes_for(size))
+    return result

@@ -1,0 +1,147 @@
+"""Time watchdog: the kernel clock discipline (adjtimex), chrony when present, clock steps.
+
+adjtimex(2) with modes=0 only reads: it tells whether the kernel considers the clock
+synchronised (STA_UNSYNC clear and state != TIME_ERROR), its estimated offset and max error.
+`chronyc -c tracking` gives chrony's own offset when chronyd runs. A step is seen when the
+realtime clock moves against the monotonic clock by more than a threshold between two checks.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+
+STA_UNSYNC = 0x0040
+STA_NANO = 0x2000
+TIME_ERROR = 5
+
+
+class _Timeval(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_usec", ctypes.c_long)]
+
+
+class _Timex(ctypes.Structure):
+    """struct timex from <sys/timex.h> (glibc, 64-bit)."""
+
+    _fields_ = [
+        ("modes", ctypes.c_uint), ("offset", ctypes.c_long), ("freq", ctypes.c_long),
+        ("maxerror", ctypes.c_long), ("esterror", ctypes.c_long), ("status", ctypes.c_int),
+        ("constant", ctypes.c_long), ("precision", ctypes.c_long), ("tolerance", ctypes.c_long),
+        ("time", _Timeval), ("tick", ctypes.c_long), ("ppsfreq", ctypes.c_long),
+        ("jitter", ctypes.c_long), ("shift", ctypes.c_int), ("stabil", ctypes.c_long),
+        ("jitcnt", ctypes.c_long), ("calcnt", ctypes.c_long), ("errcnt", ctypes.c_long),
+        ("stbcnt", ctypes.c_long), ("tai", ctypes.c_int), ("_pad", ctypes.c_int * 11),
+    ]
+
+
+@dataclass
+class KernelClock:
+    synchronized: bool
+    offset_seconds: float
+    max_error_seconds: float
+    est_error_seconds: float
+    state: int
+    status: int
+
+
+def read_adjtimex() -> KernelClock:
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    tx = _Timex()
+    state = libc.adjtimex(ctypes.byref(tx))
+    if state < 0:
+        raise OSError(ctypes.get_errno(), "adjtimex failed")
+    offset_unit = 1e-9 if tx.status & STA_NANO else 1e-6
+    return KernelClock(
+        synchronized=not (tx.status & STA_UNSYNC) and state != TIME_ERROR,
+        offset_seconds=tx.offset * offset_unit,
+        max_error_seconds=tx.maxerror * 1e-6,
+        est_error_seconds=tx.esterror * 1e-6,
+        state=state,
+        status=tx.status,
+    )
+
+
+@dataclass
+class ChronyTracking:
+    reference: str
+    stratum: int
+    offset_seconds: float  # system time minus true time (chrony's "System time", sign flipped)
+    leap_status: str
+
+
+def parse_chrony_tracking(line: str) -> ChronyTracking | None:
+    """One line of `chronyc -c tracking` (CSV, 14 fields); None for anything else."""
+    fields = line.strip().split(",")
+    if len(fields) < 14:
+        return None
+    try:
+        # chrony's "System time" is how far true time is ahead of the system clock
+        # (positive: the system clock is slow), so the clock's offset is its negation.
+        return ChronyTracking(reference=fields[1] or fields[0], stratum=int(fields[2]),
+                              offset_seconds=-float(fields[4]), leap_status=fields[13])
+    except ValueError:
+        return None
+
+
+def read_chrony(timeout: float = 2.0) -> ChronyTracking | None:
+    exe = shutil.which("chronyc")
+    if exe is None:
+        return None
+    try:
+        proc = subprocess.run([exe, "-c", "tracking"], capture_output=True, text=True, timeout=timeout)
+    except (subprocess.TimeoutExpired, OSError):
+        return None
+    if proc.returncode != 0:
+        return None
+    return parse_chrony_tracking(proc.stdout)
+
+
+class StepDetector:
+    """Sees clock steps: realtime minus monotonic should stay constant between two looks."""
+
+    def __init__(self, threshold: float, clock_real=time.time, clock_mono=time.monotonic) -> None:
+        self.threshold = threshold
+        self._real = clock_real
+        self._mono = clock_mono
+        self._delta: float | None = None
+        self.steps = 0
+
+    def check(self) -> float | None:
+        """The step in seconds since the last check (positive: jumped forward), or None."""
+        delta = self._real() - self._mono()
+        previous, self._delta = self._delta, delta
+        if previous is None:
+            return None
+        step = delta - previous
+        if abs(step) > self.threshold:
+            self.steps += 1
+            return step
+        return None
+
+
+@dataclass
+class TimeReading:
+    synchronized: bool
+    offset_seconds: float
+    max_error_seconds: float
+    source: str  # "chrony" or "adjtimex"
+    step_seconds: float | None
+    steps_total: int
+
+
+def read(detector: StepDetector) -> TimeReading:
+    kernel = read_adjtimex()
+    chrony = read_chrony()
+    step = detector.check()
+    return TimeReading(
+        synchronized=kernel.synchronized,
+        offset_seconds=chrony.offset_seconds if chrony else kernel.offset_seconds,
+        max_error_seconds=kernel.max_error_seconds,
+        source="chrony" if chrony else "adjtimex",
+        step_seconds=step,
+        steps_total=detector.steps,
+    )

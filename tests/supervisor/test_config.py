@@ -1,0 +1,128 @@
+"""Config: the minimal file works; every bad case gives one line naming the key, exit 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from appliance import config
+from appliance.cli import main
+
+MINIMAL = """\
+[capture]
+interfaces = ["c0"]
+spool = "/data/sluice"
+rotate_size = "1G"
+
+[metrics]
+listen = "127.0.0.1:9750"
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "sluice.toml"
+    p.write_text(text)
+    return p
+
+
+def test_minimal_file_is_valid_and_fills_defaults(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, MINIMAL)
+    assert main(["config", "check", str(path)]) == 0
+    cfg = config.load(path)
+    assert cfg.interfaces == ["c0"]
+    assert cfg.get("capture", "rotate_size") == 1024**3
+    assert cfg.get("metrics", "listen") == ("127.0.0.1", 9750)
+    assert cfg.get("supervisor", "stall_timeout") == 10.0
+    assert str(cfg.get("retention", "min_free")) == "10%"
+    assert cfg.journal_path == Path("/data/sluice/journal.jsonl")
+
+
+def test_show_prints_every_key_and_round_trips(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, MINIMAL + '\n[retention]\nmin_free = "50G"\n')
+    assert main(["config", "show", "--config", str(path)]) == 0
+    shown = capsys.readouterr().out
+    for section, keys in config.SCHEMA.items():
+        assert f"[{section}]" in shown
+        for key in keys:
+            assert f"\n{key} = " in shown, key
+    again = config.loads(shown)
+    assert again.sections == config.load(path).sections
+    assert again.get("retention", "min_free").bytes_for(1) == 50 * 1024**3
+
+
+@pytest.mark.parametrize("floor,size,expected", [("10%", 1000, 100), ("0%", 1000, 0), ("2K", 10**9, 2048),
+                                                 (4096, 1, 4096)])
+def test_floor_values(floor: str | int, size: int, expected: int) -> None:
+    assert config.parse_floor(floor).bytes_for(size) == expected
+
+
+BAD_CASES = [
+    # (name, text, what the one line must contain)
+    ("unknown key", MINIMAL.replace('rotate_size = "1G"', 'rotate_size = "1G"\nrotat_size = 3'),
+     "[capture] unknown key 'rotat_size'"),
+    ("unknown section", MINIMAL + "\n[metric]\nlisten = 1\n", "unknown section [metric]"),
+    ("wrong type", MINIMAL.replace('["c0"]', '"c0"'), "[capture] interfaces"),
+    ("wrong type int", MINIMAL + "\n[supervisor]\nstall_timeout = \"10s\"\n", "[supervisor] stall_timeout"),
+    ("bad size", MINIMAL.replace('"1G"', '"1Q"'), "[capture] rotate_size"),
+    ("zero size", MINIMAL.replace('"1G"', "0"), "[capture] rotate_size"),
+    ("bad address", MINIMAL.replace("127.0.0.1:9750", "127.0.0.300:9750"), "[metrics] listen"),
+    ("bad port", MINIMAL.replace("127.0.0.1:9750", "127.0.0.1:99999"), "[metrics] listen"),
+    ("no port", MINIMAL.replace("127.0.0.1:9750", "localhost"), "[metrics] listen"),
+    ("missing interfaces", MINIMAL.replace('interfaces = ["c0"]\n', ""), "[capture] interfaces is missing"),
+    ("empty interfaces", MINIMAL.replace('["c0"]', "[]"), "[capture] interfaces"),
+    ("bad interface name", MINIMAL.replace('["c0"]', '["this-name-is-way-too-long"]'), "[capture] interfaces"),
+    ("missing spool", MINIMAL.replace('spool = "/data/sluice"\n', ""), "[capture] spool is missing"),
+    ("toml syntax", MINIMAL.replace('rotate_size = "1G"', "rotate_size = "), "TOML syntax error"),
+    ("bad floor", MINIMAL + '\n[retention]\nmin_free = "120%"\n', "[retention] min_free"),
+    ("bad compression", MINIMAL.replace('rotate_size = "1G"', 'compression = "zstd:99"'), "[capture] compression"),
+    ("bad format", MINIMAL.replace('rotate_size = "1G"', 'format = "erf"'), "[capture] format"),
+    ("bool as int", MINIMAL + "\n[nic]\ntune = 1\n", "[nic] tune"),
+    ("backoff order", MINIMAL + "\n[supervisor]\nbackoff_initial = 30\nbackoff_max = 5\n", "backoff_max"),
+    ("section not a table", 'capture = 3\n', "capture = 3 is not allowed (allowed: a [capture] table)"),
+]
+
+
+@pytest.mark.parametrize("name,text,needle", [c for c in BAD_CASES if c[2]], ids=[c[0] for c in BAD_CASES if c[2]])
+def test_bad_config_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, text: str,
+                                    needle: str) -> None:
+    path = write(tmp_path, text)
+    assert main(["config", "check", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert needle in err, err
+    assert "allowed" in err or "syntax" in err, err
+    assert str(path) in err
+
+
+def test_missing_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config", "check", str(tmp_path / "nope.toml")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no such file" in err
+
+
+def test_cli_process_prints_no_traceback(tmp_path: Path) -> None:
+    """The installed entry point, as an operator runs it."""
+    path = write(tmp_path, MINIMAL.replace('"1G"', '"lots"'))
+    proc = subprocess.run([sys.executable, "-m", "appliance.cli", "config", "check", str(path)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
+    assert "rotate_size" in proc.stderr
+
+
+def test_writer_flags_follow_config(tmp_path: Path) -> None:
+    from appliance.writer import writer_argv
+
+    cfg = config.loads(MINIMAL.replace("/data/sluice", str(tmp_path)) + '\n'.join([
+        "", "[supervisor]", "stats_interval = 0.5"]) + '\n', "t")
+    cfg.sections["capture"].update(filter="udp port 53", compression="zstd:3", host="box1", slice="header")
+    argv = writer_argv(cfg, "c0", "/bin/sluice-capture")
+    joined = " ".join(argv)
+    assert f"-i c0 -w {tmp_path}/box1 --date-dirs --host box1" in joined
+    assert "--rotate-size 1G" in joined and "--stats-interval 0.5" in joined
+    assert argv[argv.index("--filter") + 1] == "udp port 53"
+    assert "--compress zstd:3" in joined and "--slice header" in joined
