@@ -126,3 +126,11 @@ def test_writer_flags_follow_config(tmp_path: Path) -> None:
     assert "--rotate-size 1G" in joined and "--stats-interval 0.5" in joined
     assert argv[argv.index("--filter") + 1] == "udp port 53"
     assert "--compress zstd:3" in joined and "--slice header" in joined
+
+
+def test_every_key_is_documented() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "supervisor.md").read_text()
+    for section, keys in config.SCHEMA.items():
+        assert f"### [{section}]" in doc
+        for key in keys:
+            assert f"| `{key}` |" in doc, f"[{section}] {key} is not in docs/supervisor.md"

@@ -1,0 +1,78 @@
+"""The exporter serves every metric of monitoring/METRICS.md, from the supervisor's real readings."""
+
+from __future__ import annotations
+
+import re
+import urllib.request
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from appliance import config
+from appliance.journal import Journal
+from appliance.metrics import MetricsServer
+from appliance.supervisor import Supervisor, backoff_delay
+from appliance.writer import WriterProcess
+
+REPO = Path(__file__).resolve().parents[2]
+FIX = REPO / "tests" / "fixtures"
+
+
+def contract() -> dict[str, str]:
+    """metric name -> type, from the tables of monitoring/METRICS.md."""
+    rows = re.findall(r"^\| `(sluice_\w+)` \| (\w+) \|", (REPO / "monitoring" / "METRICS.md").read_text(), re.M)
+    return dict(rows)
+
+
+def scrape(port: int) -> dict[str, object]:
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return {f.name: f for f in text_string_to_metric_families(body)}
+
+
+def test_every_contract_metric_is_exported(tmp_path: Path) -> None:
+    cfg = config.loads(f"""
+[capture]
+interfaces = ["lo"]
+spool = "{tmp_path}"
+[watchdogs]
+mdstat = "{FIX}/mdstat/degraded_raid5.txt"
+sys_block = "{FIX}/sysblock"
+[metrics]
+listen = "127.0.0.1:0"
+""", "t")
+    sup = Supervisor(cfg)
+    sup.journal = Journal(tmp_path / "journal.jsonl")
+    # A writer slot that has not run: its counters exist (zero) from the first scrape on.
+    proc = WriterProcess(cfg, "lo", "/bin/false")
+    from appliance.supervisor import WriterSlot
+    sup.slots["lo"] = WriterSlot(proc)
+    sup._check_disk()
+    sup._check_time()
+    sup._check_raid()
+    sup._check_nics()
+    sup._tuning.drift["lo"] = {"rx_usecs": True}
+    sup.publish()
+    server = MetricsServer(sup.snapshot)
+    port = server.start("127.0.0.1", 0)
+    try:
+        fams = scrape(port)
+    finally:
+        server.stop()
+    wanted = contract()
+    assert len(wanted) >= 40
+    for name, kind in wanted.items():
+        base = name.removesuffix("_total") if kind == "counter" else name
+        assert base in fams, f"{name} missing from /metrics"
+        assert fams[base].type == kind, name
+    samples = {s.name: s for f in fams.values() for s in f.samples}
+    assert samples["sluice_raid_degraded"].labels == {"array": "md127"} and samples["sluice_raid_degraded"].value == 1
+    assert samples["sluice_disk_size_bytes"].labels == {"path": str(tmp_path)}
+    assert samples["sluice_disk_size_bytes"].value > 0
+    assert samples["sluice_capture_packets_total"].labels == {"interface": "lo"}
+    assert samples["sluice_nic_link_up"].value == 1.0  # lo is up
+    assert samples["sluice_build_info"].labels["version"]
+    assert (tmp_path / "status.json").exists()
+
+
+def test_backoff_doubles_up_to_the_cap() -> None:
+    assert [backoff_delay(n, 1.0, 10.0) for n in range(0, 7)] == [0.0, 1.0, 2.0, 4.0, 8.0, 10.0, 10.0]

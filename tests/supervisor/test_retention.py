@@ -1,0 +1,73 @@
+"""Retention on a real, small filesystem: just enough of the oldest files go, never .part."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from appliance.config import parse_floor
+from appliance.journal import Journal, read_events
+from appliance.retention import enforce, plan
+from appliance.watchdogs.disk import CaptureFile, statvfs
+
+MiB = 1024 * 1024
+
+
+def test_plan_takes_oldest_until_floor_plus_margin() -> None:
+    files = [CaptureFile(Path(f"f{i}.pcapng"), 10 * MiB, 1000.0 + i) for i in range(10)]
+    size = 1000 * MiB
+    chosen, short = plan(files, free=95 * MiB, fs_size=size, floor=parse_floor("10%"), margin=parse_floor("1%"),
+                         now=2000.0)
+    # 100 MiB floor + 10 MiB margin - 95 MiB free = 15 MiB: two 10 MiB files, the two oldest.
+    assert [f.path.name for f in chosen] == ["f0.pcapng", "f1.pcapng"] and short == 0
+    assert plan(files, free=100 * MiB, fs_size=size, floor=parse_floor("10%"), margin=parse_floor("1%"),
+                now=2000.0) == ([], 0)
+    young, short = plan(files, free=0, fs_size=size, floor=parse_floor("10%"), margin=parse_floor("1%"),
+                        now=1005.5, min_age=1.0)
+    assert [f.path.name for f in young] == [f"f{i}.pcapng" for i in range(5)]
+    assert short == 50 * MiB
+
+
+@pytest.fixture
+def tiny_fs(tmp_path: Path) -> Iterator[Path]:
+    mnt = tmp_path / "spool"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(mnt)], check=True)
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+@pytest.mark.root
+def test_enforce_on_a_full_tmpfs(tiny_fs: Path) -> None:
+    day = tiny_fs / "box" / "2026-11-26"
+    day.mkdir(parents=True)
+    paths = []
+    for i in range(12):
+        p = day / f"box_c0_20261126T0000{i:02d}.000000000Z_{i + 1:06d}.pcapng"
+        p.write_bytes(os.urandom(2 * MiB))
+        os.utime(p, (1_700_000_000 + i, 1_700_000_000 + i))
+        paths.append(p)
+    part = day / "box_c0_20261126T001200.000000000Z_000013.pcapng.part"
+    part.write_bytes(os.urandom(4 * MiB))
+    os.utime(part, (1_600_000_000, 1_600_000_000))  # the oldest mtime of all: still never deleted
+    free, size, _, _ = statvfs(tiny_fs)
+    floor = parse_floor("40%")
+    assert free < floor.bytes_for(size)
+    with Journal(tiny_fs / "journal.jsonl") as journal:
+        result = enforce(tiny_fs, floor, parse_floor("1%"), journal)
+    free_after, _, _, _ = statvfs(tiny_fs)
+    assert free_after >= floor.bytes_for(size)
+    # Just enough: without the newest deleted file we would be under floor + margin.
+    assert free_after - result.deleted[-1].size < floor.bytes_for(size) + parse_floor("1%").bytes_for(size)
+    deleted = [f.path for f in result.deleted]
+    assert deleted == paths[: len(deleted)]  # oldest first, in order
+    assert all(p.exists() for p in paths[len(deleted):]) and part.exists()
+    events = list(read_events(tiny_fs / "journal.jsonl", "retention_delete"))
+    assert [e["path"] for e in events] == [str(p) for p in deleted]
+    assert result.freed_bytes == len(deleted) * 2 * MiB
