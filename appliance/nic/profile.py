@@ -25,6 +25,7 @@ FEATURES_OFF: tuple[str, ...] = (
     "tx-tcp6-segmentation",
     "tx-tcp-ecn-segmentation",
     "tx-tcp-mangleid-segmentation",
+    "tx-tcp-accecn-segmentation",  # new in 6.18; part of ethtool's "tso" group
     "tx-generic-segmentation",
     "tx-udp-segmentation",
     "tx-udp-fragmentation",
@@ -65,8 +66,8 @@ class CaptureProfile:
     mtu: int | None = None
     # Hardware receive timestamps of every frame, where the NIC can stamp all frames.
     hw_timestamps: bool = True
-    # CPUs that serve the RX queues' interrupts and run the capture workers; None means every
-    # online CPU but CPU 0 (left to the system) when there are several, else CPU 0.
+    # CPUs that serve the RX queues' interrupts and run the capture workers; None leaves the
+    # IRQ affinity as it is (as `irq_cpus = []` in sluice.toml does).
     irq_cpus: list[int] | None = None
     features_off: tuple[str, ...] = FEATURES_OFF
     features_on: tuple[str, ...] = FEATURES_ON
@@ -89,16 +90,27 @@ def profile_by_name(name: str) -> CaptureProfile:
         raise SluiceError(f"unknown NIC profile {name!r} (known: {known})") from None
 
 
-_SIMPLE_KEYS = {f.name for f in fields(CaptureProfile)} - {"features_off", "features_on"}
+_PROFILE_KEYS = {f.name for f in fields(CaptureProfile)} - {"name"}
+# Keys of sluice.toml's [nic] table that steer the supervisor, not the interface.
+SUPERVISOR_KEYS = frozenset({"tune", "reapply_on_drift", "check_interval"})
 
 
 def profile_from_mapping(values: Mapping[str, object], base: str = "capture") -> CaptureProfile:
-    """A profile from a config table (e.g. `[nic]` in sluice.toml): unknown keys are errors."""
+    """A profile from a config table: the validated `[nic]` section of sluice.toml can be passed
+    whole (mtu 0 and irq_cpus [] mean "leave as is"); unknown keys are errors."""
     profile = profile_by_name(base)
     kwargs: dict[str, object] = {f.name: getattr(profile, f.name) for f in fields(CaptureProfile)}
     for key, value in values.items():
-        if key not in _SIMPLE_KEYS:
-            raise SluiceError(f"nic: unknown key {key!r} (allowed: {', '.join(sorted(_SIMPLE_KEYS))})")
+        if key in SUPERVISOR_KEYS:
+            continue
+        if key not in _PROFILE_KEYS:
+            raise SluiceError(f"nic: unknown key {key!r} (allowed: {', '.join(sorted(_PROFILE_KEYS))})")
+        if key in ("mtu", "irq_cpus") and not value:
+            value = None
+        if key in ("features_off", "features_on"):
+            if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+                raise SluiceError(f"nic.{key} must be a list of feature names, not {value!r}")
+            value = tuple(value)
         kwargs[key] = value
     result = CaptureProfile(**kwargs)  # type: ignore[arg-type]
     validate_profile(result)
@@ -117,9 +129,20 @@ def validate_profile(profile: CaptureProfile) -> None:
                 isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in profile.irq_cpus):
             raise SluiceError(f"nic.irq_cpus must be a non-empty list of CPU numbers, not "
                               f"{profile.irq_cpus!r}")
+    both = set(profile.features_off) & set(profile.features_on)
+    if both:
+        raise SluiceError(f"nic: feature {sorted(both)[0]} is wanted both off and on")
     for key in ("hw_timestamps", "rings_max", "promiscuous", "arp_off", "ipv6_off", "admin_up"):
         if not isinstance(getattr(profile, key), bool):
             raise SluiceError(f"nic.{key} must be true or false, not {getattr(profile, key)!r}")
+
+
+def feature_name(name: str) -> str:
+    """The kernel's name for a feature given by its kernel name or ethtool alias ("gro")."""
+    for kernel_name, alias in FEATURE_ALIASES.items():
+        if name == alias:
+            return kernel_name
+    return name
 
 
 def setting_name(feature: str) -> str:
@@ -129,5 +152,5 @@ def setting_name(feature: str) -> str:
 
 __all__ = [
     "CaptureProfile", "FEATURES_OFF", "FEATURES_ON", "FEATURE_ALIASES", "PROFILES",
-    "profile_by_name", "profile_from_mapping", "setting_name", "validate_profile",
+    "feature_name", "profile_by_name", "profile_from_mapping", "setting_name", "validate_profile",
 ]

@@ -7,10 +7,12 @@ collects again to verify.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pyroute2.ethtool.ioctl import EthtoolError
 from pyroute2.netlink.rtnl.ifinfmsg import IFF_NOARP, IFF_PROMISC, IFF_UP
 
 from appliance.errors import SluiceError
@@ -101,12 +103,19 @@ def _feature_applier(dev: Device, feature: str, on: bool) -> Callable[[], None]:
     def apply() -> None:
         try:
             dev.set_features({feature: on})
-        except OSError as exc:
-            # pyroute2 sends the old SFEATURES ioctl; ethtool -K uses netlink and may get further.
+        except (OSError, EthtoolError) as exc:
+            # pyroute2 sends the old SFEATURES ioctl and raises on any partial refusal
+            # (ETHTOOL_F_WISH); ethtool -K speaks netlink and names what the kernel kept.
+            if isinstance(exc, OSError) and exc.errno in (errno.EPERM, errno.EACCES):
+                raise
             err = ethtool_bin.set_feature(dev.ifname, feature, on)
             if err is not None:
-                raise OSError(exc.errno, f"{exc.strerror or exc}; ethtool -K: {err}") from None
+                raise FeatureRefused(f"ethtool -K {feature} {'on' if on else 'off'}: {err}") from None
     return apply
+
+
+class FeatureRefused(Exception):
+    """The kernel or driver kept a feature that it lists as changeable: a tuning failure."""
 
 
 def _ring_settings(dev: Device, profile: CaptureProfile) -> list[Setting]:
@@ -150,20 +159,20 @@ def _timestamp_settings(dev: Device, profile: CaptureProfile) -> list[Setting]:
                     apply=lambda: hwtstamp.set_rx_filter_all(dev.ifname))]
 
 
-def capture_cpus_for(profile: CaptureProfile, online: tuple[int, ...]) -> list[int]:
-    if profile.irq_cpus is None:
-        return irq.default_capture_cpus(online)
-    offline = [c for c in profile.irq_cpus if c not in online]
+def capture_cpus_for(irq_cpus: list[int], online: tuple[int, ...]) -> list[int]:
+    offline = [c for c in irq_cpus if c not in online]
     if offline:
         raise SluiceError(f"nic.irq_cpus: CPU {offline[0]} is not online "
                           f"(online: {','.join(map(str, online))})")
-    return list(profile.irq_cpus)
+    return list(dict.fromkeys(irq_cpus))
 
 
 def _irq_settings(dev: Device, profile: CaptureProfile,
                   proc: Path) -> tuple[list[Setting], list[int], list[int]]:
+    if profile.irq_cpus is None:  # leave the IRQs where they are; workers are not pinned
+        return [], [], []
     table = irq.read_interrupts(proc)
-    cpus = capture_cpus_for(profile, table.cpus)
+    cpus = capture_cpus_for(profile.irq_cpus, table.cpus)
     bus_info = ethtool_bin.driver_info(dev.ifname).get("bus-info") or None
     queues = irq.rx_queue_irqs(table, dev.ifname, bus_info)
     if not queues:

@@ -6,13 +6,13 @@ import errno
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pyroute2.ethtool.ioctl import EthtoolError
+from pyroute2.ethtool.ioctl import EthtoolError, NoSuchDevice
 
 from appliance.errors import SluiceError
 from appliance.nic import irq
 from appliance.nic.device import Device, is_unsupported
 from appliance.nic.profile import CaptureProfile, validate_profile
-from appliance.nic.settings import Setting, Value, collect_settings
+from appliance.nic.settings import FeatureRefused, Setting, Value, collect_settings
 
 
 @dataclass(frozen=True)
@@ -88,8 +88,8 @@ def tune_interface(ifname: str, profile: CaptureProfile, proc: Path = irq.PROC) 
         elif now.name in refused and now.drifted:
             report.unsupported.append(Unsupported(now.name, now.wanted, refused[now.name]))
         elif now.drifted:
-            report.failed.append(Failure(now.name, now.wanted, now.found,
-                                         errors.get(now.name, "the driver kept the old value")))
+            error = errors.get(now.name, "requested, but the kernel or driver kept the old value")
+            report.failed.append(Failure(now.name, now.wanted, now.found, error))
         elif old is not None and old.drifted:
             report.changed.append(Change(now.name, old.found, now.found))
         else:
@@ -101,8 +101,12 @@ def _apply(setting: Setting, errors: dict[str, str], refused: dict[str, str]) ->
     assert setting.apply is not None
     try:
         setting.apply()
-    except EthtoolError as exc:  # pyroute2's ioctl path: NotSupportedError, NoSuchDevice
-        refused[setting.name] = f"the driver refused it: {type(exc).__name__}"
+    except FeatureRefused as exc:
+        errors[setting.name] = str(exc)
+    except NoSuchDevice:
+        raise SluiceError(f"{setting.name}: the interface went away while tuning") from None
+    except EthtoolError:  # pyroute2's ioctl answered EOPNOTSUPP: the whole operation is missing
+        refused[setting.name] = "the driver does not support changing it"
     except OSError as exc:
         if exc.errno in (errno.EPERM, errno.EACCES):
             raise SluiceError(f"changing {setting.name}: permission denied (needs root, "

@@ -1,0 +1,80 @@
+"""IRQ spreading against /proc/interrupts of a real multi-queue layout (ixgbe + mlx5, 8 CPUs)."""
+
+from __future__ import annotations
+
+import pytest
+
+from appliance.nic import irq
+from tests.nic.conftest import INTERRUPTS_FIXTURE
+
+
+@pytest.fixture
+def table() -> irq.InterruptTable:
+    return irq.parse_interrupts(INTERRUPTS_FIXTURE.read_text())
+
+
+def test_parse_reads_cpus_and_numbered_lines_only(table: irq.InterruptTable) -> None:
+    assert table.cpus == tuple(range(8))
+    by_irq = {line.irq: line for line in table.lines}
+    assert "NMI" not in {line.name for line in table.lines}
+    assert by_irq[0].name == "timer"
+    assert by_irq[30].name == "ahci[0000:00:17.0]"
+    # A shared IRQ keeps all its action names.
+    assert by_irq[26].name == "PCIe PME, aerdrv"
+    assert by_irq[90].name == "eth2-TxRx-0" and len(by_irq[90].counts) == 8
+    # Counts are per CPU: queue 3's interrupts land mostly on CPU 3 in this capture.
+    assert max(range(8), key=lambda c: by_irq[93].counts[c]) == 3
+
+
+def test_ixgbe_rx_queues_exclude_link_vector_and_other_port(table: irq.InterruptTable) -> None:
+    queues = irq.rx_queue_irqs(table, "eth2")
+    assert [(q.queue, q.irq) for q in queues] == [(i, 90 + i) for i in range(8)]
+    assert 98 not in {q.irq for q in queues}  # "eth2": the link/other vector, not a queue
+    assert [q.irq for q in irq.rx_queue_irqs(table, "eth3")] == list(range(99, 107))
+    assert irq.rx_queue_irqs(table, "eth") == []
+
+
+def test_mlx5_queues_found_by_pci_address(table: irq.InterruptTable) -> None:
+    assert irq.rx_queue_irqs(table, "ens2f0np0") == []  # mlx5 does not name vectors by netdev
+    queues = irq.rx_queue_irqs(table, "ens2f0np0", bus_info="0000:5e:00.0")
+    assert [(q.queue, q.irq) for q in queues] == [(i, 109 + i) for i in range(8)]
+    assert "mlx5_async0@pci:0000:5e:00.0" not in {q.name for q in queues}
+
+
+def test_plan_spreads_queues_round_robin_over_capture_cpus(table: irq.InterruptTable) -> None:
+    queues = irq.rx_queue_irqs(table, "eth2")
+    plan = irq.plan_affinity(queues, [2, 3, 4, 5])
+    assert plan == {90: 2, 91: 3, 92: 4, 93: 5, 94: 2, 95: 3, 96: 4, 97: 5}
+    assert irq.worker_cpus(plan, [2, 3, 4, 5]) == [2, 3, 4, 5]
+
+
+def test_fewer_queues_than_cpus_gives_workers_only_queue_cpus(table: irq.InterruptTable) -> None:
+    queues = irq.rx_queue_irqs(table, "eth2")[:3]
+    plan = irq.plan_affinity(queues, [7, 1, 2, 3, 4])
+    assert plan == {90: 7, 91: 1, 92: 2}
+    # Workers go where the frames arrive, in the operator's order.
+    assert irq.worker_cpus(plan, [7, 1, 2, 3, 4]) == [7, 1, 2]
+
+
+def test_default_capture_cpus_leave_cpu0_to_the_system(table: irq.InterruptTable) -> None:
+    cpus = irq.default_capture_cpus(table.cpus)
+    assert cpus == [1, 2, 3, 4, 5, 6, 7]
+    plan = irq.plan_affinity(irq.rx_queue_irqs(table, "eth2"), cpus)
+    assert plan[90] == 1 and plan[96] == 7 and plan[97] == 1  # 8 queues on 7 CPUs wrap around
+    assert irq.default_capture_cpus((0,)) == [0]
+
+
+def test_no_queues_no_pinning() -> None:
+    assert irq.worker_cpus({}, [1, 2]) == [1, 2]
+    with pytest.raises(ValueError):
+        irq.plan_affinity([], [])
+
+
+def test_cpu_list_format() -> None:
+    assert irq.parse_cpu_list("0-2,5\n") == [0, 1, 2, 5]
+    assert irq.parse_cpu_list("3") == [3]
+
+
+def test_this_machines_interrupts_parse() -> None:
+    table = irq.read_interrupts()
+    assert table.cpus and all(len(line.counts) == len(table.cpus) for line in table.lines)
