@@ -27,9 +27,13 @@ class RetentionResult:
 
 
 def plan(files: list[CaptureFile], free: int, fs_size: int, floor: FreeFloor, margin: FreeFloor,
-         now: float, min_age: float = 0.0) -> tuple[list[CaptureFile], int]:
-    """Which files to delete (oldest first) and how many bytes would still be missing."""
-    floor_bytes = floor.bytes_for(fs_size)
+         now: float, min_age: float = 0.0, headroom: int = 0) -> tuple[list[CaptureFile], int]:
+    """Which files to delete (oldest first) and how many bytes would still be missing.
+
+    headroom raises the floor by what the disk will fill before the next check, so free space
+    stays above the floor between checks instead of dipping under it and coming back.
+    """
+    floor_bytes = floor.bytes_for(fs_size) + max(headroom, 0)
     if free >= floor_bytes:
         return [], 0
     need = floor_bytes + margin.bytes_for(fs_size) - free
@@ -45,14 +49,14 @@ def plan(files: list[CaptureFile], free: int, fs_size: int, floor: FreeFloor, ma
 
 
 def enforce(spool: str | os.PathLike[str], floor: FreeFloor, margin: FreeFloor, journal: Journal | None,
-            min_age: float = 0.0, now: float | None = None) -> RetentionResult:
+            min_age: float = 0.0, now: float | None = None, headroom: int = 0) -> RetentionResult:
     free, size, _inodes, read_only = statvfs(spool)
     result = RetentionResult()
-    if read_only or free >= floor.bytes_for(size):
+    if read_only or free >= floor.bytes_for(size) + headroom:
         return result
     files = capture_files(spool)
     now = time.time() if now is None else now
-    chosen, result.short_bytes = plan(files, free, size, floor, margin, now, min_age)
+    chosen, result.short_bytes = plan(files, free, size, floor, margin, now, min_age, headroom)
     for f in chosen:
         try:
             os.unlink(f.path)
@@ -66,7 +70,7 @@ def enforce(spool: str | os.PathLike[str], floor: FreeFloor, margin: FreeFloor, 
         if journal is not None:
             journal.append("retention_delete", path=str(f.path), bytes=f.size,
                            age_seconds=round(now - f.mtime, 3), free_bytes=free,
-                           floor_bytes=floor.bytes_for(size))
+                           floor_bytes=floor.bytes_for(size), headroom_bytes=headroom)
     if result.short_bytes and journal is not None:
         journal.append("retention_short", missing_bytes=result.short_bytes, floor_bytes=floor.bytes_for(size))
     return result

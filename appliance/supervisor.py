@@ -138,6 +138,31 @@ class Supervisor:
         self.journal.append("recover", parts=len(parts), status=proc.returncode,
                             message=(proc.stderr.strip().splitlines() or [""])[-1])
 
+    def _recover_writer_parts(self, ifname: str) -> None:
+        """Close the .part files a writer left when it died, before its successor starts.
+
+        `sluice-capture --recover DIR` closes every .part under DIR, and other interfaces' writers
+        may be writing theirs in the same folders; so this writer's files are moved into a
+        private folder on the same filesystem, recovered there, and moved back.
+        """
+        parts = sorted(self.cfg.capture_dir.rglob(f"{self.cfg.host}_{ifname}_*.part"))
+        if not parts:
+            return
+        work = self.cfg.spool / f".recover-{ifname}"
+        work.mkdir(exist_ok=True)
+        origin: dict[str, Path] = {}
+        for part in parts:
+            os.rename(part, work / part.name)
+            origin[part.name.removesuffix(".part")] = part.parent
+        proc = subprocess.run([self.binary, "--recover", str(work)], capture_output=True, text=True, timeout=600)
+        for f in work.iterdir():
+            folder = origin.get(f.name.removesuffix(".part"))
+            if folder is not None:
+                os.rename(f, folder / f.name)
+        assert self.journal is not None
+        self.journal.append("recover", interface=ifname, parts=[str(p) for p in parts], status=proc.returncode,
+                            message=(proc.stderr.strip().splitlines() or [""])[-1])
+
     def _start_metrics(self) -> None:
         host, port = self.cfg.get("metrics", "listen")
         self.metrics = MetricsServer(self.snapshot)
@@ -220,7 +245,8 @@ class Supervisor:
         if self.cfg.get("watchdogs", "smart") and self._due_now("smart", now,
                                                                  self.cfg.get("watchdogs", "smart_interval")):
             self._guard("smart", self._check_smart)
-        if self._due_now("drift", now, self.cfg.get("nic", "check_interval")):
+        # Drift means "differs from what tuning set": without tuning there is nothing to drift from.
+        if self.cfg.get("nic", "tune") and self._due_now("drift", now, self.cfg.get("nic", "check_interval")):
             self._guard("drift", self._check_drift)
         if self._due_now("state", now, self.cfg.get("supervisor", "state_interval")):
             self.publish()
@@ -250,7 +276,7 @@ class Supervisor:
             if reason:
                 log.warning("writer %s stalled (%s): restarting", proc.interface, reason)
                 result = proc.stop(self.cfg.get("supervisor", "stop_timeout"), "stalled")
-                self._schedule_restart(slot, now, f"stalled: {reason}", result)
+                self._schedule_restart(slot, time.monotonic(), f"stalled: {reason}", result)
             return
         if slot.restart_at is None:  # it was running and is gone
             result = proc.reap()
@@ -264,6 +290,8 @@ class Supervisor:
             self._schedule_restart(slot, now, describe_exit(result), result)
             return
         if now >= slot.restart_at:
+            if slot.starts:
+                self._guard("recover", lambda: self._recover_writer_parts(slot.proc.interface))
             self._start_writer(slot, now)
 
     def _schedule_restart(self, slot: WriterSlot, now: float, why: str, result: RunResult | None) -> None:
@@ -319,7 +347,11 @@ class Supervisor:
 
     def _retention(self) -> None:
         ret = self.cfg.sections["retention"]
-        result = enforce_retention(self.cfg.spool, ret["min_free"], ret["margin"], self.journal, ret["min_age"])
+        # What the disk fills in two retention intervals at the measured rate: the floor must hold
+        # until the next check, not only right after this one.
+        headroom = int(self._fill_rate.rate * ret["interval"] * 2)
+        result = enforce_retention(self.cfg.spool, ret["min_free"], ret["margin"], self.journal, ret["min_age"],
+                                   headroom=headroom)
         if result.deleted:
             self._retention_files += len(result.deleted)
             self._retention_bytes += result.freed_bytes
