@@ -130,11 +130,20 @@ def _path(v: Any) -> str:
     return v
 
 
-def _size(v: Any) -> int:
+def _rotate_size(v: Any) -> int:
     n = parse_size(v)
-    if n <= 0:
+    if n < 4096:
         raise ValueError
     return n
+
+
+_HOST_RE = re.compile(r"^[A-Za-z0-9.-]{0,63}$")
+
+
+def _host(v: Any) -> str:
+    if not isinstance(v, str) or not _HOST_RE.match(v):
+        raise ValueError
+    return v
 
 
 def _size_or_zero(v: Any) -> int:
@@ -211,7 +220,8 @@ class Key:
 
 
 def _host_default() -> str:
-    return socket.gethostname().split(".")[0] or "sluice"
+    name = re.sub(r"[^A-Za-z0-9.-]", "-", socket.gethostname().split(".")[0])
+    return name or "sluice"
 
 
 SCHEMA: dict[str, dict[str, Key]] = {
@@ -219,7 +229,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "interfaces": Key(None, _interfaces, "a non-empty list of distinct interface names (1-15 characters)",
                           "capture interfaces; one sluice-capture per interface (required)"),
         "spool": Key(None, _path, "a directory path", "spool directory: captures, journal and state (required)"),
-        "rotate_size": Key("1G", _size, "a size > 0 such as 512M, 1G or a number of bytes",
+        "rotate_size": Key("1G", _rotate_size, "a size of at least 4K such as 512M, 1G or a number of bytes",
                            "start a new file when the current one reaches this size"),
         "rotate_seconds": Key(0, _int_range(0, 86400), "an integer 0..86400 (0 = off)",
                               "also rotate at wall-clock multiples of this many seconds"),
@@ -232,13 +242,13 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "workers": Key(1, _int_range(1, 64), "an integer 1..64", "AF_PACKET sockets/threads per interface"),
         "fanout": Key("hash", _choice("hash", "lb", "cpu", "qm"), "\"hash\", \"lb\", \"cpu\" or \"qm\"",
                       "PACKET_FANOUT mode between workers"),
-        "ring_mb": Key(64, _int_range(1, 65536), "an integer 1..65536", "kernel ring memory per worker (MiB)"),
-        "buffer_mb": Key(64, _int_range(1, 65536), "an integer 1..65536", "writer staging buffers (MiB)"),
+        "ring_mb": Key(64, _int_range(4, 65536), "an integer 4..65536", "kernel ring memory per worker (MiB)"),
+        "buffer_mb": Key(64, _int_range(2, 65536), "an integer 2..65536", "writer staging buffers (MiB)"),
         "compression": Key("none", _compression, "\"none\", \"zstd\" or \"zstd:LEVEL\" with LEVEL 1..19",
                            "write .zst files in independent frames"),
         "timestamps": Key("sw", _choice("sw", "hw"), "\"sw\" or \"hw\"", "kernel or NIC hardware timestamps"),
         "backend": Key("afpacket", _choice("afpacket", "pcap"), "\"afpacket\" or \"pcap\"", "packet source"),
-        "host": Key("", _string, "a host name (string; empty = this machine's short host name)",
+        "host": Key("", _host, "a host name of letters, digits, '-' and '.' (empty = this machine's short name)",
                     "host name in file names, the pcapng SHB and the spool subdirectory"),
         "binary": Key("", _string, "a path to sluice-capture (empty = find it)",
                       "the writer program; empty: $SLUICE_CAPTURE, native/build, then PATH"),
@@ -377,6 +387,13 @@ def validate(data: dict[str, Any], source: str = "") -> Config:
     if sup["stall_timeout"] <= sup["stats_interval"] * 2:
         raise _fail(where, "[supervisor] stall_timeout must be more than twice stats_interval "
                            f"(allowed: seconds > {sup['stats_interval'] * 2:g})")
+    cap = sections["capture"]
+    if cap["compression"] != "none" and cap["format"] != "pcapng":
+        raise _fail(where, f"[capture] compression = \"{cap['compression']}\" is not allowed with format = "
+                           f"\"{cap['format']}\" (allowed: compression with format = \"pcapng\")")
+    if cap["backend"] == "pcap" and cap["workers"] != 1:
+        raise _fail(where, f"[capture] workers = {cap['workers']} is not allowed with backend = \"pcap\" "
+                           "(allowed: 1)")
     return Config(sections=sections, source=source)
 
 

@@ -1,23 +1,30 @@
 """`sluice run`: the main job behind `make run`.
 
-Brings a lab up, keeps real traffic flowing between its hosts, runs the appliance on the lab's
-SPAN port for the given time with a status line every few seconds, then prints a summary and
-tears everything down: also on Ctrl-C, SIGTERM or any failure.
+Brings a lab up, keeps real traffic flowing between its hosts, runs the appliance (`sluice
+supervise` with a temporary config and spool) on the lab's SPAN port for the given time with a
+status line every few seconds, then stops it cleanly, prints a summary of what was captured and
+where, and tears the lab down: also on Ctrl-C, SIGTERM or any failure. The spool stays.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import signal
+import subprocess
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TextIO
+from pathlib import Path
+from typing import Any, TextIO
 
+from appliance import config as config_mod
 from appliance.errors import SluiceError
 from appliance.lab import netns, topology, traffic
 from appliance.lab.commands import lab_down, lab_up
+from appliance.status import human_bytes
+from appliance.watchdogs.disk import capture_files
 
 STATUS_INTERVAL = 5.0
 
@@ -52,6 +59,92 @@ class SpanCounters:
                 f"{total['rx_packets']} packets, {total['rx_bytes']} bytes, dropped {total['rx_dropped']}"]
 
 
+RUN_ROOT = Path("/var/tmp/sluice-run")
+
+
+class Appliance:
+    """`sluice supervise` inside the lab's capture namespace, on its SPAN interface."""
+
+    def __init__(self, lab: topology.Lab, root: Path = RUN_ROOT) -> None:
+        self.lab = lab
+        self.dir = root / lab.id
+        self.spool = self.dir / "spool"
+        self.config = self.dir / "sluice.toml"
+        self.log = self.dir / "supervise.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 20) -> None:
+        self.spool.mkdir(parents=True, exist_ok=True)
+        self.config.write_text(
+            f'[capture]\ninterfaces = ["{self.lab.capture_if}"]\nspool = "{self.spool}"\nhost = "lab{self.lab.id}"\n'
+            'rotate_size = "16M"\nring_mb = 16\nbuffer_mb = 16\n'
+            '[metrics]\nlisten = "127.0.0.1:9750"\n'
+            '[supervisor]\nstate_interval = 0.5\n'
+            '[watchdogs]\ninterval = 2\nsmart = false\n')
+        cfg = config_mod.load(self.config)
+        config_mod.find_capture_binary(cfg)  # one clear line now rather than a dead writer later
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(
+                netns.exec_argv(self.lab.capture_ns, [sys.executable, "-m", "appliance.cli", "supervise",
+                                                      "--config", str(self.config)]),
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SluiceError(f"sluice supervise exited with {self.proc.returncode}: {self._last_log_line()}", 1)
+            state = self.state()
+            if state and all(w.get("up") for w in state.get("writers", [])):
+                return
+            time.sleep(0.2)
+        raise SluiceError(f"the capture did not come up within {timeout:g}s (log: {self.log})", 1)
+
+    def _last_log_line(self) -> str:
+        lines = self.log.read_text(errors="replace").strip().splitlines() if self.log.exists() else []
+        return lines[-1] if lines else "no output"
+
+    def state(self) -> dict[str, Any]:
+        try:
+            return json.loads((self.spool / "status.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            return {}
+
+    def status_line(self, elapsed: float) -> str:
+        parts = []
+        for w in self.state().get("writers", []):
+            t = w["totals"]
+            parts.append(f"{w['interface']} {'up' if w['up'] else 'DOWN'}: {t['packets']} packets "
+                         f"({w['packets_per_second']:.0f} pkt/s, {w['bytes_per_second'] * 8 / 1e6:.2f} Mbit/s), "
+                         f"written {human_bytes(t['bytes_written'])} in {t['files_closed']} closed files, drops "
+                         f"kernel {t['kernel_drops']} writer {t['writer_drops']}, restarts {w['restarts']}")
+        return f"[{elapsed:5.0f}s] capture " + ("; ".join(parts) or "starting")
+
+    def stop(self, timeout: float = 30) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def summary(self) -> list[str]:
+        state = self.state()
+        files = capture_files(self.spool)
+        lines = []
+        for w in state.get("writers", []):
+            t = w["totals"]
+            lines.append(f"capture on {w['interface']}: {t['packets']} packets, {t['bytes']} bytes, "
+                         f"dropped by the kernel {t['kernel_drops']}, by the writer {t['writer_drops']}, "
+                         f"restarts {w['restarts']}")
+        lines.append(f"files: {len(files)} capture files, {human_bytes(sum(f.size for f in files))}, "
+                     f"under {self.spool / f'lab{self.lab.id}'}")
+        lines.append(f"journal: {self.spool / 'journal.jsonl'}; supervisor log: {self.log}")
+        return lines
+
+
 def _raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -64,29 +157,41 @@ def run(seconds: float, out: TextIO = sys.stdout, status_interval: float = STATU
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     stop = threading.Event()
     lab = None
+    appliance: Appliance | None = None
     mix: dict[str, int] = {}
     try:
         lab = lab_up()
         print(f"lab {lab.id} up: capture interface {lab.capture_if} in namespace {lab.capture_ns}", file=out)
         counters = SpanCounters(lab)
         counters.begin()
+        appliance = Appliance(lab)
+        appliance.start()
+        print(f"sluice supervise running in {lab.capture_ns} on {lab.capture_if}: spool {appliance.spool}",
+              file=out, flush=True)
         worker = threading.Thread(target=lambda: mix.update(traffic.mixed(lab, seconds, stop.is_set)),
                                   name="lab-traffic", daemon=True)
         worker.start()
         started = time.monotonic()
         while (elapsed := time.monotonic() - started) < seconds:
             stop.wait(min(status_interval, seconds - elapsed))
-            print(counters.status_line(time.monotonic() - started), file=out, flush=True)
+            print(appliance.status_line(time.monotonic() - started), file=out, flush=True)
+            print(" " * 8 + counters.status_line(time.monotonic() - started).split("] ", 1)[1], file=out,
+                  flush=True)
         stop.set()
         worker.join(timeout=30)
+        code = appliance.stop()
         print("summary:", file=out)
-        for line in counters.summary():
+        if code != 0:
+            print(f"  sluice supervise exited with {code} (log: {appliance.log})", file=out)
+        for line in appliance.summary() + counters.summary():
             print(f"  {line}", file=out)
         print("  traffic: " + ", ".join(f"{k} {v}" for k, v in mix.items()), file=out)
         return 0
     finally:
         stop.set()
         signal.signal(signal.SIGTERM, previous)
+        if appliance is not None:
+            appliance.stop()
         if lab is not None:
             lab_down(lab.id)
             print(f"lab {lab.id} removed", file=out, flush=True)

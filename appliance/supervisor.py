@@ -15,7 +15,6 @@ import logging
 import math
 import os
 import signal
-import subprocess
 import threading
 import time
 from dataclasses import asdict
@@ -127,42 +126,6 @@ class Supervisor:
                 raise SluiceError(f"interface {ifname}: no such interface (in this network namespace)", 2)
         self.binary = config_mod.find_capture_binary(self.cfg)
 
-    def _recover_parts(self) -> None:
-        """Close the .part files a crash left behind, before new writers start."""
-        parts = [p for p in self.cfg.capture_dir.rglob("*.part")]
-        if not parts:
-            return
-        proc = subprocess.run([self.binary, "--recover", str(self.cfg.capture_dir)], capture_output=True,
-                              text=True, timeout=600)
-        assert self.journal is not None
-        self.journal.append("recover", parts=len(parts), status=proc.returncode,
-                            message=(proc.stderr.strip().splitlines() or [""])[-1])
-
-    def _recover_writer_parts(self, ifname: str) -> None:
-        """Close the .part files a writer left when it died, before its successor starts.
-
-        `sluice-capture --recover DIR` closes every .part under DIR, and other interfaces' writers
-        may be writing theirs in the same folders; so this writer's files are moved into a
-        private folder on the same filesystem, recovered there, and moved back.
-        """
-        parts = sorted(self.cfg.capture_dir.rglob(f"{self.cfg.host}_{ifname}_*.part"))
-        if not parts:
-            return
-        work = self.cfg.spool / f".recover-{ifname}"
-        work.mkdir(exist_ok=True)
-        origin: dict[str, Path] = {}
-        for part in parts:
-            os.rename(part, work / part.name)
-            origin[part.name.removesuffix(".part")] = part.parent
-        proc = subprocess.run([self.binary, "--recover", str(work)], capture_output=True, text=True, timeout=600)
-        for f in work.iterdir():
-            folder = origin.get(f.name.removesuffix(".part"))
-            if folder is not None:
-                os.rename(f, folder / f.name)
-        assert self.journal is not None
-        self.journal.append("recover", interface=ifname, parts=[str(p) for p in parts], status=proc.returncode,
-                            message=(proc.stderr.strip().splitlines() or [""])[-1])
-
     def _start_metrics(self) -> None:
         host, port = self.cfg.get("metrics", "listen")
         self.metrics = MetricsServer(self.snapshot)
@@ -212,7 +175,6 @@ class Supervisor:
         self.journal.append("supervisor_start", pid=os.getpid(), version=__version__, config=self.config_path,
                             interfaces=self.cfg.interfaces)
         try:
-            self._recover_parts()
             if self.cfg.get("nic", "tune"):
                 for ifname in self.cfg.interfaces:
                     self._tune(ifname, "start")
@@ -290,8 +252,6 @@ class Supervisor:
             self._schedule_restart(slot, now, describe_exit(result), result)
             return
         if now >= slot.restart_at:
-            if slot.starts:
-                self._guard("recover", lambda: self._recover_writer_parts(slot.proc.interface))
             self._start_writer(slot, now)
 
     def _schedule_restart(self, slot: WriterSlot, now: float, why: str, result: RunResult | None) -> None:

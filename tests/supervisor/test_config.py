@@ -81,6 +81,12 @@ BAD_CASES = [
     ("bad format", MINIMAL.replace('rotate_size = "1G"', 'format = "erf"'), "[capture] format"),
     ("bool as int", MINIMAL + "\n[nic]\ntune = 1\n", "[nic] tune"),
     ("backoff order", MINIMAL + "\n[supervisor]\nbackoff_initial = 30\nbackoff_max = 5\n", "backoff_max"),
+    ("compression with pcap", MINIMAL.replace('rotate_size = "1G"', 'compression = "zstd"\nformat = "pcap"'),
+     "[capture] compression"),
+    ("pcap backend workers", MINIMAL.replace('rotate_size = "1G"', 'backend = "pcap"\nworkers = 2'),
+     "[capture] workers = 2"),
+    ("host with underscore", MINIMAL.replace('rotate_size = "1G"', 'host = "my_box"'), "[capture] host"),
+    ("tiny rotate size", MINIMAL.replace('"1G"', '"1K"'), "[capture] rotate_size"),
     ("section not a table", 'capture = 3\n', "capture = 3 is not allowed (allowed: a [capture] table)"),
 ]
 
