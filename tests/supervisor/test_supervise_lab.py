@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -97,14 +98,14 @@ def test_status_command_shows_the_box(lab, tmp_path: Path) -> None:  # noqa: ANN
     with Supervise(lab.capture_ns, cfg, spool) as sup:
         traffic.ping(lab, "h1", "h2", 10, interval=0.02)
         sup.wait_for(lambda s: s["writers"][0]["totals"]["packets"] >= 40 and s["nic"], 10, "packets")
-        proc = subprocess.run(["python3", "-m", "appliance.cli", "status", "--config", str(cfg)],
+        proc = subprocess.run([sys.executable, "-m", "appliance.cli", "status", "--config", str(cfg)],
                               capture_output=True, text=True, cwd=Path(__file__).parents[2])
         assert proc.returncode == 0, proc.stderr
         out = proc.stdout
         assert re.search(rf"{lab.capture_if}\s+up\s+pid \d+", out), out
         assert f"nic: {lab.capture_if} link up" in out
         assert "disk: " in out and "time: " in out and "raid: no md arrays" in out
-    proc = subprocess.run(["python3", "-m", "appliance.cli", "status", "--state", str(spool / "status.json")],
+    proc = subprocess.run([sys.executable, "-m", "appliance.cli", "status", "--state", str(spool / "status.json")],
                           capture_output=True, text=True, cwd=Path(__file__).parents[2])
     assert "WARNING" not in proc.stdout  # just stopped: the final status is fresh
     assert re.search(rf"{lab.capture_if}\s+DOWN", proc.stdout), proc.stdout
