@@ -1,13 +1,15 @@
 """The `ethtool` binary, only for what pyroute2 0.9.7 does not offer.
 
 pyroute2.Ethtool has no driver information (ETHTOOL_GDRVINFO), no timestamping capabilities
-(ETHTOOL_GET_TSINFO), no RSS indirection table nor flow-hash fields; those come from the binary,
+(ETHTOOL_GET_TSINFO), no RSS indirection table (-x/-X) nor flow-hash fields (-n/-N); those come
+from the binary,
 in the current network namespace. A feature that pyroute2's SFEATURES ioctl could not change is
 retried once with `ethtool -K` (which speaks netlink and reports per-feature refusals).
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -92,7 +94,87 @@ def timestamp_info(ifname: str) -> TimestampInfo | None:
 
 def set_feature(ifname: str, name: str, on: bool) -> str | None:
     """`ethtool -K IF NAME on|off`; None on success, else ethtool's own last line."""
-    proc = _ethtool("-K", ifname, name, "on" if on else "off")
+    return _run_set("-K", ifname, name, "on" if on else "off")
+
+
+@dataclass
+class RssTable:
+    rings: int  # RX rings the table may point to
+    table: list[int]  # the indirection table: hash bucket -> RX ring
+
+    @property
+    def equal(self) -> bool:
+        """Spread evenly over all rings, as `ethtool -X IF equal N` leaves it."""
+        return bool(self.table) and self.table == [i % self.rings for i in range(len(self.table))]
+
+
+_RSS_HEADER = re.compile(r"^RX flow hash indirection table for \S+ with (\d+) RX ring")
+
+
+def parse_rss(text: str) -> RssTable | None:
+    """Parse `ethtool -x`: the ring count from the header, then rows of '%5u: ' + ' %5u' * 8."""
+    rings: int | None = None
+    table: list[int] = []
+    for line in text.splitlines():
+        header = _RSS_HEADER.match(line)
+        if header:
+            rings = int(header.group(1))
+            continue
+        if line.startswith("RSS hash key"):
+            break
+        label, sep, rest = line.partition(":")
+        if sep and label.strip().isdigit():
+            table.extend(int(v) for v in rest.split())
+    if not rings or not table:
+        return None
+    return RssTable(rings=rings, table=table)
+
+
+def rss_table(ifname: str) -> RssTable | None:
+    """`ethtool -x` (pyroute2 has no ETHTOOL_GRSSH); None when the driver has no RSS table."""
+    proc = _ethtool("-x", ifname)
+    if proc is None or proc.returncode != 0:
+        return None
+    return parse_rss(proc.stdout)
+
+
+def set_rss_equal(ifname: str, rings: int) -> str | None:
+    """`ethtool -X IF equal N`; None on success, else ethtool's own last line."""
+    return _run_set("-X", ifname, "equal", str(rings))
+
+
+# `ethtool -n IF rx-flow-hash FLOW` prints one line per field; -N takes these letters.
+FLOW_HASH_FIELDS = {
+    "L2DA": "m", "VLAN tag": "v", "L3 proto": "t", "IP SA": "s", "IP DA": "d",
+    "L4 bytes 0 & 1 [TCP/UDP src port]": "f", "L4 bytes 2 & 3 [TCP/UDP dst port]": "n",
+}
+_FIELD_ORDER = "mvtsdfn"
+
+
+def parse_flow_hash(text: str) -> str | None:
+    """The hashed fields as -N letters in a fixed order ("sdfn"); "" for None; None if unknown."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines or "use these fields for computing Hash flow key" not in lines[0]:
+        return None
+    letters = {FLOW_HASH_FIELDS[line] for line in lines[1:] if line in FLOW_HASH_FIELDS}
+    return "".join(c for c in _FIELD_ORDER if c in letters)
+
+
+def flow_hash(ifname: str, flow: str) -> str | None:
+    """`ethtool -n IF rx-flow-hash FLOW` (pyroute2 has no ETHTOOL_GRXFH)."""
+    proc = _ethtool("-n", ifname, "rx-flow-hash", flow)
+    if proc is None or proc.returncode != 0:
+        return None
+    return parse_flow_hash(proc.stdout)
+
+
+def set_flow_hash(ifname: str, flow: str, fields: str) -> str | None:
+    """`ethtool -N IF rx-flow-hash FLOW FIELDS` (it may exit 0 on a refusal: callers re-read)."""
+    return _run_set("-N", ifname, "rx-flow-hash", flow, fields)
+
+
+def _run_set(*args: str) -> str | None:
+    proc = _ethtool(*args)
     if proc is None:
         return "ethtool is not installed"
     if proc.returncode != 0:

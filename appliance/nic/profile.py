@@ -72,6 +72,10 @@ class CaptureProfile:
     features_off: tuple[str, ...] = FEATURES_OFF
     features_on: tuple[str, ...] = FEATURES_ON
     rings_max: bool = True
+    # RSS: the indirection table spread evenly over all RX queues, and TCP/UDP over IPv4/IPv6
+    # hashed on addresses and ports, so flows (not just host pairs) spread over the queues.
+    rss_equal: bool = True
+    flow_hash_ports: bool = True
     promiscuous: bool = True
     # The box must never talk out of its monitor port: no ARP, no IPv6 (no RS, DAD, MLD).
     arp_off: bool = True
@@ -132,7 +136,8 @@ def validate_profile(profile: CaptureProfile) -> None:
     both = set(profile.features_off) & set(profile.features_on)
     if both:
         raise SluiceError(f"nic: feature {sorted(both)[0]} is wanted both off and on")
-    for key in ("hw_timestamps", "rings_max", "promiscuous", "arp_off", "ipv6_off", "admin_up"):
+    for key in ("hw_timestamps", "rings_max", "rss_equal", "flow_hash_ports", "promiscuous", "arp_off",
+                "ipv6_off", "admin_up"):
         if not isinstance(getattr(profile, key), bool):
             raise SluiceError(f"nic.{key} must be true or false, not {getattr(profile, key)!r}")
 

@@ -50,6 +50,7 @@ def collect_settings(dev: Device, profile: CaptureProfile, proc: Path = irq.PROC
     settings += _feature_settings(dev, profile)
     settings += _ring_settings(dev, profile)
     settings += _coalesce_settings(dev, profile)
+    settings += _rss_settings(dev, profile)
     settings += _timestamp_settings(dev, profile)
     irq_settings, capture_cpus, workers = _irq_settings(dev, profile, proc)
     settings += irq_settings
@@ -139,6 +140,45 @@ def _coalesce_settings(dev: Device, profile: CaptureProfile) -> list[Setting]:
                 apply=lambda: dev.set_coalesce(False, usecs)),
         Setting("rx-usecs", usecs, co["rx_usecs"], apply=lambda: dev.set_coalesce(False, usecs)),
     ]
+
+
+FLOW_TYPES = ("tcp4", "udp4", "tcp6", "udp6")
+FLOW_FIELDS = "sdfn"  # IP source, IP destination, source port, destination port
+
+
+def _rss_settings(dev: Device, profile: CaptureProfile) -> list[Setting]:
+    out: list[Setting] = []
+    if profile.rss_equal:
+        rss = ethtool_bin.rss_table(dev.ifname)
+        if rss is None:
+            out.append(Setting("rss-indirection", "equal", None, "the driver has no RSS indirection table"))
+        else:
+            rings = rss.rings
+            out.append(Setting("rss-indirection", f"equal over {rings} queues",
+                               f"equal over {rings} queues" if rss.equal else "uneven",
+                               apply=_raising(lambda: ethtool_bin.set_rss_equal(dev.ifname, rings))))
+    if profile.flow_hash_ports:
+        found = {flow: ethtool_bin.flow_hash(dev.ifname, flow) for flow in FLOW_TYPES}
+        if all(v is None for v in found.values()):
+            out.append(Setting("flow-hash", FLOW_FIELDS, None, "the driver has no flow hashing options"))
+        for flow, fields in found.items():
+            if fields is not None:
+                out.append(Setting(f"flow-hash-{flow}", FLOW_FIELDS, fields, apply=_raising(
+                    _flow_hash_setter(dev.ifname, flow))))
+    return out
+
+
+def _flow_hash_setter(ifname: str, flow: str) -> Callable[[], str | None]:
+    return lambda: ethtool_bin.set_flow_hash(ifname, flow, FLOW_FIELDS)
+
+
+def _raising(setter: Callable[[], str | None]) -> Callable[[], None]:
+    """An ethtool-binary setter (returns its error line) as an apply that raises it."""
+    def apply() -> None:
+        err = setter()
+        if err is not None:
+            raise FeatureRefused(err)
+    return apply
 
 
 def _timestamp_settings(dev: Device, profile: CaptureProfile) -> list[Setting]:

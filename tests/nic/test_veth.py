@@ -97,6 +97,7 @@ def test_rings_coalescing_timestamps_unsupported_on_veth_not_failures(veth_ns: V
     assert "coalescing" in unsupported["adaptive-rx"] and "coalescing" in unsupported["rx-usecs"]
     assert "hardware" in unsupported["hw-timestamps"]
     assert "no RX queue interrupts" in unsupported["irq-affinity"]
+    assert "RSS" in unsupported["rss-indirection"] and "flow hashing" in unsupported["flow-hash"]
     # With no queue IRQs to follow, the workers get the CPUs asked for.
     assert report["worker_cpus"] == [0]
     text = sluice_nic(ns, "tune", ifname)
