@@ -1,0 +1,57 @@
+/* assembler: turns packets into the byte stream of rotated capture files, cut into blocks.
+ *
+ * Promise: every file is SHB+IDB (pcapng) or the global header (pcap), then whole records, then
+ * (pcapng) an ISB; a record is never split across files. Blocks are handed to the disk writer
+ * through the blockq in stream order. The assembler never waits for the disk: when no block is
+ * free, the packet is dropped and counted in stats->writer_drops (except in `wait_for_blocks`
+ * mode, used for replay from a file). All functions are thread-safe (one mutex).
+ *
+ * Without compression records straddle block boundaries so that every full block is an aligned
+ * O_DIRECT write; with compression each block holds whole records and becomes one independent
+ * zstd frame. */
+#ifndef SLUICE_CAPTURE_ASSEMBLER_H
+#define SLUICE_CAPTURE_ASSEMBLER_H
+
+#include <stdint.h>
+
+#include "blockq.h"
+#include "naming.h"
+#include "opts.h"
+#include "source.h"
+#include "stats.h"
+
+struct assembler_cfg {
+    enum out_format format;
+    int compress;          /* blocks = whole records (zstd frames) */
+    int linktype;
+    uint32_t snaplen;
+    uint64_t rotate_size;  /* 0 = off */
+    uint64_t rotate_ns;    /* 0 = off; wall-clock aligned */
+    int wait_for_blocks;   /* replay: wait for a free block instead of dropping */
+    struct naming naming;
+    const char *filter;
+    const char *description; /* IDB if_description */
+    const char *userappl;    /* SHB shb_userappl */
+    uint64_t capture_start_ns;
+};
+
+struct assembler;
+
+struct assembler *assembler_create(const struct assembler_cfg *cfg, struct blockq *q,
+                                   struct capture_stats *stats, struct source *src);
+void assembler_destroy(struct assembler *a);
+
+/* One packet, of which `keep` bytes are written (keep <= pkt->caplen). */
+void assembler_add(struct assembler *a, const struct packet *pkt, uint32_t keep);
+
+/* Periodic work from the main thread: time rotation, pushing data older than a second to the
+ * writer, reopening a file a second after the disk failed. */
+void assembler_tick(struct assembler *a, uint64_t now_ns);
+
+/* Close the current file now and start the next one (SIGHUP). */
+void assembler_rotate(struct assembler *a, uint64_t now_ns);
+
+/* Close the current file for good (exit). */
+void assembler_finish(struct assembler *a);
+
+#endif

@@ -1,0 +1,152 @@
+/* blockq: pool + FIFO of staging blocks (see blockq.h). */
+#include "blockq.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+struct blockq {
+    pthread_mutex_t mu;
+    pthread_cond_t ready; /* a block was pushed or the queue closed */
+    pthread_cond_t freed; /* a block came back to the pool */
+    struct block *free_list;
+    struct block *head, *tail;
+    unsigned nblocks, nfree;
+    size_t block_size;
+    int closed;
+    struct block *all;
+    uint8_t *mem;
+    size_t mem_len;
+};
+
+struct blockq *blockq_create(size_t block_size, unsigned nblocks, char *err, size_t errlen)
+{
+    struct blockq *q = calloc(1, sizeof *q);
+    if (q == NULL)
+        goto oom;
+    q->mem_len = block_size * nblocks;
+    q->mem = mmap(NULL, q->mem_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE,
+                  -1, 0);
+    if (q->mem == MAP_FAILED)
+        goto oom;
+    mlock(q->mem, q->mem_len); /* best effort: a page fault here would stall a capture thread */
+    q->all = calloc(nblocks, sizeof *q->all);
+    if (q->all == NULL)
+        goto oom;
+    pthread_mutex_init(&q->mu, NULL);
+    pthread_cond_init(&q->ready, NULL);
+    pthread_cond_init(&q->freed, NULL);
+    q->nblocks = q->nfree = nblocks;
+    q->block_size = block_size;
+    for (unsigned i = 0; i < nblocks; i++) {
+        q->all[i].data = q->mem + (size_t)i * block_size;
+        q->all[i].cap = block_size;
+        q->all[i].next = q->free_list;
+        q->free_list = &q->all[i];
+    }
+    return q;
+oom:
+    snprintf(err, errlen, "cannot allocate %zu MiB of staging buffers: %s",
+             (block_size * nblocks) >> 20, strerror(errno ? errno : ENOMEM));
+    if (q != NULL && q->mem != NULL && q->mem != MAP_FAILED)
+        munmap(q->mem, q->mem_len);
+    free(q);
+    return NULL;
+}
+
+void blockq_destroy(struct blockq *q)
+{
+    if (q == NULL)
+        return;
+    munmap(q->mem, q->mem_len);
+    free(q->all);
+    pthread_mutex_destroy(&q->mu);
+    pthread_cond_destroy(&q->ready);
+    pthread_cond_destroy(&q->freed);
+    free(q);
+}
+
+struct block *blockq_get_free(struct blockq *q, int wait)
+{
+    pthread_mutex_lock(&q->mu);
+    while (wait && q->free_list == NULL)
+        pthread_cond_wait(&q->freed, &q->mu);
+    struct block *b = q->free_list;
+    if (b != NULL) {
+        q->free_list = b->next;
+        q->nfree--;
+    }
+    pthread_mutex_unlock(&q->mu);
+    if (b != NULL) {
+        b->next = NULL;
+        b->len = 0;
+        b->flags = 0;
+        b->npackets = 0;
+        b->file = NULL;
+    }
+    return b;
+}
+
+void blockq_put_free(struct blockq *q, struct block *b)
+{
+    if (b->flags & BLOCK_CONTROL) {
+        free(b);
+        return;
+    }
+    pthread_mutex_lock(&q->mu);
+    b->next = q->free_list;
+    q->free_list = b;
+    q->nfree++;
+    pthread_cond_signal(&q->freed);
+    pthread_mutex_unlock(&q->mu);
+}
+
+void blockq_push(struct blockq *q, struct block *b)
+{
+    b->next = NULL;
+    pthread_mutex_lock(&q->mu);
+    if (q->tail != NULL)
+        q->tail->next = b;
+    else
+        q->head = b;
+    q->tail = b;
+    pthread_cond_signal(&q->ready);
+    pthread_mutex_unlock(&q->mu);
+}
+
+struct block *blockq_pop(struct blockq *q, int wait)
+{
+    pthread_mutex_lock(&q->mu);
+    while (wait && q->head == NULL && !q->closed)
+        pthread_cond_wait(&q->ready, &q->mu);
+    struct block *b = q->head;
+    if (b != NULL) {
+        q->head = b->next;
+        if (q->head == NULL)
+            q->tail = NULL;
+        b->next = NULL;
+    }
+    pthread_mutex_unlock(&q->mu);
+    return b;
+}
+
+void blockq_close(struct blockq *q)
+{
+    pthread_mutex_lock(&q->mu);
+    q->closed = 1;
+    pthread_cond_broadcast(&q->ready);
+    pthread_mutex_unlock(&q->mu);
+}
+
+double blockq_fill(struct blockq *q)
+{
+    pthread_mutex_lock(&q->mu);
+    double f = (double)(q->nblocks - q->nfree) / q->nblocks;
+    pthread_mutex_unlock(&q->mu);
+    return f;
+}
+
+size_t blockq_block_size(const struct blockq *q) { return q->block_size; }

@@ -1,0 +1,36 @@
+/* diskwriter: the thread that puts blocks on disk.
+ *
+ * Promise: takes blocks from the blockq in order and writes them at their file offsets:
+ * O_DIRECT through io_uring (liburing), or pwrite when io_uring is unavailable or --io pwrite;
+ * buffered writes, logged once, where the filesystem refuses O_DIRECT (tmpfs). Preallocates
+ * with fallocate ahead of the data and truncates to the real length at close, then renames
+ * `X.part` to `X` and reports the file on the stats channel. On ENOSPC/EIO it closes the file at
+ * its last whole record (everything written stays readable), reports disk_error in the stats,
+ * counts the lost packets as writer drops and tells the assembler (stats->failed_seq), which
+ * starts a new file a second later. With compression, each block becomes one zstd frame. */
+#ifndef SLUICE_CAPTURE_DISKWRITER_H
+#define SLUICE_CAPTURE_DISKWRITER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "blockq.h"
+#include "opts.h"
+#include "stats.h"
+
+struct diskwriter_cfg {
+    enum io_mode io;
+    int compress_level;     /* 0 = plain */
+    uint64_t prealloc_step; /* fallocate granularity */
+};
+
+struct diskwriter;
+
+/* Starts the writer thread. NULL with one line in err on failure. */
+struct diskwriter *diskwriter_start(const struct diskwriter_cfg *cfg, struct blockq *q,
+                                    struct capture_stats *st, char *err, size_t errlen);
+
+/* Waits until the writer has written everything pushed before blockq_close, then frees it. */
+void diskwriter_join(struct diskwriter *dw);
+
+#endif

@@ -1,0 +1,42 @@
+/* worker: the capture thread (see worker.h). */
+#include "worker.h"
+
+static void on_packet(void *ctx, const struct packet *p)
+{
+    struct worker *w = ctx;
+    atomic_fetch_add_explicit(&w->st->packets, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&w->st->bytes, p->origlen, memory_order_relaxed);
+    uint32_t keep = slice_keep(&w->slice, p->data, p->caplen);
+    assembler_add(w->asm_, p, keep);
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    while (!atomic_load_explicit(w->stop, memory_order_relaxed)) {
+        int rc = source_poll(w->src, w->index, 100, on_packet, w);
+        if (rc == SOURCE_EOF) {
+            atomic_store(&w->finished, 1);
+            return NULL;
+        }
+        if (rc < 0) {
+            atomic_store(&w->finished, 2);
+            return NULL;
+        }
+    }
+    /* stopping: take what the ring already holds, then leave */
+    while (!w->src->is_file && source_poll(w->src, w->index, 0, on_packet, w) > 0)
+        ;
+    atomic_store(&w->finished, 1);
+    return NULL;
+}
+
+int worker_start(struct worker *w)
+{
+    return pthread_create(&w->thread, NULL, worker_main, w);
+}
+
+void worker_join(struct worker *w)
+{
+    pthread_join(w->thread, NULL);
+}

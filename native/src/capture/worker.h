@@ -1,0 +1,29 @@
+/* worker: one capture thread: source -> per-packet stage (slice) -> assembler.
+ * Promise: runs until *stop is set (then drains what the source already holds) or the source
+ * ends (replay); never waits on the disk. */
+#ifndef SLUICE_CAPTURE_WORKER_H
+#define SLUICE_CAPTURE_WORKER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "assembler.h"
+#include "slice.h"
+#include "source.h"
+#include "stats.h"
+
+struct worker {
+    pthread_t thread;
+    unsigned index;
+    struct source *src;
+    struct assembler *asm_;
+    struct capture_stats *st;
+    struct slice_cfg slice;
+    atomic_int *stop;
+    atomic_int finished; /* 1 at the end of a file, 2 after an error */
+};
+
+int worker_start(struct worker *w);
+void worker_join(struct worker *w);
+
+#endif
