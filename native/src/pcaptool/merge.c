@@ -229,7 +229,7 @@ int cmd_merge(int argc, char **argv)
         if (po_open(&m->po, out_path, &po_opt, err, sizeof err) < 0)
             rc = tool_fail(EXIT_FAIL, "merge", "%s", err);
     }
-    for (size_t i = 0; i < m->n && !rc; i++) {
+    for (size_t i = 0; m && !rc && i < m->n; i++) {
         int got = advance(&m->in[i]);
         if (got < 0)
             rc = tool_read_error(m->in[i].r, m->in[i].path, "merge");
@@ -240,7 +240,7 @@ int cmd_merge(int argc, char **argv)
         sift_down(m, i);
     struct progress pg;
     progress_init(&pg, "merge");
-    while (!rc && m->hn) {
+    while (m && !rc && m->hn) {
         size_t i = m->heap[0];
         struct input *in = &m->in[i];
         int oif = out_iface(m, in, in->pkt.iface);
