@@ -181,3 +181,28 @@ def _run_set(*args: str) -> str | None:
         lines = (proc.stderr or proc.stdout).strip().splitlines()
         return lines[-1] if lines else f"ethtool exit {proc.returncode}"
     return None
+
+
+def parse_coalesce_supported(text: str) -> set[str]:
+    """The coalescing parameters a driver supports, from `ethtool -c` (netlink prints "n/a" for
+    the others): names as ethtool prints them, "adaptive-rx" and "adaptive-tx" for the first line."""
+    supported: set[str] = set()
+    for line in text.splitlines():
+        if line.startswith("Adaptive RX:"):
+            m = re.match(r"Adaptive RX:\s*(\S+)\s+TX:\s*(\S+)", line)
+            if m:
+                supported |= {k for k, v in (("adaptive-rx", m[1]), ("adaptive-tx", m[2])) if v != "n/a"}
+            continue
+        name, sep, value = line.partition(":")
+        if sep and value.strip() and value.strip() != "n/a" and " " not in name:
+            supported.add(name.strip())
+    return supported
+
+
+def coalesce_supported(ifname: str) -> set[str] | None:
+    """Which coalescing parameters the driver takes: pyroute2's ioctl reads unsupported ones as
+    0 and cannot tell; None when ethtool cannot say either."""
+    proc = _ethtool("-c", ifname)
+    if proc is None or proc.returncode != 0:
+        return None
+    return parse_coalesce_supported(proc.stdout)

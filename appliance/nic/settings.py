@@ -135,11 +135,16 @@ def _coalesce_settings(dev: Device, profile: CaptureProfile) -> list[Setting]:
         why = "the driver has no interrupt coalescing parameters"
         return [Setting("adaptive-rx", False, None, why), Setting("rx-usecs", profile.rx_usecs, None, why)]
     usecs = profile.rx_usecs
-    return [
-        Setting("adaptive-rx", False, bool(co["adaptive_rx"]),
-                apply=lambda: dev.set_coalesce(False, usecs)),
-        Setting("rx-usecs", usecs, co["rx_usecs"], apply=lambda: dev.set_coalesce(False, usecs)),
-    ]
+    known = ethtool_bin.coalesce_supported(dev.ifname)
+    out: list[Setting] = []
+    for name, wanted, found in (("adaptive-rx", False, bool(co["adaptive_rx"])),
+                                ("rx-usecs", usecs, co["rx_usecs"])):
+        if known is not None and name not in known:
+            # The ioctl reads an unsupported parameter as 0: only "n/a" in ethtool -c tells.
+            out.append(Setting(name, wanted, None, f"the driver has no {name} parameter"))
+        else:
+            out.append(Setting(name, wanted, found, apply=lambda: dev.set_coalesce(False, usecs)))
+    return out
 
 
 FLOW_TYPES = ("tcp4", "udp4", "tcp6", "udp6")

@@ -49,11 +49,19 @@ def read_state(ifname: str, proc: Path = irq.PROC) -> dict[str, object]:
                                 if name in features and alias != name},
             "rings": dev.rings(),
             "channels": dev.channels(),
-            "coalesce": dev.coalesce(),
+            "coalesce": _coalesce(dev),
             "rx_queue_irqs": _queue_irqs(ifname, drv.get("bus-info") or None, proc),
             "timestamping": _timestamping(ifname),
         }
     return state
+
+
+def _coalesce(dev: Device) -> dict[str, object] | None:
+    values: dict[str, object] | None = dict(dev.coalesce() or {}) or None
+    if values is not None:
+        known = ethtool_bin.coalesce_supported(dev.ifname)
+        values["supported"] = sorted(known) if known is not None else None
+    return values
 
 
 def _queue_irqs(ifname: str, bus_info: str | None, proc: Path) -> list[dict[str, object]]:
@@ -119,9 +127,16 @@ def format_state(state: dict[str, object]) -> str:
         f"rx {ch['rx_count']}/{ch['max_rx']}, tx {ch['tx_count']}/{ch['max_tx']}, "
         f"combined {ch['combined_count']}/{ch['max_combined']}" if isinstance(ch, dict) else "not supported"))
     co = state["coalesce"]
-    lines.append("coalesce      " + (
-        f"adaptive-rx {_onoff(bool(co['adaptive_rx']))}, rx-usecs {co['rx_usecs']}, "
-        f"rx-frames {co['rx_frames']}" if isinstance(co, dict) else "not supported"))
+    if isinstance(co, dict):
+        has = co["supported"]
+
+        def param(name: str, value: object) -> str:
+            return _onoff(value) if has is None or name in has else "n/a"
+        lines.append(f"coalesce      adaptive-rx {param('adaptive-rx', bool(co['adaptive_rx']))}, "
+                     f"rx-usecs {param('rx-usecs', co['rx_usecs'])}, "
+                     f"rx-frames {param('rx-frames', co['rx_frames'])}")
+    else:
+        lines.append("coalesce      not supported")
     ts = state["timestamping"]
     if isinstance(ts, dict):
         lines.append(f"timestamping  {', '.join(ts['capabilities']) or 'none'}; hw rx filters: "

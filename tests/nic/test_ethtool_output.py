@@ -62,3 +62,19 @@ def test_tsinfo_of_a_ptp_nic_and_of_veth() -> None:
         "Hardware Receive Filter Modes: none\n")
     assert veth.phc_index is None and veth.rx_filters == [] and veth.tx_types == []
     assert veth.capabilities == ["software-transmit", "software-receive", "software-system-clock"]
+
+
+def test_coalesce_supported_parameters() -> None:
+    # ethtool 6.1 -c of a tap device: only rx-frames is a real parameter.
+    tap = ethtool_bin.parse_coalesce_supported(
+        "Coalesce parameters for tap0:\nAdaptive RX: n/a  TX: n/a\nstats-block-usecs: n/a\n"
+        "sample-interval: n/a\npkt-rate-low: n/a\npkt-rate-high: n/a\n\nrx-usecs: n/a\nrx-frames: 0\n"
+        "rx-usecs-irq: n/a\nrx-frames-irq: n/a\n\ntx-usecs: n/a\ntx-frames: n/a\n")
+    assert tap == {"rx-frames"}
+    # ... and of an ixgbe port (adaptive interrupt moderation via rx-usecs 1, "itr" in the driver).
+    ixgbe = ethtool_bin.parse_coalesce_supported(
+        "Coalesce parameters for eth2:\nAdaptive RX: off  TX: off\nstats-block-usecs: n/a\n"
+        "sample-interval: n/a\npkt-rate-low: n/a\npkt-rate-high: n/a\n\nrx-usecs: 1\nrx-frames: n/a\n"
+        "rx-usecs-irq: n/a\nrx-frames-irq: n/a\n\ntx-usecs: 0\ntx-frames: n/a\ntx-usecs-irq: n/a\n"
+        "tx-frames-irq: 256\n")
+    assert {"adaptive-rx", "adaptive-tx", "rx-usecs", "tx-usecs", "tx-frames-irq"} == ixgbe

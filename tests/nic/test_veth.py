@@ -105,6 +105,19 @@ def test_rings_coalescing_timestamps_unsupported_on_veth_not_failures(veth_ns: V
     assert any(line.startswith("  unsupported  rx-ring") for line in text.stdout.splitlines())
 
 
+def test_tap_coalescing_without_rx_usecs_is_unsupported_and_not_drift(veth_ns: VethNs) -> None:
+    # tun/tap answers the coalescing ioctl (rx-frames only): rx-usecs reads as 0 there, and
+    # only ethtool's "n/a" shows it is not a parameter at all.
+    ns = veth_ns.ns
+    netns.ip("-n", ns, "tuntap", "add", "dev", "tap0", "mode", "tap")
+    rc, report = sluice_nic_json(ns, "tune", "tap0")
+    assert rc == 0 and report["failed"] == []
+    unsupported = {u["setting"]: u["reason"] for u in report["unsupported"]}
+    assert unsupported["rx-usecs"] == "the driver has no rx-usecs parameter"
+    assert "tap0" in json.loads(sluice_nic(ns, "show", "tap0", "--json").stdout)["interface"]
+    assert sluice_nic(ns, "check", "tap0").returncode == 0
+
+
 def test_a_setting_that_does_not_take_is_a_failure_exit_1(veth_ns: VethNs) -> None:
     # TSO needs transmit checksumming: with tx-checksum-ip-generic off the kernel keeps TSO off,
     # although the driver lists it as changeable.
