@@ -288,6 +288,28 @@ static int link_type_of(const char *iface, char *err, size_t errlen)
     return LINKTYPE_ETHERNET;
 }
 
+/* Compiled on a live libpcap handle of the interface so that libpcap applies the same Linux
+ * specifics as for tcpdump (e.g. `vlan` tests the tag the kernel took out of the frame). */
+static int compile_like_tcpdump(const struct capture_opts *o, int linktype, struct bpf_program *prog,
+                                char *err, size_t errlen)
+{
+    char ebuf[PCAP_ERRBUF_SIZE];
+    pcap_t *p = pcap_create(o->iface, ebuf);
+    if (p != NULL) {
+        pcap_set_snaplen(p, (int)o->snaplen);
+        pcap_set_buffer_size(p, 1 << 16);
+        if (pcap_activate(p) >= 0) {
+            int rc = pcap_compile(p, prog, o->filter, 1, PCAP_NETMASK_UNKNOWN);
+            if (rc != 0)
+                snprintf(err, errlen, "bad filter '%s': %s", o->filter, pcap_geterr(p));
+            pcap_close(p);
+            return rc == 0 ? 0 : -1;
+        }
+        pcap_close(p);
+    }
+    return source_compile_filter(o->filter, linktype, o->snaplen, prog, err, errlen);
+}
+
 struct source *source_afpacket_open(const struct capture_opts *o, char *err, size_t errlen)
 {
     int ifindex = (int)if_nametoindex(o->iface);
@@ -300,7 +322,7 @@ struct source *source_afpacket_open(const struct capture_opts *o, char *err, siz
         return NULL;
     struct bpf_program prog = {0};
     if (o->filter != NULL &&
-        source_compile_filter(o->filter, linktype, o->snaplen, &prog, err, errlen) != 0)
+        compile_like_tcpdump(o, linktype, &prog, err, errlen) != 0)
         return NULL;
     struct sock_fprog fprog = {.len = (unsigned short)prog.bf_len, .filter = (void *)prog.bf_insns};
 
