@@ -248,3 +248,17 @@ def test_irq_cpus_none_leaves_irqs_alone(veth_ns: VethNs, tmp_path: Path) -> Non
         report = tune_interface("eth2", CaptureProfile(), proc=proc)
     assert report.worker_cpus == []
     assert (proc / "irq" / "90" / "smp_affinity_list").read_text() == "0-7\n"
+
+
+def test_hwtstamp_ioctl_reaches_the_driver(veth_ns: VethNs) -> None:
+    import errno
+
+    from appliance.nic import hwtstamp
+
+    with inside(veth_ns.ns):
+        with pytest.raises(OSError) as unsupported:
+            hwtstamp.get_rx_filter(veth_ns.rx)  # veth has no hardware clock
+        with pytest.raises(OSError) as missing:
+            hwtstamp.get_rx_filter("nosuch0")
+    assert unsupported.value.errno == errno.EOPNOTSUPP
+    assert missing.value.errno == errno.ENODEV
