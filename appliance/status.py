@@ -55,7 +55,8 @@ def format_status(state: dict[str, Any], now: float | None = None, stale_after: 
     now = time.time() if now is None else now
     age = now - float(state.get("ts", 0))
     lines = [f"sluice {state.get('version', '?')} on {state.get('host', '?')}: supervisor pid {state.get('pid')}, "
-             f"up {human_seconds(now - float(state.get('started', now)))}, spool {state.get('spool')}"]
+             f"up {human_seconds(float(state.get('ts', now)) - float(state.get('started', now)))}, "
+             f"spool {state.get('spool')}"]
     if age > stale_after:
         lines.append(f"WARNING: this status is {human_seconds(age)} old: the supervisor is not running")
     lines.append("writers:")
@@ -81,9 +82,12 @@ def format_status(state: dict[str, Any], now: float | None = None, stale_after: 
             f"(floor {human_bytes(d.get('floor_bytes'))}), {d['free_inodes']} inodes, "
             f"filling {human_bytes(d['write_bytes_per_second'])}/s, full in {human_seconds(eta) if eta else 'never'}"
             + (", READ-ONLY" if d.get("read_only") else ""))
-        lines.append(f"spool: {d.get('spool_files', 0)} files, oldest {human_seconds(d.get('oldest_file_age_seconds'))}"
-                     f" old; retention deleted {state.get('retention', {}).get('deleted_files_total', 0)} files "
-                     f"({human_bytes(state.get('retention', {}).get('deleted_bytes_total', 0))})")
+        ret = state.get("retention", {})
+        oldest = d.get("oldest_file_age_seconds")
+        lines.append(f"spool: {d.get('spool_files', 0)} closed files"
+                     + (f", the oldest {human_seconds(oldest)} old" if oldest is not None else "")
+                     + f"; retention deleted {ret.get('deleted_files_total', 0)} files "
+                     f"({human_bytes(ret.get('deleted_bytes_total', 0))})")
     raid = state.get("raid") or []
     if raid:
         for a in raid:

@@ -483,6 +483,7 @@ class Supervisor:
                 self.journal.append("writer_stop", interface=slot.proc.interface, returncode=result.returncode)
             slot.restart_at = 0.0
         if self.journal is not None:
+            self._guard("disk", self._check_disk)  # the files the writers just closed
             try:
                 self.publish()
             except OSError:

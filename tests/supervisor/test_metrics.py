@@ -71,7 +71,15 @@ listen = "127.0.0.1:0"
     assert samples["sluice_capture_packets_total"].labels == {"interface": "lo"}
     assert samples["sluice_nic_link_up"].value == 1.0  # lo is up
     assert samples["sluice_build_info"].labels["version"]
-    assert (tmp_path / "status.json").exists()
+    # The same snapshot, as `sluice status` prints it from status.json.
+    from appliance.status import format_status, load_state
+    state = load_state(tmp_path / "status.json")
+    text = format_status(state, now=state["ts"])
+    assert "WARNING" not in text
+    assert "raid: md127 raid5 DEGRADED (2/3 active, 0 failed, 0 spare, recovery " in text
+    assert "nic: lo link up" in text and "tuning drift: rx_usecs" in text
+    assert "lo         starting" not in text and "lo         DOWN" in text
+    assert "WARNING: this status is 2min old" in format_status(state, now=state["ts"] + 120)
 
 
 def test_backoff_doubles_up_to_the_cap() -> None:
