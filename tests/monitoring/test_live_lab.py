@@ -33,6 +33,8 @@ from tests.supervisor.running import Supervise
 pytestmark = [pytest.mark.root, pytest.mark.netns]
 
 RULES = REPO / "monitoring" / "prometheus" / "rules"
+EXAMPLE_CONFIG = REPO / "monitoring" / "prometheus" / "prometheus.yml"
+BOX = "127.0.0.1"  # the example config's relabelling: the target's host, without the port
 FIXTURES = REPO / "tests" / "fixtures"
 # Metrics the lab cannot have: SMART is off (no real disks to ask).
 ABSENT_IN_LAB = {"sluice_smart_healthy"}
@@ -81,19 +83,21 @@ check_interval = 1
 
 
 def prometheus_config(exporter_port: int, node_port: int, rule_files: list[Path], am_port: int | None) -> str:
-    doc: dict[str, Any] = {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(p) for p in rule_files],
-        # `instance` is the box's name for both jobs, as monitoring/prometheus/prometheus.yml makes it.
-        "scrape_configs": [
-            {"job_name": "sluice", "static_configs": [{"targets": [f"127.0.0.1:{exporter_port}"],
-                                                       "labels": {"instance": "lab"}}]},
-            {"job_name": "node", "static_configs": [{"targets": [f"127.0.0.1:{node_port}"],
-                                                     "labels": {"instance": "lab"}}]},
-        ],
-    }
-    if am_port is not None:
-        doc["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}]}
+    """monitoring/prometheus/prometheus.yml itself, pointed at this lab: its jobs and relabelling
+    (instance = host without port, shared by the sluice and node jobs), 1 s intervals."""
+    doc = yaml.safe_load(EXAMPLE_CONFIG.read_text())
+    doc["global"].update(scrape_interval="1s", evaluation_interval="1s")
+    doc["rule_files"] = [str(p) for p in rule_files]
+    ports = {"sluice": exporter_port, "node": node_port}
+    jobs = [job for job in doc["scrape_configs"] if job["job_name"] in ports]
+    for job in jobs:
+        job.pop("file_sd_configs", None)
+        job["static_configs"] = [{"targets": [f"127.0.0.1:{ports[job['job_name']]}"]}]
+    doc["scrape_configs"] = jobs
+    if am_port is None:
+        doc.pop("alerting", None)
+    else:
+        doc["alerting"]["alertmanagers"][0]["static_configs"] = [{"targets": [f"127.0.0.1:{am_port}"]}]
     return yaml.safe_dump(doc)
 
 
@@ -132,8 +136,8 @@ def box(lab: Any, tmp_path: Path, rule_files: list[Path], am_port: int | None = 
                        tmp_path / "node.log"), \
                 prometheus(ns, tmp_path / "prom",
                            prometheus_config(sup.state()["metrics_port"], node_port, rule_files, am_port)) as prom:
-            wait_for(lambda: prom.vector('up{job="sluice"} == 1') and prom.vector('up{job="node"} == 1'), 30,
-                     "both exporters scraped")
+            wait_for(lambda: prom.vector(f'up{{job="sluice",instance="{BOX}"}} == 1')
+                     and prom.vector(f'up{{job="node",instance="{BOX}"}} == 1'), 30, "both exporters scraped")
             yield sup, prom, flag
     finally:
         pinger.send_signal(signal.SIGINT)
@@ -182,7 +186,7 @@ def test_writer_down_reaches_alertmanager_and_resolves(lab, tmp_path: Path) -> N
     am_config = (REPO / "monitoring" / "alertmanager" / "alertmanager.yml").read_text()
     with alertmanager(ns, tmp_path / "am", am_config) as am, \
             box(lab, tmp_path, [RULES / "recording.yml", fast_rules(tmp_path)], am.port) as (sup, prom, flag):
-        wait_for(lambda: prom.vector('sluice_writer_up{instance="lab"} == 1'), 30, "writer up in Prometheus")
+        wait_for(lambda: prom.vector('sluice_writer_up{instance="127.0.0.1"} == 1'), 30, "writer up in Prometheus")
         assert not alert_states(am.alerts(), "SluiceWriterDown")
 
         # The writer fails for good: killed, and every restart exits 1.
@@ -191,7 +195,7 @@ def test_writer_down_reaches_alertmanager_and_resolves(lab, tmp_path: Path) -> N
         firing = wait_for(lambda: alert_states(am.alerts(), "SluiceWriterDown"), 60,
                           "SluiceWriterDown in Alertmanager")
         alert = firing[0]
-        assert alert["labels"]["instance"] == "lab" and alert["labels"]["interface"] == lab.capture_if
+        assert alert["labels"]["instance"] == BOX and alert["labels"]["interface"] == lab.capture_if
         assert alert["labels"]["severity"] == "critical"
         assert alert["status"]["state"] == "active"
         assert alert["annotations"]["runbook_url"].endswith("/docs/runbooks/SluiceWriterDown.md")
@@ -201,7 +205,7 @@ def test_writer_down_reaches_alertmanager_and_resolves(lab, tmp_path: Path) -> N
 
         # The writer comes back at the supervisor's next restart: the alert resolves.
         flag.unlink()
-        wait_for(lambda: prom.vector('sluice_writer_up{instance="lab"} == 1'), 60, "writer up again")
+        wait_for(lambda: prom.vector('sluice_writer_up{instance="127.0.0.1"} == 1'), 60, "writer up again")
         wait_for(lambda: not alert_states(am.alerts(), "SluiceWriterDown"), 60,
                  "SluiceWriterDown resolved in Alertmanager")
         assert not [a for a in prom.alerts() if a["labels"]["alertname"] == "SluiceWriterDown"]

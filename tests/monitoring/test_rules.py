@@ -69,9 +69,12 @@ def test_alert_is_complete(rule: dict) -> None:
         assert section in text, f"{runbook.name} lacks '{section}'"
 
 
-def test_no_runbook_without_an_alert() -> None:
+def test_no_runbook_without_an_alert_and_the_index_lists_them_all() -> None:
     pages = {p.stem for p in RUNBOOKS.glob("*.md") if p.name != "README.md"}
     assert pages == set(alert_names())
+    index = (RUNBOOKS / "README.md").read_text()
+    for name in alert_names():
+        assert f"[{name}]({name}.md)" in index
 
 
 def test_every_alert_has_a_firing_and_a_quiet_case() -> None:
