@@ -110,6 +110,7 @@ class WriterProcess:
         self._rate = (0.0, 0.0)
         self._term_sent = False
         self.seen_stats = False
+        self._warned_v = False
 
     # -- process lifecycle ---------------------------------------------------------------------
 
@@ -221,7 +222,8 @@ class WriterProcess:
     def handle_record(self, record: dict[str, Any]) -> None:
         """Apply one stats-channel object (public so tests can feed recorded lines)."""
         kind = record.get("type")
-        if record.get("v") != STATS_SCHEMA_VERSION and kind in ("stats", "final", "file"):
+        if record.get("v") != STATS_SCHEMA_VERSION and kind in ("stats", "final", "file") and not self._warned_v:
+            self._warned_v = True
             log.warning("writer %s: stats schema v%s, expected v%d", self.interface, record.get("v"),
                         STATS_SCHEMA_VERSION)
         if kind in ("stats", "final"):

@@ -156,3 +156,30 @@ def test_sigterm_while_traffic_flows(lab, tmp_path: Path) -> None:  # noqa: ANN0
     counted = sum(capinfos_packets(f) for f in files)
     final = list(read_events(spool / "journal.jsonl", "writer_final"))[-1]
     assert counted == final["packets"] - final["writer_drops"]
+
+
+def test_kernel_drops_are_counted_and_journaled(lab, tmp_path: Path) -> None:  # noqa: ANN001
+    """Freeze the writer while trafgen floods: its ring overflows, the kernel drops, we count it."""
+    spool = tmp_path / "spool"
+    cfg = write_config(tmp_path / "sluice.toml", lab.capture_if, spool, extra="[nic]\ntune = false\n")
+    with Supervise(lab.capture_ns, cfg, spool) as sup:
+        pid = sup.state()["writers"][0]["pid"]
+        rx_before = lab.exec(lab.capture_ns, ["cat", f"/sys/class/net/{lab.capture_if}/statistics/rx_packets"])
+        subprocess.run(["kill", "-STOP", str(pid)], check=True)
+        try:
+            traffic.flood(lab, "h1", "h2", count=30_000, size=1442)  # 2 x 43 MB into an 8 MiB ring
+        finally:
+            subprocess.run(["kill", "-CONT", str(pid)], check=True)
+        rx_after = lab.exec(lab.capture_ns, ["cat", f"/sys/class/net/{lab.capture_if}/statistics/rx_packets"])
+        arrived = int(rx_after.stdout) - int(rx_before.stdout)
+        state = sup.wait_for(lambda s: s["writers"][0]["totals"]["kernel_drops"] > 0
+                             and s["writers"][0]["totals"]["packets"] + s["writers"][0]["totals"]["kernel_drops"]
+                             >= 0.9 * arrived, 15, "kernel drops counted")
+        totals = state["writers"][0]["totals"]
+        assert totals["kernel_drops"] > arrived // 2  # most of the flood could not fit
+        assert state["writers"][0]["restarts"] == 0  # a short freeze is not a stall
+        m = sup.metrics()
+        assert sample(m, "sluice_capture_kernel_drops_total", interface=lab.capture_if) >= totals["kernel_drops"]
+        sup.wait_for(lambda s: list(read_events(spool / "journal.jsonl", "drops")), 10, "a drops journal event")
+        event = list(read_events(spool / "journal.jsonl", "drops"))[0]
+        assert event["kernel_drops"] > 0 and event["interface"] == lab.capture_if
