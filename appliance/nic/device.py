@@ -129,7 +129,10 @@ class Device:
             return None
 
     def features(self) -> dict[str, Feature]:
-        feats = self.eth.get_features(self.ifname).features
+        try:
+            feats = self.eth.get_features(self.ifname).features
+        except NoSuchDevice:
+            raise SluiceError(f"{self.ifname}: interface went away") from None
         return {name: Feature(on=bool(f.enable), fixed=not f.available)
                 for name, f in feats.items() if name}
 

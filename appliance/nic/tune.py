@@ -71,14 +71,20 @@ def tune_interface(ifname: str, profile: CaptureProfile, proc: Path = irq.PROC) 
     changes nothing. Raises SluiceError for a missing interface or missing privileges."""
     validate_profile(profile)
     report = TuneReport(interface=ifname)
+    errors: dict[str, str] = {}
+    refused: dict[str, str] = {}
     with Device(ifname) as dev:
-        before = collect_settings(dev, profile, proc)
-        errors: dict[str, str] = {}
-        refused: dict[str, str] = {}
-        for setting in before.settings:
-            if setting.drifted and setting.apply is not None:
+        before = after = collect_settings(dev, profile, proc)
+        # A second pass, because some changes undo others: a ring or MTU change makes many
+        # drivers reset the NIC, which can bring back their default coalescing or IRQ layout.
+        for _ in range(2):
+            todo = [s for s in after.settings if s.drifted and s.apply is not None
+                    and s.name not in errors and s.name not in refused]
+            if not todo:
+                break
+            for setting in todo:
                 _apply(setting, errors, refused)
-        after = collect_settings(dev, profile, proc)
+            after = collect_settings(dev, profile, proc)
     report.worker_cpus = after.worker_cpus
     was = {s.name: s for s in before.settings}
     for now in after.settings:
