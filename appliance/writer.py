@@ -266,7 +266,10 @@ class WriterProcess:
         """Why the running writer counts as stalled, or None."""
         if not self.running():
             return None
-        now = time.monotonic() if now is None else now
+        return self.stall_check(time.monotonic() if now is None else now)
+
+    def stall_check(self, now: float) -> str | None:
+        """The stall rules on what the stats channel said so far (whether or not a process runs)."""
         timeout = self.cfg.get("supervisor", "stall_timeout")
         with self._lock:
             silent = now - self.last_stats_mono

@@ -1,0 +1,67 @@
+"""What the supervisor makes of a writer's stats lines: carried counters, rates, stall rules.
+
+The lines are shaped as native/README.md specifies (schema v1); the integration tests feed the
+real sluice-capture's lines through the same code.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from appliance import config
+from appliance.writer import WriterProcess
+
+
+def stats(packets: int, written: int, fill: float = 0.0, **kw: object) -> dict:
+    return {"type": "stats", "v": 1, "ts": time.time(), "interface": "c0", "packets": packets,
+            "bytes": packets * 100, "kernel_drops": kw.get("kernel_drops", 0), "kernel_freezes": 0,
+            "writer_drops": kw.get("writer_drops", 0), "ring_fill": 0.1, "buffer_fill": fill,
+            "bytes_written": written, "files_closed": 0, "current_file": None, "ts_source": "sw",
+            "disk_error": kw.get("disk_error"), "errors": 0}
+
+
+def writer(tmp_path: Path, stall: str = "3") -> WriterProcess:
+    cfg = config.loads(f'[capture]\ninterfaces = ["c0"]\nspool = "{tmp_path}"\n'
+                       f"[supervisor]\nstats_interval = 0.05\nstall_timeout = {stall}\n", "t")
+    return WriterProcess(cfg, "c0", "/nonexistent")
+
+
+def test_packets_in_nothing_written_with_full_buffers_is_a_stall(tmp_path: Path) -> None:
+    w = writer(tmp_path, stall="0.5")
+    w.handle_record(stats(100, 4096, 0.1))
+    packets = 100
+    began = time.monotonic()
+    while time.monotonic() - began < 0.8:  # stats keep coming: packets in, nothing written, buffers full
+        packets += 100
+        w.handle_record(stats(packets, 4096, 0.9))
+        time.sleep(0.05)
+    assert w.stall_check(w.last_stats_mono) is not None
+    assert "packets arriving but nothing written for" in w.stall_check(w.last_stats_mono)
+    w.handle_record(stats(packets + 100, 8192, 0.5))  # it wrote again
+    assert w.stall_check(w.last_stats_mono) is None
+
+
+def test_quiet_link_with_empty_buffers_is_not_a_stall(tmp_path: Path) -> None:
+    w = writer(tmp_path)
+    for i in range(10):
+        w.handle_record(stats(10 + i, 4096, 0.0))  # a trickle that still sits in the open block
+    assert w.stall_check(w.last_stats_mono + 2.9) is None
+
+
+def test_silence_is_a_stall(tmp_path: Path) -> None:
+    w = writer(tmp_path)
+    w.handle_record(stats(10, 4096))
+    assert w.stall_check(w.last_stats_mono + 2.0) is None
+    assert w.stall_check(w.last_stats_mono + 3.5) == "no stats for 3.5s"
+
+
+def test_drop_ratio_and_rates_per_interval(tmp_path: Path) -> None:
+    w = writer(tmp_path)
+    w.handle_record(stats(1000, 0))
+    w.handle_record(stats(1900, 0, kernel_drops=100, writer_drops=50))
+    st = w.state()
+    # 150 drops / (900 received + 100 dropped by the kernel)
+    assert st.drop_ratio == 0.0  # not running: no current ratio is claimed
+    assert w._last["drop_ratio"] == 150 / 1000
+    assert w.totals()["kernel_drops"] == 100 and w.totals()["packets"] == 1900
