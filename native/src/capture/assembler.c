@@ -31,6 +31,7 @@ struct assembler {
     uint64_t cur_since_ns; /* wall clock when cur got its first record */
     uint64_t retry_at_ns;
     int finished;
+    int need_first; /* the writer has not been told to open the file yet */
     uint8_t *scratch;
 };
 
@@ -78,8 +79,11 @@ static struct block *new_block(struct assembler *a)
         b->len = a->tail_len;
         a->tail_len = 0;
     }
-    if (a->pos == 0) {
+    if (a->need_first) {
         b->flags |= BLOCK_FIRST;
+        a->need_first = 0;
+    }
+    if (a->pos == 0) {
         b->len = encode_header(a, b->data, b->cap);
         a->pos = b->len;
     }
@@ -195,6 +199,15 @@ static void open_file(struct assembler *a, uint64_t start_ns)
     a->pos = 0;
     a->next_off = 0;
     a->tail_len = 0;
+    /* The writer creates the .part now, so that a file exists from its start on. */
+    struct block *open_msg = calloc(1, sizeof *open_msg);
+    if (open_msg != NULL) {
+        open_msg->flags = BLOCK_FIRST | BLOCK_CONTROL;
+        open_msg->file = job;
+        blockq_push(a->q, open_msg);
+    } else {
+        a->need_first = 1;
+    }
     a->cur = new_block(a); /* NULL is fine: the header goes into the first block we get */
     if (a->cfg.rotate_ns)
         a->next_rotate_ns = (start_ns / a->cfg.rotate_ns + 1) * a->cfg.rotate_ns;
@@ -224,6 +237,13 @@ static void close_file(struct assembler *a, int with_isb)
     struct file_job *job = a->file;
     if (job == NULL)
         return;
+    if (a->cur == NULL && a->pos == 0)
+        a->cur = new_block(a); /* an empty file still gets its header */
+    if (a->need_first) {
+        free(job); /* the writer never heard of it */
+        a->file = NULL;
+        return;
+    }
     if (with_isb && a->cfg.format == FORMAT_PCAPNG && a->pos > 0)
         append_isb(a);
     job->length = a->pos;
@@ -231,7 +251,7 @@ static void close_file(struct assembler *a, int with_isb)
         a->cur->flags |= BLOCK_LAST;
         seal(a, a->cur);
         a->cur = NULL;
-    } else if (a->pos > 0) {
+    } else {
         struct block *b = calloc(1, sizeof *b);
         if (b != NULL) {
             b->flags = BLOCK_LAST | BLOCK_CONTROL;
@@ -241,8 +261,6 @@ static void close_file(struct assembler *a, int with_isb)
             b->last_ns = a->last_ns;
             blockq_push(a->q, b);
         }
-    } else {
-        free(job); /* never reached the writer */
     }
     a->file = NULL;
     a->pos = 0;

@@ -78,6 +78,8 @@ static void drop_block(struct diskwriter *dw, struct block *b)
 static void commit(struct diskwriter *dw, const struct block *b, uint64_t end)
 {
     dw->committed_end = end;
+    if (dw->committed_end > 0)
+        atomic_store(&dw->st->disk_errno, 0); /* writing works (again) */
     if (b->npackets > 0) {
         if (dw->committed_packets == 0)
             dw->committed_first_ns = b->first_ns;
@@ -101,8 +103,6 @@ static void retire(struct diskwriter *dw)
                 atomic_fetch_add(&dw->st->bytes_written, end - dw->written_end);
                 dw->written_end = end;
             }
-            if (b->flags & BLOCK_FIRST)
-                atomic_store(&dw->st->disk_errno, 0);
             blockq_put_free(dw->q, b);
         } else {
             drop_block(dw, b);
@@ -317,8 +317,6 @@ static void write_compressed(struct diskwriter *dw, struct block *b)
     dw->zoff += n;
     commit(dw, b, dw->zoff);
     atomic_fetch_add(&dw->st->bytes_written, n);
-    if (b->flags & BLOCK_FIRST)
-        atomic_store(&dw->st->disk_errno, 0);
     blockq_put_free(dw->q, b);
 }
 
@@ -330,7 +328,7 @@ static void finish_job(struct diskwriter *dw)
         fail_file(dw, dw->pending_err);
     if (!dw->failed) {
         uint64_t len = dw->cfg.compress_level ? dw->zoff : job->length;
-        close_job_file(dw, len, 1);
+        close_job_file(dw, len, len > 0);
     }
     free(job);
     dw->job = NULL;
