@@ -93,9 +93,14 @@ def test_counters_grow_survive_kill9_and_sigterm_leaves_whole_files(lab, tmp_pat
 
 
 def test_status_command_shows_the_box(lab, tmp_path: Path) -> None:  # noqa: ANN001
+    """With the default [nic] tune = true: the SPAN port is tuned (appliance.nic) before capture."""
     spool = tmp_path / "spool"
-    cfg = write_config(tmp_path / "sluice.toml", lab.capture_if, spool, extra="[nic]\ntune = false\n")
+    cfg = write_config(tmp_path / "sluice.toml", lab.capture_if, spool)
     with Supervise(lab.capture_ns, cfg, spool) as sup:
+        tuned = list(read_events(spool / "journal.jsonl", "nic_tuned"))
+        assert tuned and tuned[0]["interface"] == lab.capture_if and tuned[0]["report"]["ok"], tuned
+        promisc = lab.exec(lab.capture_ns, ["cat", f"/sys/class/net/{lab.capture_if}/flags"]).stdout
+        assert int(promisc, 16) & 0x100  # IFF_PROMISC, set by the capture profile
         traffic.ping(lab, "h1", "h2", 10, interval=0.02)
         sup.wait_for(lambda s: s["writers"][0]["totals"]["packets"] >= 40 and s["nic"], 10, "packets")
         proc = subprocess.run([sys.executable, "-m", "appliance.cli", "status", "--config", str(cfg)],
