@@ -221,6 +221,33 @@ def between_markers(packets: list, start: str = "start", end: str = "end") -> li
     return packets[idx[start] + 1: idx[end]]
 
 
+TRAFGEN_UDP = """{ 0x02,0xaa,0xbb,0xcc,0xdd,0x02, 0x02,0xaa,0xbb,0xcc,0xdd,0x01, 0x08,0x00,
+  0x45,0x00, const16(%(ip_len)d), drnd(2), 0x00,0x00, 0x40,0x11,0x00,0x00,
+  198,51,100,1, 198,51,100,2,
+  0x9c,0x40,0x1e,0x61, const16(%(udp_len)d), 0x00,0x00,
+  fill(0x55, %(payload)d) }
+"""
+
+
+def trafgen_conf(directory: Path, frame_len: int) -> Path:
+    """A trafgen config for UDP frames of frame_len bytes (without FCS)."""
+    payload = frame_len - 14 - 20 - 8
+    conf = directory / f"udp{frame_len}.cfg"
+    conf.write_text(TRAFGEN_UDP % {"ip_len": payload + 28, "udp_len": payload + 8, "payload": payload})
+    return conf
+
+
+def trafgen(ns: str, ifname: str, conf: Path, count: int, gap_us: int | None = None,
+            cpu: int | None = None) -> subprocess.Popen:
+    argv = ["trafgen", "--dev", ifname, "--conf", str(conf), "-q", "-n", str(count), "--cpus", "1"]
+    if gap_us is not None:
+        argv += ["-t", f"{gap_us}us"]
+    if cpu is not None:
+        argv = ["taskset", "-c", str(cpu), *argv]
+    return subprocess.Popen(netns.exec_argv(ns, argv), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+
+
 def closed_files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.rglob("*") if p.is_file() and not p.name.endswith(".part"))
 

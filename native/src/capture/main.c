@@ -129,7 +129,7 @@ static int setup(struct run *r, char *err, size_t errlen)
     if (!o->no_recover) {
         char prefix[320];
         if (naming_prefix(&nm, prefix, sizeof prefix) == 0)
-            recover_dir(o->dir, prefix, stderr);
+            recover_dir(o->dir, prefix, r->st.iface, stdout);
     }
     size_t bs = o->buffer_bytes >= (32u << 20) ? (4u << 20) : (1u << 20);
     r->q = blockq_create(bs, (unsigned)(o->buffer_bytes / bs), err, errlen);
@@ -193,7 +193,7 @@ int main(int argc, char **argv)
     if (opts_parse(argc, argv, &o, err, sizeof err) != 0)
         return die(2, err);
     if (o.recover_dir != NULL)
-        return recover_dir(o.recover_dir, NULL, stdout) == 0 ? 0 : 1;
+        return recover_dir(o.recover_dir, NULL, NULL, stdout) == 0 ? 0 : 1;
 
     /* Every thread inherits this mask: signals are taken by main_loop only. */
     sigset_t set;

@@ -95,7 +95,7 @@ static int ends_with(const char *s, const char *suffix)
     return n >= m && strcmp(s + n - m, suffix) == 0;
 }
 
-static int recover_file(const char *path, FILE *out)
+static int recover_file(const char *path, const char *iface, FILE *out)
 {
     int fd = open(path, O_RDWR | O_CLOEXEC);
     struct stat st;
@@ -122,9 +122,9 @@ static int recover_file(const char *path, FILE *out)
     if (valid == 0) {
         close(fd);
         rc = unlink(path);
-        fprintf(out, "{\"type\":\"recovered\",\"v\":1,\"ts\":%lld,\"part\":\"%s\",\"path\":null,"
-                     "\"bytes\":0,\"cut_bytes\":%llu}\n",
-                (long long)time(NULL), path, (unsigned long long)size);
+        fprintf(out, "{\"type\":\"recovered\",\"v\":1,\"ts\":%lld,\"interface\":\"%s\",\"part\":\"%s\","
+                     "\"path\":null,\"bytes\":0,\"cut_bytes\":%llu}\n",
+                (long long)time(NULL), iface, path, (unsigned long long)size);
     } else {
         rc = ftruncate(fd, (off_t)valid);
         if (rc == 0)
@@ -132,9 +132,9 @@ static int recover_file(const char *path, FILE *out)
         close(fd);
         if (rc == 0)
             rc = rename(path, final);
-        fprintf(out, "{\"type\":\"recovered\",\"v\":1,\"ts\":%lld,\"part\":\"%s\",\"path\":\"%s\","
-                     "\"bytes\":%llu,\"cut_bytes\":%llu}\n",
-                (long long)time(NULL), path, final, (unsigned long long)valid,
+        fprintf(out, "{\"type\":\"recovered\",\"v\":1,\"ts\":%lld,\"interface\":\"%s\",\"part\":\"%s\","
+                     "\"path\":\"%s\",\"bytes\":%llu,\"cut_bytes\":%llu}\n",
+                (long long)time(NULL), iface, path, final, (unsigned long long)valid,
                 (unsigned long long)(size - valid));
     }
     fflush(out);
@@ -143,7 +143,7 @@ static int recover_file(const char *path, FILE *out)
     return rc;
 }
 
-static int walk(const char *dir, const char *prefix, FILE *out, int depth)
+static int walk(const char *dir, const char *prefix, const char *iface, FILE *out, int depth)
 {
     DIR *d = opendir(dir);
     if (d == NULL) {
@@ -162,16 +162,16 @@ static int walk(const char *dir, const char *prefix, FILE *out, int depth)
         if (lstat(path, &st) != 0)
             continue;
         if (S_ISDIR(st.st_mode) && depth < 2)
-            failures += walk(path, prefix, out, depth + 1);
+            failures += walk(path, prefix, iface, out, depth + 1);
         else if (S_ISREG(st.st_mode) && ends_with(e->d_name, PART_SUFFIX) &&
                  (prefix == NULL || strncmp(e->d_name, prefix, strlen(prefix)) == 0))
-            failures += recover_file(path, out) != 0;
+            failures += recover_file(path, iface, out) != 0;
     }
     closedir(d);
     return failures;
 }
 
-int recover_dir(const char *dir, const char *prefix, FILE *out)
+int recover_dir(const char *dir, const char *prefix, const char *iface, FILE *out)
 {
-    return walk(dir, prefix, out, 0);
+    return walk(dir, prefix, iface ? iface : "", out, 0);
 }

@@ -14,7 +14,8 @@
 uint64_t recover_valid_length(const uint8_t *buf, uint64_t len, int zstd);
 
 /* Recovers every .part under dir (and its date subfolders) whose name starts with prefix
- * (NULL = all). Returns the number of files that could not be handled (0 = all fine). */
-int recover_dir(const char *dir, const char *prefix, FILE *out);
+ * (NULL = all); iface goes into the JSON lines (NULL = ""). Returns the number of files that
+ * could not be handled (0 = all fine). */
+int recover_dir(const char *dir, const char *prefix, const char *iface, FILE *out);
 
 #endif
