@@ -187,6 +187,14 @@ def test_writer_down_reaches_alertmanager_and_resolves(lab, tmp_path: Path) -> N
     with alertmanager(ns, tmp_path / "am", am_config) as am, \
             box(lab, tmp_path, [RULES / "recording.yml", fast_rules(tmp_path)], am.port) as (sup, prom, flag):
         wait_for(lambda: prom.vector('sluice_writer_up{instance="127.0.0.1"} == 1'), 30, "writer up in Prometheus")
+        # The RAID watchdog reads a degraded RAID5 capture: that alert goes all the way through.
+        raid = wait_for(lambda: alert_states(am.alerts(), "SluiceRaidDegraded"), 60,
+                        "SluiceRaidDegraded in Alertmanager")
+        assert raid[0]["labels"]["array"] == "md127" and raid[0]["labels"]["instance"] == BOX
+        # A healthy capture path raises none of its alerts, even with every `for:` at 1 s.
+        firing = {a["labels"]["alertname"] for a in prom.alerts()}
+        assert not firing & {"SluiceWriterDown", "SluiceWriterDiskError", "SluiceCaptureLoss", "SluiceNicLinkDown",
+                             "SluiceDiskReadOnly", "SluiceDiskAlmostFull", "SluiceExporterDown"}, firing
         assert not alert_states(am.alerts(), "SluiceWriterDown")
 
         # The writer fails for good: killed, and every restart exits 1.
