@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PROC = Path("/proc")
+SYS = Path("/sys")
 _HWIRQ_OR_FLOW = re.compile(r"\d+(?:-[a-z]+)?|-[a-z]+|Level|Edge")
 
 
@@ -65,23 +66,38 @@ def read_interrupts(proc: Path = PROC) -> InterruptTable:
     return parse_interrupts((proc / "interrupts").read_text())
 
 
-def _queue_patterns(ifname: str, bus_info: str | None) -> list[re.Pattern[str]]:
+def _queue_patterns(ifname: str, bus_info: str | None, virtio: list[str]) -> list[re.Pattern[str]]:
     name = re.escape(ifname)
     patterns = [
         # ixgbe/igb/igc/bnxt "eth2-TxRx-0", i40e/ice "i40e-eth2-TxRx-0", split vectors "eth2-rx-0",
-        # bnx2x "eth2-fp-0".
-        re.compile(rf"^(?:[a-z0-9_]+-)?{name}-(?:TxRx|txrx|rx|RX|Rx|fp|rx-tx)-(\d+)$"),
+        # bnx2x "eth2-fp-0", ena "eth0-Tx-Rx-0".
+        re.compile(rf"^(?:[a-z0-9_]+-)?{name}-(?:TxRx|txrx|rx|RX|Rx|fp|rx-tx|Tx-Rx)-(\d+)$"),
     ]
     if bus_info:
         # mlx5 names completion vectors after the PCI device, not the netdev.
         patterns.append(re.compile(rf"^mlx5_comp(\d+)@pci:{re.escape(bus_info)}$"))
+    for device in virtio:
+        # virtio_net names them after its virtio device: "virtio2-input.0" (RX queue 0).
+        patterns.append(re.compile(rf"^{re.escape(device)}-input\.(\d+)$"))
     return patterns
 
 
-def rx_queue_irqs(table: InterruptTable, ifname: str, bus_info: str | None = None) -> list[RxQueueIrq]:
+def virtio_devices(bus_info: str | None, sys: Path = SYS) -> list[str]:
+    """The virtio devices ("virtio2") on a PCI device: virtio_net's IRQ names use these."""
+    if not bus_info:
+        return []
+    try:
+        return sorted(p.name for p in (sys / "bus" / "pci" / "devices" / bus_info).iterdir()
+                      if p.name.startswith("virtio"))
+    except OSError:
+        return []
+
+
+def rx_queue_irqs(table: InterruptTable, ifname: str, bus_info: str | None = None,
+                  virtio: list[str] | None = None) -> list[RxQueueIrq]:
     """The IRQs that serve ifname's RX queues, by queue number; [] for a virtual interface."""
     found: list[RxQueueIrq] = []
-    patterns = _queue_patterns(ifname, bus_info)
+    patterns = _queue_patterns(ifname, bus_info, virtio or [])
     for line in table.lines:
         for pattern in patterns:
             m = pattern.match(line.name)

@@ -219,7 +219,7 @@ def _irq_settings(dev: Device, profile: CaptureProfile,
     table = irq.read_interrupts(proc)
     cpus = capture_cpus_for(profile.irq_cpus, table.cpus)
     bus_info = ethtool_bin.driver_info(dev.ifname).get("bus-info") or None
-    queues = irq.rx_queue_irqs(table, dev.ifname, bus_info)
+    queues = irq.rx_queue_irqs(table, dev.ifname, bus_info, irq.virtio_devices(bus_info))
     if not queues:
         why = "no RX queue interrupts in /proc/interrupts (a virtual interface)"
         return [Setting("irq-affinity", cpus, None, why)], cpus, list(cpus)

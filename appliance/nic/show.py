@@ -67,7 +67,7 @@ def _coalesce(dev: Device) -> dict[str, object] | None:
 def _queue_irqs(ifname: str, bus_info: str | None, proc: Path) -> list[dict[str, object]]:
     table = irq.read_interrupts(proc)
     out: list[dict[str, object]] = []
-    for q in irq.rx_queue_irqs(table, ifname, bus_info):
+    for q in irq.rx_queue_irqs(table, ifname, bus_info, irq.virtio_devices(bus_info)):
         try:
             cpus: list[int] | None = irq.read_affinity(q.irq, proc)
         except OSError:

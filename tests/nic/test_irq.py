@@ -78,3 +78,28 @@ def test_cpu_list_format() -> None:
 def test_this_machines_interrupts_parse() -> None:
     table = irq.read_interrupts()
     assert table.cpus and all(len(line.counts) == len(table.cpus) for line in table.lines)
+
+
+def test_virtio_net_queue_found_through_its_pci_device(tmp_path) -> None:  # noqa: ANN001
+    real = irq.parse_interrupts((INTERRUPTS_FIXTURE.parent / "virtio-net-2cpu-6.18.txt").read_text())
+    assert real.cpus == (0, 1)
+    by_irq = {line.irq: line.name for line in real.lines}
+    assert by_irq[38] == "virtio2-input.0" and by_irq[36] == "virtio1-req.0"  # 6.18 "PCI-MSIX-..." chips
+    # virtio_net's vectors carry the virtio device's name; sysfs links it to the PCI address
+    # that `ethtool -i` gives as bus-info.
+    (tmp_path / "bus" / "pci" / "devices" / "0000:00:03.0" / "virtio2").mkdir(parents=True)
+    devices = irq.virtio_devices("0000:00:03.0", sys=tmp_path)
+    assert devices == ["virtio2"]
+    queues = irq.rx_queue_irqs(real, "ens3", "0000:00:03.0", devices)
+    assert [(q.queue, q.irq) for q in queues] == [(0, 38)]  # not output.0, not config
+    assert irq.virtio_devices("0000:00:09.0", sys=tmp_path) == [] and irq.virtio_devices(None) == []
+
+
+def test_ena_queue_names() -> None:
+    # ena_netdev.c names its vectors "%s-Tx-Rx-%d" after the netdev, "ena-mgmnt@pci:%s" after the device.
+    table = irq.parse_interrupts(
+        "           CPU0       CPU1       \n"
+        " 27:         33          0  PCI-MSIX-0000:00:05.0   0-edge      ena-mgmnt@pci:0000:00:05.0\n"
+        " 28:     591031          0  PCI-MSIX-0000:00:05.0   1-edge      ens5-Tx-Rx-0\n"
+        " 29:          0     584770  PCI-MSIX-0000:00:05.0   2-edge      ens5-Tx-Rx-1\n")
+    assert [(q.queue, q.irq) for q in irq.rx_queue_irqs(table, "ens5", "0000:00:05.0")] == [(0, 28), (1, 29)]
