@@ -9,11 +9,14 @@ a torn line and several processes could share the file.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger("sluice.journal")
 
 
 class Journal:
@@ -21,11 +24,22 @@ class Journal:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        self._failed: set[int | None] = set()
 
     def append(self, event: str, **fields: Any) -> dict[str, Any]:
+        """Append one event. A full or failing disk loses the line, never the capture: the error is
+        logged once per kind and the caller goes on (retention is what frees the space)."""
         record: dict[str, Any] = {"ts": round(time.time(), 6), "event": event, **fields}
         line = json.dumps(record, separators=(",", ":"), default=str) + "\n"
-        os.write(self._fd, line.encode())
+        try:
+            os.write(self._fd, line.encode())
+        except OSError as exc:
+            if exc.errno not in self._failed:
+                self._failed.add(exc.errno)
+                log.error("journal %s: cannot append (%s): events are lost until it works again",
+                          self.path, exc.strerror)
+        else:
+            self._failed.clear()
         return record
 
     def close(self) -> None:

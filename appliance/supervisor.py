@@ -211,7 +211,7 @@ class Supervisor:
         if self.cfg.get("nic", "tune") and self._due_now("drift", now, self.cfg.get("nic", "check_interval")):
             self._guard("drift", self._check_drift)
         if self._due_now("state", now, self.cfg.get("supervisor", "state_interval")):
-            self.publish()
+            self._guard("status file", self.publish)  # a full spool must not stop supervision
 
     def _due_now(self, name: str, now: float, interval: float) -> bool:
         if now >= self._due.get(name, 0.0):

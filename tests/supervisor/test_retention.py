@@ -71,3 +71,29 @@ def test_enforce_on_a_full_tmpfs(tiny_fs: Path) -> None:
     events = list(read_events(tiny_fs / "journal.jsonl", "retention_delete"))
     assert [e["path"] for e in events] == [str(p) for p in deleted]
     assert result.freed_bytes == len(deleted) * 2 * MiB
+
+
+@pytest.mark.root
+def test_journal_on_a_full_filesystem_loses_lines_not_the_caller(tiny_fs: Path) -> None:
+    journal = Journal(tiny_fs / "journal.jsonl")
+    journal.append("before")
+    filler = tiny_fs / "filler"
+    with open(filler, "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"\0" * MiB)
+                f.flush()
+        except OSError:
+            pass
+    with open(tiny_fs / "journal.jsonl", "ab", buffering=0) as f:  # top up the last block: no line fits
+        try:
+            while True:
+                f.write(b" ")
+                f.flush()
+        except OSError:
+            pass
+    journal.append("lost", n=1)  # ENOSPC: logged, not raised
+    filler.unlink()
+    journal.append("after")
+    journal.close()
+    assert [e["event"] for e in read_events(tiny_fs / "journal.jsonl")] == ["before", "after"]
