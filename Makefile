@@ -3,6 +3,7 @@
 #   make test   the whole suite (what CI runs)
 #   make bench  Sluice and its peers side by side
 #   make native the C programs in native/build/
+#   make image  the bootable appliance image in image/out/; make image-test boots it under qemu
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -47,6 +48,20 @@ bench: venv native
 
 lint: venv
 	$(VENV)/bin/ruff check appliance tests bench
+
+# What provisioning/ installs on a box: wheels (Sluice + pinned deps) and native binaries.
+.PHONY: provisioning-artifacts image image-test
+provisioning-artifacts: venv native
+	provisioning/build-artifacts
+
+# Image-only packages (qemu, grub, mmdebstrap) are not in deps/apt: `make test` does not need them.
+image: provisioning-artifacts
+	scripts/install-deps deps/apt-image/image.txt
+	image/build
+
+image-test:
+	scripts/install-deps deps/apt-image/image.txt
+	image/boot-test
 
 clean:
 	$(MAKE) -C native clean
