@@ -322,6 +322,9 @@ class Supervisor:
         reading = disk_wd.read(self.cfg.spool, self._fill_rate, self._freed_since_disk_check)
         self._freed_since_disk_check = 0
         self._files = disk_wd.capture_files(self.cfg.spool)
+        previous = self._readings["disk"]
+        if previous is not None and previous.read_only != reading.read_only and self.journal is not None:
+            self.journal.append("disk_read_only" if reading.read_only else "disk_writable", path=reading.path)
         self._readings["disk"] = reading
 
     def _check_time(self) -> None:
