@@ -190,14 +190,14 @@ static int enable_hw_stamps(int fd, const char *iface)
 
 static int fanout_arg(const struct capture_opts *o)
 {
-    int mode = PACKET_FANOUT_HASH;
+    unsigned mode = PACKET_FANOUT_HASH;
     switch (o->fanout) {
     case FANOUT_HASH: mode = PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG; break;
     case FANOUT_LB: mode = PACKET_FANOUT_LB; break;
     case FANOUT_CPU: mode = PACKET_FANOUT_CPU; break;
     case FANOUT_QM: mode = PACKET_FANOUT_QM; break;
     }
-    return (getpid() & 0xffff) | (mode << 16);
+    return (int)(((unsigned)getpid() & 0xffffu) | (mode << 16));
 }
 
 static int open_worker(struct afp_worker *w, const struct capture_opts *o, int ifindex,
