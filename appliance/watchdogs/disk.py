@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,10 +36,43 @@ class CaptureFile:
     mtime: float
 
 
+def _unescape(field: str) -> str:
+    """mountinfo escapes space, tab, newline and backslash as octal (\\040 ...)."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def mount_options(path: str | os.PathLike[str], mountinfo: str = "/proc/self/mountinfo") -> set[str]:
+    """The per-mount and superblock options of the filesystem holding path (empty if unknown)."""
+    target = os.path.realpath(path)
+    best, options = "", set()
+    try:
+        with open(mountinfo) as f:
+            for line in f:
+                left, _, right = line.partition(" - ")
+                fields, rfields = left.split(), right.split()
+                if len(fields) < 6 or len(rfields) < 3:
+                    continue
+                point = _unescape(fields[4])
+                inside = target == point or target.startswith(point.rstrip("/") + "/")
+                if inside and len(point) >= len(best):
+                    best, options = point, set(fields[5].split(",")) | set(rfields[2].split(","))
+    except OSError:
+        return set()
+    return options
+
+
+def is_read_only(path: str | os.PathLike[str], st: os.statvfs_result | None = None) -> bool:
+    """Read-only as statvfs says, or as the mount table says: since Linux 6.x an ext4 that hit
+    an error with errors=remount-ro is flagged `emergency_ro` and statvfs still says writable."""
+    st = os.statvfs(path) if st is None else st
+    if st.f_flag & os.ST_RDONLY:
+        return True
+    return bool(mount_options(path) & {"ro", "emergency_ro"})
+
+
 def statvfs(path: str | os.PathLike[str]) -> tuple[int, int, int, bool]:
     st = os.statvfs(path)
-    return (st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize, st.f_favail,
-            bool(st.f_flag & os.ST_RDONLY))
+    return st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize, st.f_favail, is_read_only(path, st)
 
 
 class FillRate:

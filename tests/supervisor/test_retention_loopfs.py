@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -83,3 +84,31 @@ def test_floor_holds_oldest_go_no_enospc(lab, loop_ext4: Path, tmp_path: Path) -
     # The writer never hit ENOSPC: no disk error reported, no write errors counted.
     assert not list(read_events(spool / "journal.jsonl", "disk_error"))
     assert writer["totals"]["errors"] == 0 and writer["disk_error"] is None
+
+
+def test_spool_filesystem_error_goes_read_only_and_supervision_goes_on(lab, loop_ext4: Path,  # noqa: ANN001
+                                                                      tmp_path: Path) -> None:
+    """ext4 with errors=remount-ro hits an error (the kernel's own trigger_fs_error): the spool is
+    read-only at once. It is reported as such, and the supervisor keeps running and exits 0."""
+    if not SLUICE_CAPTURE.exists():
+        pytest.fail(f"{SLUICE_CAPTURE} is missing: `make native` builds it")
+    spool = loop_ext4
+    subprocess.run(["mount", "-o", "remount,errors=remount-ro", str(spool)], check=True)
+    device = subprocess.run(["findmnt", "-no", "SOURCE", str(spool)], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    cfg = write_config(tmp_path / "sluice.toml", lab.capture_if, spool, extra="[nic]\ntune = false\n")
+    with Supervise(lab.capture_ns, cfg, spool) as sup:
+        before = sup.metrics()
+        assert sample(before, "sluice_disk_read_only", path=str(spool)) == 0
+        Path(f"/sys/fs/ext4/{Path(device).name}/trigger_fs_error").write_text("sluice test\n")
+        lab.exec(lab.host("h2").ns, ["iperf3", "-c", lab.host("h1").ipv4, "-t", "2", "-b", "50M"], timeout=30)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # status.json lives on the broken disk: ask /metrics
+            metrics = sup.metrics()
+            if sample(metrics, "sluice_disk_read_only", path=str(spool)) == 1:
+                break
+            time.sleep(0.3)
+        assert sample(metrics, "sluice_disk_read_only", path=str(spool)) == 1
+        assert sup.proc is not None and sup.proc.poll() is None
+        assert sup.stop() == 0
+    assert "Traceback" not in sup.stderr()

@@ -130,3 +130,12 @@ def test_nic_reading_of_a_veth_in_a_namespace(veth_ns) -> None:  # noqa: ANN001
     assert down["carrier_changes"] > first["carrier_changes"]
     gone = nic.read("nosuch0", nic.SpanWatch(1), sys_net="/sys/class/net", now=time.monotonic())
     assert not gone.present
+
+
+def test_mount_options_find_the_spool_filesystem_and_emergency_ro() -> None:
+    """A real mountinfo line of an ext4 that hit an error with errors=remount-ro (Linux 6.18)."""
+    info = str(Path(__file__).resolve().parents[1] / "fixtures" / "mountinfo" / "emergency_ro.txt")
+    opts = disk.mount_options("/tmp/rotest/m/lab/2026-11-26", mountinfo=info)
+    assert "emergency_ro" in opts and "errors=remount-ro" in opts
+    assert disk.mount_options("/srv/my spool/x", mountinfo=info) == {"rw", "relatime"}
+    assert disk.mount_options("/tmp/rotest/mx", mountinfo=info) != opts  # a sibling path is not inside
