@@ -73,6 +73,9 @@ class WriterSlot:
         self.restart_at: float | None = 0.0  # monotonic time of the next (re)start; None: running
         self.restart_reason = "initial start"
         self.starts = 0
+        # Only at supervisor start does a writer's bad-input exit stop everything; a writer added
+        # by a reload must never take the running ones down.
+        self.fatal_on_bad_start = False
 
 
 class Supervisor:
@@ -180,6 +183,7 @@ class Supervisor:
                     self._tune(ifname, "start")
             for ifname in self.cfg.interfaces:
                 self.slots[ifname] = self._make_slot(ifname)
+                self.slots[ifname].fatal_on_bad_start = True
             while not self._stop.is_set():
                 if self._reload:
                     self._reload = False
@@ -244,7 +248,7 @@ class Supervisor:
             result = proc.reap()
             if result is None:
                 return
-            if slot.starts == 1 and result.returncode == 2 and not proc.seen_stats:
+            if slot.fatal_on_bad_start and slot.starts == 1 and result.returncode == 2 and not proc.seen_stats:
                 # Bad flag, filter or interface: restarting cannot help; say why and stop.
                 msg = result.stderr_tail[-1] if result.stderr_tail else "exited with status 2"
                 self._fatal = SluiceError(f"writer {proc.interface}: {msg.removeprefix('sluice-capture: ')}", 2)
@@ -441,6 +445,15 @@ class Supervisor:
             return
         changed = sorted(f"{s}.{k}" for s in new.sections for k in new.sections[s]
                          if new.sections[s][k] != self.cfg.sections[s][k])
+        try:
+            missing = [i for i in new.interfaces if not Path("/sys/class/net", i).exists()]
+            if missing:
+                raise SluiceError(f"interface {missing[0]}: no such interface (in this network namespace)", 2)
+            binary = config_mod.find_capture_binary(new)
+        except SluiceError as exc:
+            log.error("reload: %s (keeping the running config)", exc)
+            self.journal.append("config_reload_failed", error=str(exc))
+            return
         self.journal.append("config_reload", changed=changed)
         log.info("config reloaded: %s", ", ".join(changed) or "no change")
         if any(c.startswith("metrics.") for c in changed):
@@ -448,6 +461,7 @@ class Supervisor:
         writer_keys = [c for c in changed if c.startswith("capture.") or c == "supervisor.stats_interval"]
         old = self.cfg
         self.cfg = new
+        self.binary = binary
         self._steps.threshold = new.get("watchdogs", "time_step_threshold")
         self._span.dead_after = new.get("watchdogs", "span_dead_seconds")
         self._tuning.profile_args = self._profile_args(new)
@@ -469,6 +483,7 @@ class Supervisor:
                 del self.slots[ifname]
                 continue
             slot.proc.cfg = new
+            slot.proc.binary = binary
             slot.restart_at = now
             slot.restart_reason = "config reload"
             slot.failures = 0

@@ -79,6 +79,14 @@ def test_sighup_reloads_the_config(traffic_ns, tmp_path: Path) -> None:  # noqa:
                      "the failed reload")
         failed = list(read_events(spool / "journal.jsonl", "config_reload_failed"))[-1]
         assert "[capture] workers = 0" in failed["error"]
+        # An interface that is not there: refused the same way (the running writers stay).
+        rx = traffic_ns.rx
+        cfg.write_text(good.replace(f'interfaces = ["{rx}"]', f'interfaces = ["{rx}", "nosuch0"]'))
+        sup.proc.send_signal(signal.SIGHUP)
+        sup.wait_for(lambda s: len(list(read_events(spool / "journal.jsonl", "config_reload_failed"))) >= 2, 10,
+                     "the refused interface")
+        failed = list(read_events(spool / "journal.jsonl", "config_reload_failed"))[-1]
+        assert "interface nosuch0: no such interface" in failed["error"]
         send(traffic_ns, 10)
         state = sup.wait_for(lambda s: s["writers"][0]["totals"]["packets"] >= 10, 10, "capture goes on")
         assert state["writers"][0]["pid"] == second and pid_alive(second)
