@@ -69,3 +69,21 @@ def test_bad_flags(tmp_path):
         proc = run(*argv)
         assert proc.returncode == 2, argv
         assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+@pytest.mark.parametrize("command", ["convert", "repair", "dedup", "anonymize", "merge", "flows"])
+def test_output_never_replaces_an_input(tmp_path, command):
+    src = tmp_path / "in.pcap"
+    src.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
+                    + struct.pack("<IIII", 1700000000, 0, 14, 14) + bytes(14))
+    before = src.read_bytes()
+    key = tmp_path / "k"
+    key.write_bytes(bytes(range(32)))
+    key.chmod(0o600)
+    argv = {"convert": ["convert", src, src], "repair": ["repair", src, src], "dedup": ["dedup", src, src],
+            "anonymize": ["anonymize", "--key-file", key, src, src], "merge": ["merge", "-o", src, src],
+            "flows": ["flows", "-o", src, src]}[command]
+    proc = run(*argv)
+    assert proc.returncode == 2
+    assert "inputs are never modified" in one_error_line(proc)
+    assert src.read_bytes() == before

@@ -23,6 +23,8 @@ int cmd_convert(int argc, char **argv)
     }
     if (argc - optind != 2)
         return tool_fail(EXIT_USAGE, "convert", "%s", use);
+    if (tool_refuse_overwrite("convert", argv[optind + 1], argv + optind, 1))
+        return EXIT_USAGE;
     pr_reader *r;
     int rc = tool_open(&r, argv[optind], PR_STRICT, "convert");
     if (rc)

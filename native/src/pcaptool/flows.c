@@ -202,6 +202,8 @@ int cmd_flows(int argc, char **argv)
     }
     if (!out_path || optind >= argc)
         return tool_fail(EXIT_USAGE, "flows", "%s", use);
+    if (tool_refuse_overwrite("flows", out_path, argv + optind, argc - optind))
+        return EXIT_USAGE;
     /* Open every input first: a bad one fails before any output exists. */
     int nin = argc - optind, rc = 0;
     pr_reader **rs = calloc((size_t)nin, sizeof *rs);

@@ -187,6 +187,8 @@ int cmd_merge(int argc, char **argv)
         if (!found)
             rc = tool_fail(EXIT_USAGE, "merge", "--offset names %s, which is not an input", off_file[k]);
     }
+    if (!rc && tool_refuse_overwrite("merge", out_path, argv + optind, argc - optind))
+        rc = EXIT_USAGE;
     struct merge *m = rc ? NULL : calloc(1, sizeof *m);
     if (!rc && !m)
         rc = tool_fail(EXIT_FAIL, "merge", "out of memory");

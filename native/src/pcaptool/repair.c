@@ -26,6 +26,8 @@ int cmd_repair(int argc, char **argv)
     }
     if (argc - optind != 2)
         return tool_fail(EXIT_USAGE, "repair", "%s", use);
+    if (tool_refuse_overwrite("repair", argv[optind + 1], argv + optind, 1))
+        return EXIT_USAGE;
     pr_reader *r;
     int rc = tool_open(&r, argv[optind], PR_RESYNC, "repair");
     if (rc)

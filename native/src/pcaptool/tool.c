@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -290,4 +291,16 @@ int tool_copy(const char *cmd, pr_reader *r, const char *in_path, const char *ou
     }
     po_abort(po);
     return rc;
+}
+
+int tool_refuse_overwrite(const char *cmd, const char *out, char *const *ins, int nin)
+{
+    struct stat so, si;
+    if (stat(out, &so) != 0)
+        return 0;
+    for (int i = 0; i < nin; i++)
+        if (stat(ins[i], &si) == 0 && si.st_dev == so.st_dev && si.st_ino == so.st_ino)
+            return tool_fail(EXIT_USAGE, cmd, "%s: the output would replace the input %s; inputs are never "
+                             "modified, choose another output name", out, ins[i]);
+    return 0;
 }

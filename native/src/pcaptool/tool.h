@@ -89,6 +89,10 @@ int64_t parse_duration_ns(const char *s);
 
 
 
+/* Inputs are never modified: refuse an output that is one of the inputs (same file, by inode).
+ * Returns 0 or EXIT_USAGE with the error line printed. */
+int tool_refuse_overwrite(const char *cmd, const char *out, char *const *ins, int nin);
+
 /* Copy every packet of r into a new file out_path (temp name + rename). *n_in/n_out count
  * packets. Returns 0 or the exit code (error line printed, no output left behind). */
 int tool_copy(const char *cmd, pr_reader *r, const char *in_path, const char *out_path,
