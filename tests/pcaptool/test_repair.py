@@ -99,7 +99,7 @@ def _blocks(data: bytes) -> list[int]:
     return offs
 
 
-@pytest.mark.parametrize("how", ["leading-length", "trailing-length", "garbage", "cut-last"])
+@pytest.mark.parametrize("how", ["leading-length", "trailing-length", "garbage", "cut-last", "broken-shb"])
 def test_repair_pcapng(captures, tmp_path, how):
     good = captures.span_ng
     data = bytearray(good.read_bytes())
@@ -114,9 +114,11 @@ def test_repair_pcapng(captures, tmp_path, how):
         data = data[:off] + random.Random(3).randbytes(301) + data[off:]
     elif how == "cut-last":
         data = data[:-9]
+    elif how == "broken-shb":
+        data[0:12] = bytes(12)
     bad = tmp_path / "bad.pcapng"
     bad.write_bytes(bytes(data))
-    assert run("check", bad).returncode == 1
+    assert run("check", bad).returncode == (2 if how == "broken-shb" else 1)
     ours = tmp_path / "ours.pcapng"
     run("repair", bad, ours, check=True)
     assert run("check", ours).returncode == 0

@@ -740,6 +740,46 @@ static int ng_next(pr_reader *r, struct pr_packet *pkt)
     }
 }
 
+/* The block at p is followed by the end of the data or by a block whose lengths agree. */
+static bool ng_chains(const pr_reader *r, const uint8_t *p, size_t avail)
+{
+    uint32_t len = rd32(r, p + 4);
+    if (len == avail)
+        return true;
+    if ((size_t)len + 12 > avail)
+        return false;
+    const uint8_t *q = p + len;
+    uint32_t nlen = rd32(r, q + 4);
+    return known_block(rd32(r, q)) && nlen >= 12 && nlen % 4 == 0 && (size_t)len + nlen <= avail &&
+           rd32(r, q + nlen - 4) == nlen;
+}
+
+/* The section header is broken: a pcapng whose first interface block is still whole can be
+ * read from there on (in the byte order that makes the block consistent). */
+static bool find_pcapng_start(pr_reader *r)
+{
+    const uint8_t *p;
+    long got = peek(r, 1u << 20, &p);
+    if (got < 12)
+        return false;
+    for (size_t off = 0; off + 12 <= (size_t)got; off++) {
+        for (int swap = 0; swap < 2; swap++) {
+            r->swapped = swap;
+            if (rd32(r, p + off) == NG_IDB && ng_candidate(r, p + off, (size_t)got - off) &&
+                ng_chains(r, p + off, (size_t)got - off)) {
+                r->format = PR_FORMAT_PCAPNG;
+                r->section = 1;
+                r->nano = false;
+                note(r, PR_DAMAGE_BAD_HEADER, 0, "pcapng section header broken: read from the interface "
+                     "block at offset %zu", off);
+                r->skipped += off;
+                return skip(r, off) == 0;
+            }
+        }
+    }
+    return false;
+}
+
 /* ---------------------------------------------------------------- open / misc --------- */
 
 static int finish_open(pr_reader *r, pr_reader **out, char *err, size_t errlen)
@@ -789,6 +829,8 @@ static int finish_open(pr_reader *r, pr_reader **out, char *err, size_t errlen)
         }
     } else if (r->mode == PR_RESYNC && got >= 4) {
         rc = infer_pcap_header(r, err, errlen);
+        if (rc && find_pcapng_start(r))
+            rc = 0;
         if (rc) {
             pr_close(r);
             return rc;
