@@ -2,7 +2,9 @@
 
 Only as many files go as are needed to get back above the floor plus a small margin, oldest
 first; never a file still being written (.part names are not capture files), never one younger
-than min_age. Each deletion is journaled and counted by the caller's metrics.
+than min_age, never one held: the pipeline holds a file it still needs by creating an entry of
+the same name in SPOOL/.hold/ (any file or symlink) and releases it by removing that entry.
+Each deletion is journaled and counted by the caller's metrics.
 """
 
 from __future__ import annotations
@@ -26,8 +28,20 @@ class RetentionResult:
     short_bytes: int = 0  # still missing to reach the floor (nothing left that may be deleted)
 
 
+HOLD_DIR = ".hold"
+
+
+def held_names(spool: str | os.PathLike[str]) -> set[str]:
+    """Names of the capture files the pipeline holds (entries of SPOOL/.hold/)."""
+    try:
+        return set(os.listdir(os.path.join(spool, HOLD_DIR)))
+    except (FileNotFoundError, NotADirectoryError):
+        return set()
+
+
 def plan(files: list[CaptureFile], free: int, fs_size: int, floor: FreeFloor, margin: FreeFloor,
-         now: float, min_age: float = 0.0, headroom: int = 0) -> tuple[list[CaptureFile], int]:
+         now: float, min_age: float = 0.0, headroom: int = 0,
+         held: set[str] | frozenset[str] = frozenset()) -> tuple[list[CaptureFile], int]:
     """Which files to delete (oldest first) and how many bytes would still be missing.
 
     headroom raises the floor by what the disk will fill before the next check, so free space
@@ -41,7 +55,7 @@ def plan(files: list[CaptureFile], free: int, fs_size: int, floor: FreeFloor, ma
     for f in files:
         if need <= 0:
             break
-        if now - f.mtime < min_age:
+        if now - f.mtime < min_age or f.path.name in held:
             continue
         chosen.append(f)
         need -= f.size
@@ -56,7 +70,8 @@ def enforce(spool: str | os.PathLike[str], floor: FreeFloor, margin: FreeFloor, 
         return result
     files = capture_files(spool)
     now = time.time() if now is None else now
-    chosen, result.short_bytes = plan(files, free, size, floor, margin, now, min_age, headroom)
+    chosen, result.short_bytes = plan(files, free, size, floor, margin, now, min_age, headroom,
+                                      held_names(spool))
     for f in chosen:
         try:
             os.unlink(f.path)

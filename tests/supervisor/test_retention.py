@@ -30,6 +30,9 @@ def test_plan_takes_oldest_until_floor_plus_margin() -> None:
                         now=1005.5, min_age=1.0)
     assert [f.path.name for f in young] == [f"f{i}.pcapng" for i in range(5)]
     assert short == 50 * MiB
+    held, _ = plan(files, free=95 * MiB, fs_size=size, floor=parse_floor("10%"), margin=parse_floor("1%"),
+                   now=2000.0, held={"f0.pcapng"})
+    assert [f.path.name for f in held] == ["f1.pcapng", "f2.pcapng"]  # the held one skipped, not counted
 
 
 @pytest.fixture
@@ -56,6 +59,8 @@ def test_enforce_on_a_full_tmpfs(tiny_fs: Path) -> None:
     part = day / "box_c0_20261126T001200.000000000Z_000013.pcapng.part"
     part.write_bytes(os.urandom(4 * MiB))
     os.utime(part, (1_600_000_000, 1_600_000_000))  # the oldest mtime of all: still never deleted
+    (tiny_fs / ".hold").mkdir()
+    (tiny_fs / ".hold" / paths[1].name).symlink_to(paths[1])  # the pipeline still needs the 2nd oldest
     free, size, _, _ = statvfs(tiny_fs)
     floor = parse_floor("40%")
     assert free < floor.bytes_for(size)
@@ -66,8 +71,9 @@ def test_enforce_on_a_full_tmpfs(tiny_fs: Path) -> None:
     # Just enough: without the newest deleted file we would be under floor + margin.
     assert free_after - result.deleted[-1].size < floor.bytes_for(size) + parse_floor("1%").bytes_for(size)
     deleted = [f.path for f in result.deleted]
-    assert deleted == paths[: len(deleted)]  # oldest first, in order
-    assert all(p.exists() for p in paths[len(deleted):]) and part.exists()
+    unheld = [paths[0], *paths[2:]]
+    assert deleted == unheld[: len(deleted)]  # oldest first, in order, the held one skipped
+    assert paths[1].exists() and all(p.exists() for p in unheld[len(deleted):]) and part.exists()
     events = list(read_events(tiny_fs / "journal.jsonl", "retention_delete"))
     assert [e["path"] for e in events] == [str(p) for p in deleted]
     assert result.freed_bytes == len(deleted) * 2 * MiB
