@@ -12,7 +12,7 @@
 #include <unistd.h>
 #include <zstd.h>
 
-#define QD_MAX 8u
+#define QD_MAX 16u
 
 struct inflight {
     struct block *b;

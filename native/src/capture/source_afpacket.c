@@ -214,7 +214,7 @@ static int open_worker(struct afp_worker *w, const struct capture_opts *o, int i
     /* One kernel timestamp per packet shared by every tap (tcpdump sees the same ns). */
     v = 1;
     setsockopt(w->fd, SOL_SOCKET, SO_TIMESTAMPNS, &v, sizeof v);
-    w->block_size = o->ring_bytes >= (64u << 20) ? (4u << 20) : (1u << 20);
+    w->block_size = 1u << 20;
     w->nblocks = (unsigned)(o->ring_bytes / w->block_size);
     struct tpacket_req3 req = {0};
     req.tp_block_size = w->block_size;

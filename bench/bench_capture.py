@@ -1,0 +1,256 @@
+"""sluice-capture against tcpdump and netsniff-ng on the same veth, the same trafgen load, the same
+disk; and the writer alone (`-r` from /dev/shm) against `dd bs=4M oflag=direct`.
+
+trafgen runs pinned to CPU 0 on one end of a veth pair, each capture program pinned to CPU 1 on
+the other end, writing to the real disk (/var/tmp, not tmpfs). A program's loss is the packets
+that reached the capture interface (its rx counter) but are not in its files; CPU is the capture
+process's user+sys time (all threads) from the start of the load until 2 s after its end (its
+start-up, e.g. allocating rings, is not counted); memory its peak resident set. The kernel's
+page-cache flushing done for tcpdump and netsniff-ng is not in their CPU figures (it runs in
+kernel threads); Sluice writes with O_DIRECT, so its disk work is in its own figure.
+
+    python -m bench.bench_capture [--quick] [--dir /var/tmp/sluice-bench]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from appliance.lab import netns
+
+REPO = Path(__file__).resolve().parent.parent
+SLUICE = REPO / "native" / "build" / "sluice-capture"
+# Memory of the run: ring 128 MiB + staging 1 GiB (absorbs seconds of a disk slower than the wire).
+SLUICE_FLAGS = ["--ring-mb", "128", "--buffer-mb", "1024", "--rotate-size", "1G", "--stats-interval", "1"]
+
+TRAFGEN_UDP = """{ 0x02,0xaa,0xbb,0xcc,0xdd,0x02, 0x02,0xaa,0xbb,0xcc,0xdd,0x01, 0x08,0x00,
+  0x45,0x00, const16(%(ip_len)d), drnd(2), 0x00,0x00, 0x40,0x11,0x00,0x00,
+  198,51,100,1, 198,51,100,2,
+  0x9c,0x40,0x1e,0x61, const16(%(udp_len)d), 0x00,0x00,
+  fill(0x55, %(payload)d) }
+"""
+
+
+@dataclass
+class Result:
+    tool: str
+    frames: int
+    size: int
+    arrived: int
+    in_files: int
+    cpu_s: float
+    maxrss_mb: float
+    seconds: float
+
+    @property
+    def lost(self) -> int:
+        return max(0, self.arrived - self.in_files)
+
+
+def cpu_seconds(pid: int) -> float:
+    """user+sys of a process, all its threads (io_uring workers included), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+def count_packets(path: Path) -> int:
+    """Records in a pcap or pcapng file (a plain walk over the headers)."""
+    n = 0
+    with path.open("rb") as f:
+        data = f.read()
+    if data[:4] == b"\x0a\x0d\x0d\x0a":
+        off = 0
+        while off + 8 <= len(data):
+            btype, blen = struct.unpack_from("<II", data, off)
+            if blen < 12:
+                break
+            n += btype == 6
+            off += blen
+        return n
+    off = 24
+    while off + 16 <= len(data):
+        caplen = struct.unpack_from("<I", data, off + 8)[0]
+        off += 16 + caplen
+        n += 1
+    return n
+
+
+def trafgen_conf(directory: Path, frame_len: int) -> Path:
+    payload = frame_len - 42
+    conf = directory / f"udp{frame_len}.cfg"
+    conf.write_text(TRAFGEN_UDP % {"ip_len": payload + 28, "udp_len": payload + 8, "payload": payload})
+    return conf
+
+
+def capture_argv(tool: str, out: Path) -> list[str]:
+    if tool == "sluice":
+        return [str(SLUICE), "-i", "rx0", "-w", str(out), *SLUICE_FLAGS]
+    if tool == "tcpdump":
+        return ["tcpdump", "-i", "rx0", "-w", str(out / "dump.pcap"), "-B", "65536", "-n", "-q",
+                "--time-stamp-precision=nano"]
+    return ["netsniff-ng", "--in", "rx0", "--out", str(out / "sniff.pcap"), "--silent", "--ring-size", "64MiB"]
+
+
+def run_one(ns: str, tool: str, frames: int, size: int, base: Path, conf: Path) -> Result:
+    out = base / tool
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    argv = netns.exec_argv(ns, ["taskset", "-c", "1", *capture_argv(tool, out)])
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE if tool == "sluice" else subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    if tool == "sluice":
+        assert proc.stdout is not None
+        proc.stdout.readline()  # the first stats line: the ring is bound
+    elif tool == "tcpdump":
+        assert proc.stderr is not None
+        proc.stderr.readline()  # "listening on rx0"
+    else:
+        time.sleep(1.5)
+    before = netns.link_stats(ns, "rx0")["rx_packets"]
+    cpu_before = cpu_seconds(proc.pid)
+    start = time.monotonic()
+    subprocess.run(netns.exec_argv(ns, ["taskset", "-c", "0", "trafgen", "--dev", "tx0", "--conf", str(conf),
+                                        "-q", "-n", str(frames), "--cpus", "1"]),
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    arrived = netns.link_stats(ns, "rx0")["rx_packets"] - before
+    time.sleep(2.0)  # let each program empty its ring and buffers
+    cpu = cpu_seconds(proc.pid) - cpu_before
+    peak_rss_mb = peak_rss_kb(proc.pid) / 1024
+    proc.send_signal(signal.SIGINT)
+    if tool == "sluice":
+        assert proc.stdout is not None
+        for _line in proc.stdout:
+            pass
+    proc.wait(timeout=120)
+    seconds = time.monotonic() - start
+    in_files = sum(count_packets(p) for p in sorted(out.iterdir()) if p.is_file())
+    result = Result(tool, frames, size, arrived, in_files, cpu, peak_rss_mb, seconds)
+    shutil.rmtree(out, ignore_errors=True)
+    return result
+
+
+def make_namespace() -> str:
+    ns = f"sluice-bench-{os.getpid()}"
+    netns.add_namespace(ns)
+    netns.ip("-n", ns, "link", "add", "tx0", "type", "veth", "peer", "name", "rx0")
+    for ifname in ("tx0", "rx0"):
+        netns.ip("-n", ns, "link", "set", ifname, "up")
+        netns.run_in(ns, ["ethtool", "-K", ifname, "tso", "off", "gso", "off", "gro", "off"])
+        netns.run_in(ns, ["sysctl", "-qw", f"net.ipv6.conf.{ifname}.disable_ipv6=1"])
+    return ns
+
+
+def write_test_file(path: Path, size_bytes: int) -> None:
+    """A pcapng of 1442-byte frames, as the capture benchmark's traffic, in /dev/shm."""
+    shb = struct.pack("<IIIHHqI", 0x0A0D0D0A, 28, 0x1A2B3C4D, 1, 0, -1, 28)
+    idb_opts = struct.pack("<HHBxxx", 9, 1, 9) + struct.pack("<HH", 0, 0)
+    idb_len = 20 + len(idb_opts)
+    idb = struct.pack("<IIHHI", 1, idb_len, 1, 0, 262144) + idb_opts + struct.pack("<I", idb_len)
+    frame = bytes(range(256)) * 5 + bytes(1442 - 1280)
+    epb_len = 32 + ((len(frame) + 3) & ~3)
+    pad = bytes(epb_len - 32 - len(frame))
+    chunk = bytearray()
+    ts = time.time_ns()
+    for i in range(1000):
+        t = ts + i * 1000
+        chunk += struct.pack("<IIIIIII", 6, epb_len, 0, t >> 32, t & 0xFFFFFFFF, len(frame), len(frame))
+        chunk += frame + pad + struct.pack("<I", epb_len)
+    with path.open("wb") as f:
+        f.write(shb + idb)
+        for _ in range(max(1, size_bytes // len(chunk))):
+            f.write(chunk)
+
+
+def writer_only(base: Path, size_bytes: int) -> list[tuple[str, float, float]]:
+    src = Path("/dev/shm/sluice-bench-input.pcapng")
+    out = base / "writer"
+    rows = []
+    try:
+        write_test_file(src, size_bytes)
+        size = src.stat().st_size
+        for _round in range(2):
+            shutil.rmtree(out, ignore_errors=True)
+            out.mkdir(parents=True)
+            t0 = time.monotonic()
+            subprocess.run([str(SLUICE), "-r", str(src), "-w", str(out), "--rotate-size", "0", "--buffer-mb", "256"],
+                           check=True, stdout=subprocess.DEVNULL)
+            sluice_s = time.monotonic() - t0
+            shutil.rmtree(out, ignore_errors=True)
+            out.mkdir(parents=True)
+            t0 = time.monotonic()
+            subprocess.run(["dd", f"if={src}", f"of={out / 'dd.out'}", "bs=4M", "oflag=direct"], check=True,
+                           capture_output=True)
+            dd_s = time.monotonic() - t0
+            rows.append(("sluice -r", size / sluice_s / 1e6, 0.0))
+            rows.append(("dd bs=4M oflag=direct", size / dd_s / 1e6, 0.0))
+    finally:
+        src.unlink(missing_ok=True)
+        shutil.rmtree(out, ignore_errors=True)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="a fifth of the frames, a smaller writer test")
+    ap.add_argument("--dir", default="/var/tmp/sluice-bench", help="output on the real disk (not tmpfs)")
+    ap.add_argument("--tools", default="sluice,tcpdump,netsniff-ng")
+    args = ap.parse_args(argv if argv is not None else sys.argv[1:] if __name__ == "__main__" else [])
+    if os.geteuid() != 0:
+        print("bench_capture: needs root (network namespaces)", file=sys.stderr)
+        return
+    base = Path(args.dir)
+    base.mkdir(parents=True, exist_ok=True)
+    div = 5 if args.quick else 1
+    loads = [(1_500_000 // div, 1442), (3_000_000 // div, 76)]
+    tools = args.tools.split(",")
+    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start "
+          "(shared machine: other work may be running)")
+    ns = make_namespace()
+    results = []
+    try:
+        for frames, size in loads:
+            conf = trafgen_conf(base, size)
+            for tool in tools:
+                results.append(run_one(ns, tool, frames, size, base, conf))
+                r = results[-1]
+                print(f"  {tool:12s} {frames:>9,d} x {size:4d} B: arrived {r.arrived:>9,d}  in files {r.in_files:>9,d}"
+                      f"  lost {r.lost:>9,d} ({100 * r.lost / max(1, r.arrived):5.1f} %)  cpu {r.cpu_s:6.2f} s"
+                      f"  rss {r.maxrss_mb:7.1f} MiB", flush=True)
+    finally:
+        netns.kill_all_in(ns)
+        netns.delete_namespace(ns)
+    print()
+    print(f"{'load':>22s} | " + " | ".join(f"{t:>26s}" for t in tools))
+    for frames, size in loads:
+        row = [r for r in results if r.frames == frames and r.size == size]
+        cells = [f"lost {100 * r.lost / max(1, r.arrived):5.1f}% cpu {r.cpu_s:5.2f}s" for r in row]
+        print(f"{frames:>9,d} x {size:4d} B frames | " + " | ".join(f"{c:>26s}" for c in cells))
+    print()
+    size_bytes = (512 if args.quick else 2048) << 20
+    rows = writer_only(base, size_bytes)
+    print(f"writer alone, {size_bytes >> 20} MiB from /dev/shm to {base} (two rounds):")
+    for name, mbps, _ in rows:
+        print(f"  {name:24s} {mbps:8.0f} MB/s")
+    sl = [m for n, m, _ in rows if n.startswith("sluice")]
+    dd = [m for n, m, _ in rows if n.startswith("dd")]
+    print(f"  sluice / dd: {sum(sl) / sum(dd) * 100:.0f} %")
+
+
+if __name__ == "__main__":
+    main()
