@@ -1,4 +1,5 @@
-"""IRQ spreading against /proc/interrupts of a real multi-queue layout (ixgbe + mlx5, 8 CPUs)."""
+"""IRQ spreading against /proc/interrupts: a real 16-CPU dump with an 8-queue Intel port, a real
+virtio-net guest, and the hand-written (synthetic) ixgbe + mlx5 8-CPU layout of INTERRUPTS_FIXTURE."""
 
 from __future__ import annotations
 
@@ -103,3 +104,51 @@ def test_ena_queue_names() -> None:
         " 28:     591031          0  PCI-MSIX-0000:00:05.0   1-edge      ens5-Tx-Rx-0\n"
         " 29:          0     584770  PCI-MSIX-0000:00:05.0   2-edge      ens5-Tx-Rx-1\n")
     assert [(q.queue, q.irq) for q in irq.rx_queue_irqs(table, "ens5", "0000:00:05.0")] == [(0, 28), (1, 29)]
+
+
+# A real dump (tests/fixtures/interrupts/README.md): Linux 2.6.38, 16 CPUs, chip and flow in one
+# token ("PCI-MSI-edge"), eth0's link vector on IRQ 128 and its queues eth0-TxRx-0..7 on 129..136.
+REAL_16CPU = INTERRUPTS_FIXTURE.parent / "intel-txrx-8queue-16cpu-2.6.38.txt"
+
+
+@pytest.fixture
+def real16() -> irq.InterruptTable:
+    return irq.parse_interrupts(REAL_16CPU.read_text())
+
+
+def test_real_16cpu_dump_parses(real16: irq.InterruptTable) -> None:
+    assert real16.cpus == tuple(range(16))
+    assert len(real16.lines) == 34  # every numbered row; NMI ... MIS are not device lines
+    assert all(len(line.counts) == 16 for line in real16.lines)
+    by_irq = {line.irq: line for line in real16.lines}
+    assert by_irq[0].name == "timer" and by_irq[0].counts[0] == 444821636
+    assert by_irq[3].name == ""  # "IO-APIC-edge" with no action
+    assert by_irq[18].name == "ehci_hcd:usb1, uhci_hcd:usb7"
+    assert by_irq[128].name == "eth0" and by_irq[127].name == "ahci"
+    assert by_irq[127].counts[5] == 24787742
+    # Each queue's interrupts were served by one CPU: the columns are read in the right order.
+    busiest = {n: max(range(16), key=lambda c: by_irq[n].counts[c]) for n in range(129, 137)}
+    assert busiest == {129: 11, 130: 15, 131: 14, 132: 9, 133: 12, 134: 13, 135: 8, 136: 10}
+    assert by_irq[136].counts[9] == 25 and by_irq[136].counts[10] == 7832075
+
+
+def test_real_16cpu_eth0_queues(real16: irq.InterruptTable) -> None:
+    queues = irq.rx_queue_irqs(real16, "eth0")
+    assert [(q.queue, q.irq, q.name) for q in queues] == [(i, 129 + i, f"eth0-TxRx-{i}") for i in range(8)]
+    assert 128 not in {q.irq for q in queues}  # the link vector "eth0" is not a queue
+    assert irq.rx_queue_irqs(real16, "eth1") == [] and irq.rx_queue_irqs(real16, "eth") == []
+    assert irq.rx_queue_irqs(real16, "eth0", bus_info="0000:01:00.0") == queues  # no mlx5 here
+
+
+def test_real_16cpu_spreading(real16: irq.InterruptTable) -> None:
+    queues = irq.rx_queue_irqs(real16, "eth0")
+    # Default: CPUs 1-15; 8 queues take the first 8 of them, one each, none wraps.
+    cpus = irq.default_capture_cpus(real16.cpus)
+    assert cpus == list(range(1, 16))
+    plan = irq.plan_affinity(queues, cpus)
+    assert plan == {129 + i: 1 + i for i in range(8)}
+    assert irq.worker_cpus(plan, cpus) == list(range(1, 9))
+    # Four capture CPUs chosen by the operator: two queues each, in queue order.
+    plan = irq.plan_affinity(queues, [8, 9, 10, 11])
+    assert plan == {129: 8, 130: 9, 131: 10, 132: 11, 133: 8, 134: 9, 135: 10, 136: 11}
+    assert irq.worker_cpus(plan, [8, 9, 10, 11]) == [8, 9, 10, 11]
