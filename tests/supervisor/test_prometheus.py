@@ -21,7 +21,8 @@ FREE_PORT = "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print
 
 def query(veth_ns, port: int, promql: str) -> list[dict]:  # noqa: ANN001
     url = f"http://127.0.0.1:{port}/api/v1/query?query={urllib.parse.quote(promql)}"
-    proc = veth_ns.run(["curl", "-sS", "--max-time", "5", url], check=False)
+    # -f: while its storage starts, Prometheus answers 503 with a text body; that is "not yet".
+    proc = veth_ns.run(["curl", "-fsS", "--max-time", "5", url], check=False)
     if proc.returncode != 0:
         return []
     doc = json.loads(proc.stdout)
