@@ -124,3 +124,27 @@ def test_window_bounds_what_counts_as_a_copy(captures, tmp_path):
     one_ms = json.loads(run("dedup", "--json", src, tmp_path / "a.pcap", check=True).stdout)
     two_s = json.loads(run("dedup", "--json", "--window", "2s", src, tmp_path / "b.pcap", check=True).stdout)
     assert (one_ms["duplicates"], two_s["duplicates"]) == (0, 1)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_many_repeats_at_random_times_same_as_editcap(captures, tmp_path, seed):
+    """A few frames repeated at random gaps around the window: what the window forgets and when."""
+    import random
+
+    pf = parse_pcap(captures.host_ns.read_bytes())
+    frames = [r[4] for r in pf.records[:6]]
+    rnd = random.Random(seed)
+    t = pf.records[0][0] * 10**9
+    records = []
+    for _ in range(20000):
+        t += rnd.choice([0, 100, 200_000, 900_000, 1_000_000, 1_000_001, 1_500_000])
+        f = rnd.choice(frames)
+        records.append((t // 10**9, t % 10**9, len(f), len(f), f))
+    pf.nanosecond = True
+    src = tmp_path / "repeats.pcap"
+    src.write_bytes(build_pcap(pf, records))
+    for ours_args, peer_args in ((["--window", "1ms"], ["-w", "0.001"]), (["--window-packets", "7"], ["-D", "7"])):
+        ours, theirs = tmp_path / "ours.pcap", tmp_path / "editcap.pcap"
+        run("dedup", *ours_args, src, ours, check=True)
+        editcap(peer_args, src, theirs)
+        assert ours.read_bytes() == theirs.read_bytes(), ours_args

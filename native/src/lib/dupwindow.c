@@ -199,7 +199,7 @@ int dw_seen(dupwindow *dw, uint64_t ts_ns, const uint8_t *bytes, uint32_t len)
     /* Forget what fell out of the window. */
     while (dw->count) {
         struct entry *e = &dw->ring[dw->tail];
-        bool old = dw->window_packets ? seq - e->seq > dw->window_packets
+        bool old = dw->window_packets ? seq - e->seq >= dw->window_packets
                                       : (int64_t)(ts_ns - e->ts) > dw->window_ns && ts_ns > e->ts;
         if (!old)
             break;

@@ -16,7 +16,8 @@
 typedef struct dupwindow dupwindow;
 
 /* window_ns > 0: time window (a copy is at most window_ns later, inclusive);
- * window_packets > 0: a copy is within the last window_packets packets. */
+ * window_packets > 0: a copy and its original lie within window_packets packets (the copy
+ * included, as editcap -D counts: at most window_packets - 1 packets apart). */
 dupwindow *dw_new(int64_t window_ns, uint64_t window_packets);
 void dw_free(dupwindow *dw);
 /* 1: a copy of an earlier packet in the window; 0: new; -1: out of memory. */
