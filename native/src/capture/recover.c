@@ -122,7 +122,7 @@ static int recover_file(const char *path, const char *iface, FILE *out)
     if (valid == 0) {
         close(fd);
         rc = unlink(path);
-        fprintf(out, "{\"type\":\"recovered\",\"v\":1,\"ts\":%lld,\"interface\":\"%s\",\"part\":\"%s\","
+        fprintf(out, "{\"type\":\"recovered\",\"v\":1,\"ts\":%lld.0,\"interface\":\"%s\",\"part\":\"%s\","
                      "\"path\":null,\"bytes\":0,\"cut_bytes\":%llu}\n",
                 (long long)time(NULL), iface, path, (unsigned long long)size);
     } else {
@@ -132,7 +132,7 @@ static int recover_file(const char *path, const char *iface, FILE *out)
         close(fd);
         if (rc == 0)
             rc = rename(path, final);
-        fprintf(out, "{\"type\":\"recovered\",\"v\":1,\"ts\":%lld,\"interface\":\"%s\",\"part\":\"%s\","
+        fprintf(out, "{\"type\":\"recovered\",\"v\":1,\"ts\":%lld.0,\"interface\":\"%s\",\"part\":\"%s\","
                      "\"path\":\"%s\",\"bytes\":%llu,\"cut_bytes\":%llu}\n",
                 (long long)time(NULL), iface, path, final, (unsigned long long)valid,
                 (unsigned long long)(size - valid));
