@@ -206,3 +206,16 @@ def test_replay_and_pcap_backend(link, capture_binary, tmp_path: Path) -> None:
     assert len(files) >= 2
     assert packets_of(files) == original
     assert r.final()["packets"] == len(original)
+
+
+def test_hw_timestamps_fall_back_to_sw_on_veth(link, capture_binary, tmp_path: Path) -> None:
+    w = start_writer(capture_binary, link.cap, ["-i", link.rx, "-w", str(tmp_path), "--timestamps", "hw"])
+    w.wait_ready()
+    ping(link, 5)
+    before = time.time_ns()
+    assert w.stop() == 0
+    assert w.final()["ts_source"] == "sw"
+    assert "no hardware timestamps" in w.stderr_text()
+    cf = read_capture(closed_files(tmp_path)[0])
+    assert b"software timestamps" in cf.idb_options[3][0]
+    assert len(cf.packets) >= 10 and all(before - 10**10 < p.ts_ns <= before for p in cf.packets)

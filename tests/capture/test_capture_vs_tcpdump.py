@@ -58,15 +58,17 @@ def first_difference(a: list, b: list) -> str:
     return f"lengths {len(a)} vs {len(b)}"
 
 
-@pytest.mark.parametrize("fmt", ["pcapng", "pcap"])
-def test_same_packets_and_timestamps_as_tcpdump(link, capture_binary, tmp_path: Path, fmt: str) -> None:
+@pytest.mark.parametrize("fmt,workers", [("pcapng", 1), ("pcap", 1), ("pcapng", 3)])
+def test_same_packets_and_timestamps_as_tcpdump(link, capture_binary, tmp_path: Path, fmt: str,
+                                                workers: int) -> None:
     require_tool("tcpdump")
     out = tmp_path / "sluice"
     out.mkdir()
     ref = tmp_path / "tcpdump.pcap"
     dump = Tcpdump(link.cap, link.rx, ref)
     writer = start_writer(capture_binary, link.cap, ["-i", link.rx, "-w", str(out), "--format", fmt,
-                                                     "--rotate-size", "32K", "--host", "t1"])
+                                                     "--rotate-size", "32K", "--host", "t1",
+                                                     "--workers", str(workers)])
     writer.wait_ready()
     send_frames(link.h, link.tx, [marker("start")])
     mixed_traffic(link, rounds=2)
