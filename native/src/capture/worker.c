@@ -24,9 +24,10 @@ static void *worker_main(void *arg)
             return NULL;
         }
     }
-    /* stopping: take what the ring already holds, then leave */
-    while (!w->src->is_file && source_poll(w->src, w->index, 0, on_packet, w) > 0)
-        ;
+    /* Stopping: take what the ring holds, including the block the kernel retires within its
+     * timeout (a few ms), then leave. */
+    for (int idle = 0; !w->src->is_file && idle < 2;)
+        idle = source_poll(w->src, w->index, 20, on_packet, w) > 0 ? 0 : idle + 1;
     atomic_store(&w->finished, 1);
     return NULL;
 }
