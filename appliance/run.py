@@ -72,6 +72,9 @@ class Appliance:
         self.config = self.dir / "sluice.toml"
         self.log = self.dir / "supervise.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        # (monotonic time, packets, bytes) per interface at the previous status line: the rate
+        # shown is over the whole status interval, not the writer's last one-second sample.
+        self._previous: dict[str, tuple[float, int, int]] = {}
 
     def start(self, timeout: float = 20) -> None:
         self.spool.mkdir(parents=True, exist_ok=True)
@@ -110,10 +113,15 @@ class Appliance:
 
     def status_line(self, elapsed: float) -> str:
         parts = []
+        now = time.monotonic()
         for w in self.state().get("writers", []):
             t = w["totals"]
+            then, packets, nbytes = self._previous.get(w["interface"], (now - elapsed, 0, 0))
+            self._previous[w["interface"]] = (now, t["packets"], t["bytes"])
+            dt = max(now - then, 1e-6)
             parts.append(f"{w['interface']} {'up' if w['up'] else 'DOWN'}: {t['packets']} packets "
-                         f"({w['packets_per_second']:.0f} pkt/s, {w['bytes_per_second'] * 8 / 1e6:.2f} Mbit/s), "
+                         f"({(t['packets'] - packets) / dt:.0f} pkt/s, {(t['bytes'] - nbytes) * 8 / dt / 1e6:.2f} "
+                         "Mbit/s), "
                          f"written {human_bytes(t['bytes_written'])} in {t['files_closed']} closed files, drops "
                          f"kernel {t['kernel_drops']} writer {t['writer_drops']}, restarts {w['restarts']}")
         return f"[{elapsed:5.0f}s] capture " + ("; ".join(parts) or "starting")
@@ -186,7 +194,8 @@ def run(seconds: float, out: TextIO = sys.stdout, status_interval: float = STATU
         for line in appliance.summary() + counters.summary():
             print(f"  {line}", file=out)
         print("  traffic: " + ", ".join(f"{k} {v}" for k, v in mix.items()), file=out)
-        return 0
+        # A supervisor that did not stop cleanly may have left files unclosed: not a success.
+        return 0 if code == 0 else 1
     finally:
         stop.set()
         signal.signal(signal.SIGTERM, previous)
