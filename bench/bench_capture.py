@@ -15,6 +15,7 @@ kernel threads); Sluice writes with O_DIRECT, so its disk work is in its own fig
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import signal
@@ -205,11 +206,63 @@ def writer_only(base: Path, size_bytes: int) -> list[tuple[str, float, float]]:
     return rows
 
 
+def sustained(ns: str, base: Path, seconds: int, gap_us: int) -> None:
+    """A long rate-limited flood: Sluice's losses and its resident memory second by second."""
+    out = base / "sustained"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    conf = trafgen_conf(base, 1442)
+    argv = netns.exec_argv(ns, ["taskset", "-c", "1", str(SLUICE), "-i", "rx0", "-w", str(out), *SLUICE_FLAGS])
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert proc.stdout is not None
+    proc.stdout.readline()
+    frames = int(seconds * 1_000_000 / gap_us)
+    before = netns.link_stats(ns, "rx0")["rx_packets"]
+    gen = subprocess.Popen(netns.exec_argv(ns, ["taskset", "-c", "0", "trafgen", "--dev", "tx0", "--conf",
+                                                str(conf), "-q", "-n", str(frames), "--cpus", "1",
+                                                "-t", f"{gap_us}us"]),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    rss: list[int] = []
+    last: dict = {}
+    for line in proc.stdout:  # one stats line a second; delete closed files as retention would
+        rec = json.loads(line)
+        if rec["type"] == "file":
+            Path(rec["path"]).unlink(missing_ok=True)
+            continue
+        last = rec
+        rss.append(current_rss_kb(proc.pid))
+        if gen.poll() is not None:
+            break
+    time.sleep(2.0)
+    proc.send_signal(signal.SIGINT)
+    for line in proc.stdout:
+        rec = json.loads(line)
+        if rec["type"] == "final":
+            last = rec
+    proc.wait(timeout=60)
+    arrived = netns.link_stats(ns, "rx0")["rx_packets"] - before
+    shutil.rmtree(out, ignore_errors=True)
+    steady = rss[len(rss) // 4:] or rss
+    print(f"sustained {seconds} s at {1442 * 8 / gap_us / 1000:.2f} Gbit/s ({arrived:,d} frames of 1442 B): "
+          f"kernel_drops {last.get('kernel_drops')} writer_drops {last.get('writer_drops')} "
+          f"packets {last.get('packets'):,d}; RSS MiB min {min(steady) / 1024:.0f} max {max(steady) / 1024:.0f} "
+          f"(after the first quarter)")
+
+
+def current_rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="a fifth of the frames, a smaller writer test")
     ap.add_argument("--dir", default="/var/tmp/sluice-bench", help="output on the real disk (not tmpfs)")
     ap.add_argument("--tools", default="sluice,tcpdump,netsniff-ng")
+    ap.add_argument("--sustained", type=int, default=60, help="seconds of the sustained flood (0 = skip)")
+    ap.add_argument("--sustained-gap-us", type=int, default=8, help="gap between its frames (8 us = 1.4 Gbit/s)")
     args = ap.parse_args(argv if argv is not None else sys.argv[1:] if __name__ == "__main__" else [])
     if os.geteuid() != 0:
         print("bench_capture: needs root (network namespaces)", file=sys.stderr)
@@ -232,6 +285,8 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"  {tool:12s} {frames:>9,d} x {size:4d} B: arrived {r.arrived:>9,d}  in files {r.in_files:>9,d}"
                       f"  lost {r.lost:>9,d} ({100 * r.lost / max(1, r.arrived):5.1f} %)  cpu {r.cpu_s:6.2f} s"
                       f"  rss {r.maxrss_mb:7.1f} MiB", flush=True)
+        if args.sustained:
+            sustained(ns, base, args.sustained // div, args.sustained_gap_us)
     finally:
         netns.kill_all_in(ns)
         netns.delete_namespace(ns)
