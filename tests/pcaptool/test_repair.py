@@ -146,3 +146,27 @@ def test_repair_reads_and_writes_zstd(captures, tmp_path):
     plain = tmp_path / "fixed.pcap"
     subprocess.run(["zstd", "-q", "-d", "-o", str(plain), str(out)], check=True)
     assert packets(plain, tmp_path) == packets(captures.span_ns, tmp_path)
+
+
+@pytest.mark.parametrize("source", ["span_ns", "span_ng"])
+def test_repair_skips_a_damaged_zstd_frame(captures, tmp_path, source):
+    """Independent zstd frames (as sluice-capture writes them): corruption costs one frame."""
+    data = getattr(captures, source).read_bytes()
+    chunk = 32768
+    frames = [subprocess.run(["zstd", "-q", "-c"], input=data[i:i + chunk], capture_output=True, check=True).stdout
+              for i in range(0, len(data), chunk)]
+    assert len(frames) >= 5
+    blob = bytearray(b"".join(frames))
+    mid = sum(len(f) for f in frames[:2]) + len(frames[2]) // 2
+    blob[mid:mid + 40] = b"\xaa" * 40
+    bad = tmp_path / "bad.pcap.zst"
+    bad.write_bytes(bytes(blob))
+    assert run("check", bad).returncode == 1
+    out = tmp_path / "fixed.pcap"
+    summary = json.loads(run("repair", "--json", "--compress", "none", bad, out, check=True).stdout)
+    assert summary["damages"] >= 2  # the skipped frame and the record it cut
+    original = packets(getattr(captures, source), tmp_path)
+    got, invented = original_count(packets(out, tmp_path), original)
+    assert invented == 0
+    per_frame = len(original) * chunk // len(data) + 2
+    assert got >= len(original) - 2 * per_frame  # at most the damaged frame and a record across its edge

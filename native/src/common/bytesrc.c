@@ -25,6 +25,10 @@ struct bytesrc {
     ZSTD_inBuffer zib;
     bool zin_eof;
     uint64_t size_hint, raw_read;
+    bool lenient, failed;
+    uint64_t gaps;          /* lenient: damaged zstd frames skipped */
+    uint64_t gap_at[64];    /* decoded offsets where a skipped frame left a hole, ascending */
+    size_t ngap;
     char err[160];
 };
 
@@ -170,6 +174,39 @@ void bs_close(bytesrc *bs)
     free(bs);
 }
 
+/* Lenient: after damaged compressed data, continue at the next zstd frame (a writer that
+ * compresses in independent frames loses only the damaged one). False if there is none. */
+static bool next_frame(bytesrc *bs)
+{
+    size_t start = bs->zib.pos + 1;
+    for (;;) {
+        const uint8_t *src = bs->zib.src;
+        for (size_t i = start; i + 4 <= bs->zib.size; i++) {
+            if (memcmp(src + i, ZSTD_MAGIC_BYTES, 4) == 0) {
+                bs->zib.pos = i;
+                ZSTD_DCtx_reset(bs->dctx, ZSTD_reset_session_only);
+                bs->gaps++;
+                return true;
+            }
+        }
+        if (bs->zin_eof || !bs->zin)
+            return false;
+        /* Keep the last 3 bytes (a magic may straddle the refill) and read on. */
+        size_t keep = bs->zib.size - (start + 3 > bs->zib.size ? (start < bs->zib.size ? start : bs->zib.size)
+                                                                 : bs->zib.size - 3);
+        memmove(bs->zin, src + bs->zib.size - keep, keep);
+        long r = read_raw(bs, bs->zin + keep, CHUNK - keep);
+        if (r <= 0) {
+            bs->zin_eof = true;
+            return false;
+        }
+        bs->zib.src = bs->zin;
+        bs->zib.size = keep + (size_t)r;
+        bs->zib.pos = 0;
+        start = 0;
+    }
+}
+
 /* Append decoded bytes to buf[end..cap). Returns bytes added, 0 at the end, -1 on error. */
 static long produce(bytesrc *bs)
 {
@@ -205,6 +242,17 @@ static long produce(bytesrc *bs)
         size_t rc = ZSTD_decompressStream(bs->dctx, &ob, &bs->zib);
         if (ZSTD_isError(rc)) {
             snprintf(bs->err, sizeof bs->err, "zstd: %s", ZSTD_getErrorName(rc));
+            bs->end += ob.pos; /* what was decoded before the damage still counts */
+            if (bs->lenient && next_frame(bs)) {
+                if (bs->ngap == sizeof bs->gap_at / sizeof bs->gap_at[0]) {
+                    memmove(bs->gap_at, bs->gap_at + 1, (bs->ngap - 1) * sizeof bs->gap_at[0]);
+                    bs->ngap--;
+                }
+                bs->gap_at[bs->ngap++] = bs->offset + (bs->end - bs->start);
+                if (ob.pos > 0)
+                    return (long)ob.pos;
+                continue;
+            }
             return -1;
         }
         bs->end += ob.pos;
@@ -233,6 +281,11 @@ long bs_peek(bytesrc *bs, size_t n, const uint8_t **p)
         }
         while (bs->end < n) {
             long r = produce(bs);
+            if (r < 0 && bs->lenient) {
+                bs->failed = true;
+                bs->eof = true;
+                break;
+            }
             if (r < 0)
                 return -1;
             if (r == 0) {
@@ -272,3 +325,19 @@ bool bs_compressed(const bytesrc *bs) { return bs->zstd; }
 uint64_t bs_size_hint(const bytesrc *bs) { return bs->size_hint; }
 uint64_t bs_raw_offset(const bytesrc *bs) { return bs->fd < 0 ? bs->offset : bs->raw_read; }
 const char *bs_error(const bytesrc *bs) { return bs->err; }
+
+void bs_set_lenient(bytesrc *bs) { bs->lenient = true; }
+bool bs_failed(const bytesrc *bs) { return bs->failed; }
+uint64_t bs_gaps(const bytesrc *bs) { return bs->gaps; }
+
+uint64_t bs_next_gap(bytesrc *bs, uint64_t from)
+{
+    size_t k = 0;
+    while (k < bs->ngap && bs->gap_at[k] < from)
+        k++;
+    if (k) {
+        memmove(bs->gap_at, bs->gap_at + k, (bs->ngap - k) * sizeof bs->gap_at[0]);
+        bs->ngap -= k;
+    }
+    return bs->ngap ? bs->gap_at[0] : UINT64_MAX;
+}

@@ -33,5 +33,14 @@ uint64_t bs_size_hint(const bytesrc *bs);
 /* Bytes read from the underlying file so far (compressed bytes for zstd), for progress. */
 uint64_t bs_raw_offset(const bytesrc *bs);
 const char *bs_error(const bytesrc *bs);
+/* Lenient mode (for repair): a read or decompression error ends the stream after the bytes
+ * decoded so far instead of failing; bs_failed() then says so and bs_error() why. */
+void bs_set_lenient(bytesrc *bs);
+bool bs_failed(const bytesrc *bs);
+/* Lenient: how many damaged zstd frames were skipped (decoding resumed at the next frame). */
+uint64_t bs_gaps(const bytesrc *bs);
+/* Lenient: the first stream offset >= from at which skipped data left a hole (bytes before and
+ * after it are not contiguous), or UINT64_MAX. Only holes within the buffered data are known. */
+uint64_t bs_next_gap(bytesrc *bs, uint64_t from);
 
 #endif

@@ -39,6 +39,8 @@ struct pr_reader {
     uint64_t index;
     struct pr_damage damage;
     uint64_t ndamage;
+    bool io_noted;
+    uint64_t gaps_noted;
     int pending_rc;            /* a packet read ahead at open (pcapng: to know the interfaces) */
     struct pr_packet pending;
     uint64_t skipped;
@@ -253,6 +255,24 @@ static int pcap_next_resync(pr_reader *r, struct pr_packet *pkt)
         }
         struct rec_hdr h = parse_rec(r, p);
         bool plausible = frac_ok(r, &h) && lengths_ok(r, &h);
+        /* Bytes on both sides of a hole (a skipped zstd frame) never make one record. */
+        uint64_t hole = bs_next_gap(r->bs, off + 1);
+        size_t to_hole = hole - off < avail ? (size_t)(hole - off) : avail;
+        if (to_hole < avail) {
+            if (plausible && to_hole > 16 && 16 + (size_t)h.caplen > to_hole) {
+                note(r, PR_DAMAGE_TRUNCATED, off, "record cut by damaged compressed data: %zu of %u bytes",
+                     to_hole - 16, h.caplen);
+                fill_pcap_packet(r, pkt, &h, p + 16, (uint32_t)(to_hole - 16), h.origlen, off);
+                return skip(r, to_hole) < 0 ? -1 : 1;
+            }
+            if (to_hole < 16 || !plausible) {
+                note(r, PR_DAMAGE_GARBAGE, off, "%zu bytes before damaged compressed data", to_hole);
+                r->skipped += to_hole;
+                if (skip(r, to_hole) < 0)
+                    return -1;
+                continue;
+            }
+        }
         if (plausible) {
             size_t end = 16 + (size_t)h.caplen;
             if (end > avail) {
@@ -297,7 +317,7 @@ static int pcap_next_resync(pr_reader *r, struct pr_packet *pkt)
          * starts right after a sane amount of data. Keep it with the length the data has. */
         struct rec_hdr next = parse_rec(r, p + y);
         size_t gap = y - 16;
-        if (y > 16 && frac_ok(r, &h) && near_sec(h.sec, next.sec) &&
+        if (y > 16 && y <= to_hole && frac_ok(r, &h) && near_sec(h.sec, next.sec) &&
             (!r->have_prev || near_prev(r, h.sec)) && gap <= r->maxcap && h.sec >= 100000000u) {
             note(r, PR_DAMAGE_BAD_LENGTH, off, "record length %u/%u repaired to %zu", h.caplen,
                  h.origlen, gap);
@@ -616,6 +636,36 @@ static int ng_next(pr_reader *r, struct pr_packet *pkt)
             got = peek(r, len, &p);
             if (got < 0)
                 return -1;
+            uint64_t hole = bs_next_gap(r->bs, off + 1);
+            if (hole < off + (uint64_t)got && hole < off + len) {
+                /* The block runs into a hole (a skipped zstd frame): keep the packet bytes
+                 * before it, never what follows. */
+                size_t have = (size_t)(hole - off);
+                note(r, PR_DAMAGE_TRUNCATED, off, "block cut by damaged compressed data: %zu of %u bytes",
+                     have, len);
+                uint32_t type = rd32(r, p);
+                if (have >= 33 && (type == NG_EPB || type == NG_PB) && r->nifs > r->section_base) {
+                    uint32_t ifid = type == NG_EPB ? rd32(r, p + 8) : rd16(r, p + 8);
+                    uint32_t caplen = rd32(r, p + 20);
+                    if (ifid < r->nifs - r->section_base && caplen <= PR_MAX_BLOCK) {
+                        const struct pr_iface *ifc = &r->ifs[r->section_base + ifid];
+                        pkt->ts_ns = ts_to_ns(ifc, (uint64_t)rd32(r, p + 12) << 32 | rd32(r, p + 16));
+                        pkt->caplen = caplen < have - 28 ? caplen : (uint32_t)(have - 28);
+                        uint32_t orig = rd32(r, p + 24);
+                        pkt->origlen = orig < caplen ? caplen : orig;
+                        pkt->iface = (uint32_t)(r->section_base + ifid);
+                        pkt->linktype = ifc->linktype;
+                        pkt->data = p + 28;
+                        pkt->offset = off;
+                        pkt->index = ++r->index;
+                        return skip(r, have) < 0 ? -1 : 1;
+                    }
+                }
+                r->skipped += have;
+                if (skip(r, have) < 0)
+                    return -1;
+                continue;
+            }
             if ((uint32_t)got < len) {
                 kind = PR_DAMAGE_TRUNCATED;
                 snprintf(why, sizeof why, "block cut off: %ld of %u bytes", got, len);
@@ -784,6 +834,8 @@ static bool find_pcapng_start(pr_reader *r)
 
 static int finish_open(pr_reader *r, pr_reader **out, char *err, size_t errlen)
 {
+    if (r->mode == PR_RESYNC)
+        bs_set_lenient(r->bs);
     const uint8_t *p;
     long got = peek(r, 24, &p);
     if (got < 0) {
@@ -906,7 +958,7 @@ void pr_close(pr_reader *r)
     free(r);
 }
 
-int pr_next(pr_reader *r, struct pr_packet *pkt)
+static int next_packet(pr_reader *r, struct pr_packet *pkt)
 {
     if (r->pending_rc) {
         int rc = r->pending_rc - 2;
@@ -920,6 +972,21 @@ int pr_next(pr_reader *r, struct pr_packet *pkt)
     if (r->format == PR_FORMAT_PCAPNG)
         return ng_next(r, pkt);
     return r->mode == PR_STRICT ? pcap_next_strict(r, pkt) : pcap_next_resync(r, pkt);
+}
+
+int pr_next(pr_reader *r, struct pr_packet *pkt)
+{
+    int rc = next_packet(r, pkt);
+    while (bs_gaps(r->bs) > r->gaps_noted) {
+        r->gaps_noted++;
+        note(r, PR_DAMAGE_IO, bs_offset(r->bs), "damaged zstd frame skipped, decoding resumed at the next frame");
+    }
+    if (rc == 0 && bs_failed(r->bs) && !r->io_noted) {
+        /* Resync: the stream broke (e.g. zstd data corruption); what came before it counts. */
+        r->io_noted = true;
+        note(r, PR_DAMAGE_IO, bs_offset(r->bs), "%s: the rest of the file cannot be read", bs_error(r->bs));
+    }
+    return rc;
 }
 
 enum pr_format pr_format(const pr_reader *r) { return r->format; }

@@ -37,7 +37,8 @@ static int check_one(const char *path, bool as_json)
         struct json j;
         json_begin(&j);
         json_str(&j, "file", path);
-        json_str(&j, "status", got < 0 ? "damaged" : "valid");
+        json_str(&j, "status", got < 0 ? (d->kind == PR_DAMAGE_IO && packets == 0 ? "unreadable" : "damaged")
+                                        : "valid");
         json_u64(&j, "packets", packets);
         if (got < 0) {
             char buf[512];
@@ -49,7 +50,8 @@ static int check_one(const char *path, bool as_json)
         json_end(&j);
     }
     if (got < 0) {
-        rc = d->kind == PR_DAMAGE_IO
+        /* An input that breaks after valid packets (e.g. corrupt zstd data) is damaged. */
+        rc = d->kind == PR_DAMAGE_IO && packets == 0
                  ? tool_fail(EXIT_USAGE, "check", "%s: unreadable: %s", path, d->what)
                  : tool_fail(EXIT_FAIL, "check", "%s: damaged at offset %" PRIu64 ", record %" PRIu64
                              ": %s: %s (%" PRIu64 " valid packets before it)", path, d->offset,
