@@ -292,6 +292,19 @@ static int pcap_next_resync(pr_reader *r, struct pr_packet *pkt)
             bool real_time = h.sec >= 100000000u;
             bool fits = h.caplen > 0 && (r->have_prev ? near_prev(r, h.sec) || (chains && real_time)
                                                       : chains || real_time);
+            if (fits && !chains) {
+                /* The next record does not follow: if one starts inside this record's claimed
+                 * extent, bytes went missing here; cut this record there rather than swallow
+                 * the next one. */
+                for (size_t y = 17; y < end && y + 16 <= avail; y++) {
+                    if (candidate_at(r, p, avail, at_eof, y) && near_sec(parse_rec(r, p + y).sec, h.sec)) {
+                        note(r, PR_DAMAGE_BAD_LENGTH, off, "record shorter than its length %u: next record "
+                             "at +%zu", h.caplen, y);
+                        fill_pcap_packet(r, pkt, &h, p + 16, (uint32_t)(y - 16), h.origlen, off);
+                        return skip(r, y) < 0 ? -1 : 1;
+                    }
+                }
+            }
             if (fits) {
                 fill_pcap_packet(r, pkt, &h, p + 16, h.caplen, h.origlen, off);
                 return skip(r, end) < 0 ? -1 : 1;
