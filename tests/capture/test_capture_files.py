@@ -205,7 +205,17 @@ def test_replay_and_pcap_backend(link, capture_binary, tmp_path: Path) -> None:
     files = closed_files(replayed)
     assert len(files) >= 2
     assert packets_of(files) == original
-    assert r.final()["packets"] == len(original)
+    assert r.final()["packets"] == len(original) and r.final()["io"] == "uring+direct"
+    # the pwrite path writes the same records
+    plain = tmp_path / "pwrite"
+    plain.mkdir()
+    p = start_writer(capture_binary, None, ["-r", str(src[0]), "-w", str(plain), "--io", "pwrite",
+                                            "--format", "pcap"])
+    assert p.proc.wait(timeout=60) == 0, p.stderr_text()
+    p.stop()
+    assert p.final()["io"] == "pwrite+direct"
+    (copy,) = closed_files(plain)
+    assert copy.read_bytes() == src[0].read_bytes()  # pcap in, pcap out: the very same bytes
 
 
 def test_hw_timestamps_fall_back_to_sw_on_veth(link, capture_binary, tmp_path: Path) -> None:
