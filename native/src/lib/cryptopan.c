@@ -13,7 +13,7 @@
 
 #include "hash.h"
 
-#define V4_CACHE (1u << 20)
+#define V4_CACHE (1u << 18)
 #define V6_CACHE (1u << 16)
 
 struct v4_entry {
