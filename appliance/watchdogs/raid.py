@@ -1,7 +1,8 @@
 """RAID watchdog: every md array from /proc/mdstat, completed by /sys/block/md*/md.
 
 parse_mdstat() understands the kernel's text (healthy `[UU]`, degraded `[U_U]`, failed `(F)` and
-spare `(S)` members, resync/recovery/check progress, inactive arrays); read_sysfs() adds what
+spare `(S)` members, resync/recovery/check progress, inactive arrays, and external-metadata
+(IMSM/DDF) containers, always listed inactive but never degraded); read_sysfs() adds what
 sysfs says (array_state, degraded count, sync_action, sync_completed). The two are merged by
 read_arrays(); when sysfs is absent, mdstat alone decides.
 """
@@ -18,6 +19,8 @@ _MEMBER_RE = re.compile(r"^([\w.-]+)\[(\d+)\]((?:\([A-Za-z]\))*)$")
 _COUNT_RE = re.compile(r"\[(\d+)/(\d+)\]\s+\[([U_]+)\]")
 _PROGRESS_RE = re.compile(r"\b(resync|recovery|check|repair|reshape)\s*=\s*([\d.]+)%")
 _DELAYED_RE = re.compile(r"\b(resync|recovery|check|repair|reshape)\s*=\s*(DELAYED|PENDING)")
+# "super external:imsm" (a container); its member arrays say "super external:/md0/0".
+_CONTAINER_RE = re.compile(r"\bsuper external:(?!/)")
 
 
 @dataclass
@@ -48,6 +51,7 @@ class MdArray:
     sync_progress: float = 1.0  # 0..1 while a sync runs, 1 when idle
     sysfs_degraded: int | None = None
     array_state: str | None = None
+    container: bool = False  # external-metadata container: always "inactive", holds no data itself
 
     @property
     def failed_members(self) -> int:
@@ -65,6 +69,8 @@ class MdArray:
 
     @property
     def degraded(self) -> bool:
+        if self.container:
+            return False
         if self.sysfs_degraded is not None and self.sysfs_degraded > 0:
             return True
         if self.state.startswith("inactive"):
@@ -107,6 +113,8 @@ def _parse_array_line(name: str, state: str, rest: str) -> MdArray:
 
 
 def _parse_detail_line(array: MdArray, line: str) -> None:
+    if _CONTAINER_RE.search(line):
+        array.container = True
     m = _COUNT_RE.search(line)
     if m:
         array.raid_disks, array.in_sync, array.status = int(m.group(1)), int(m.group(2)), m.group(3)
