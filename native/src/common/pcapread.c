@@ -743,6 +743,7 @@ static int ng_next(pr_reader *r, struct pr_packet *pkt)
             long have = peek(r, (size_t)len + PR_MAX_SNAPLEN + 64, &q);
             if (have < 0)
                 return -1;
+            p = q; /* a peek may move the buffer: never use an older pointer */
             uint32_t type = rd32(r, q);
             uint32_t ifid = type == NG_EPB ? rd32(r, q + 8) : rd16(r, q + 8);
             for (size_t y = 32; y < len && y + 12 <= (size_t)have && ifid < r->nifs - r->section_base; y++) {
@@ -767,6 +768,7 @@ static int ng_next(pr_reader *r, struct pr_packet *pkt)
             long have = peek(r, (size_t)len + 12, &q);
             if (have < 0)
                 return -1;
+            p = q; /* a peek may move the buffer: never use an older pointer */
             /* ...or when the packet block's own fields account for exactly its length. */
             bool exact_epb = len >= 32 && rd32(r, q) == NG_EPB && (size_t)have >= len &&
                              32 + (((size_t)rd32(r, q + 20) + 3) & ~(size_t)3) == len;
@@ -793,6 +795,7 @@ static int ng_next(pr_reader *r, struct pr_packet *pkt)
                     long have = peek(r, lo + 4096, &q);
                     if (have < 0)
                         return -1;
+                    p = q; /* a peek may move the buffer: never use an older pointer */
                     for (size_t l = lo; l + 0 <= (size_t)have && l <= lo + 4092; l += 4) {
                         if (rd32(r, q + l - 4) != l)
                             continue;
