@@ -244,8 +244,15 @@ def trafgen(ns: str, ifname: str, conf: Path, count: int, gap_us: int | None = N
         argv += ["-t", f"{gap_us}us"]
     if cpu is not None:
         argv = ["taskset", "-c", str(cpu), *argv]
+    # its own session: trafgen forks a worker per CPU, and stop_trafgen must reach them all
     return subprocess.Popen(netns.exec_argv(ns, argv), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, start_new_session=True)
+
+
+def stop_trafgen(gen: subprocess.Popen) -> None:
+    if gen.poll() is None:
+        os.killpg(gen.pid, signal.SIGKILL)
+    gen.wait(timeout=30)
 
 
 def closed_files(directory: Path) -> list[Path]:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.capture.capfiles import read_capture
-from tests.capture.conftest import closed_files, mount_tmpfs, start_writer, trafgen, trafgen_conf, umount
+from tests.capture.conftest import closed_files, mount_tmpfs, start_writer, stop_trafgen, trafgen, trafgen_conf, umount
 from tests.conftest import require_tool
 
 pytestmark = [pytest.mark.root, pytest.mark.netns]
@@ -54,8 +54,7 @@ def test_enospc_closes_cleanly_and_resumes(link, capture_binary, tmp_path: Path,
                                  and w.lines.index(d) > seen, timeout=20)
             assert resumed["writer_drops"] > 0
         finally:
-            gen.kill()
-            gen.wait()
+            stop_trafgen(gen)
         time.sleep(1.2)
         assert w.stop() == 0, w.stderr_text()
         final = w.final()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.capture.capfiles import read_capture
-from tests.capture.conftest import closed_files, start_writer, trafgen, trafgen_conf
+from tests.capture.conftest import closed_files, start_writer, stop_trafgen, trafgen, trafgen_conf
 from tests.conftest import require_tool
 
 pytestmark = [pytest.mark.root, pytest.mark.netns]
@@ -42,8 +42,7 @@ def test_kill9_under_load_then_recover(link, capture_binary, tmp_path: Path, fmt
         os.kill(w.proc.pid, signal.SIGKILL)  # `ip netns exec` execs the writer: same pid
         w.proc.wait(timeout=10)
     finally:
-        gen.kill()
-        gen.wait()
+        stop_trafgen(gen)
     before = {p: sha(p) for p in closed_files(out)}
     parts = list(out.rglob("*.part"))
     assert before and parts, "a kill under load leaves closed files and one .part"

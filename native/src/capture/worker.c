@@ -1,6 +1,15 @@
 /* worker: the capture thread (see worker.h). */
 #include "worker.h"
 
+#include <time.h>
+
+static uint64_t now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000u + (uint64_t)t.tv_nsec / 1000000u;
+}
+
 static void on_packet(void *ctx, const struct packet *p)
 {
     struct worker *w = ctx;
@@ -25,8 +34,9 @@ static void *worker_main(void *arg)
         }
     }
     /* Stopping: take what the ring holds, including the block the kernel retires within its
-     * timeout (a few ms), then leave. */
-    for (int idle = 0; !w->src->is_file && idle < 2;)
+     * timeout (a few ms), then leave; bounded, since traffic may never pause. */
+    uint64_t deadline = now_ms() + 100;
+    for (int idle = 0; !w->src->is_file && idle < 2 && now_ms() < deadline;)
         idle = source_poll(w->src, w->index, 20, on_packet, w) > 0 ? 0 : idle + 1;
     atomic_store(&w->finished, 1);
     return NULL;
