@@ -17,7 +17,8 @@ SANITIZE = ["-O1", "-g", "-fsanitize=address,undefined", "-fno-omit-frame-pointe
 # Each unit test and the sources it needs (only sluice-pcap's own modules, so a test does not
 # depend on the state of the capture writer's files).
 UNIT_TESTS = {
-    "test_pcapread": ["src/common/pcapread.c", "src/common/bytesrc.c", "src/common/pcapenc.c"],
+    "test_pcapread": ["src/common/pcapread.c", "src/common/pcapread_pcap.c", "src/common/pcapread_ng.c",
+                      "src/common/bytesrc.c", "src/common/pcapenc.c"],
     "test_cryptopan": ["src/lib/cryptopan.c"],
 }
 
