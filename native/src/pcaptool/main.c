@@ -38,9 +38,15 @@ int main(int argc, char **argv)
         usage(stdout);
         return EXIT_OK;
     }
-    for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
-        if (strcmp(argv[1], COMMANDS[i].name) == 0)
-            return COMMANDS[i].run(argc - 1, argv + 1);
+    for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++) {
+        if (strcmp(argv[1], COMMANDS[i].name) != 0)
+            continue;
+        if (argc == 3 && (strcmp(argv[2], "-h") == 0 || strcmp(argv[2], "--help") == 0)) {
+            printf("usage: sluice-pcap %s\n(see native/README.md, section sluice-pcap)\n", COMMANDS[i].usage);
+            return EXIT_OK;
+        }
+        return COMMANDS[i].run(argc - 1, argv + 1);
+    }
     fprintf(stderr, "sluice-pcap: unknown command '%s' (try --help)\n", argv[1]);
     return EXIT_USAGE;
 }
