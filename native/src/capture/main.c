@@ -77,7 +77,7 @@ static void emit_stats(struct run *r, const char *type)
 {
     struct source_counters sc;
     source_counters(r->src, &sc);
-    stats_emit(&r->st, type, &sc, blockq_fill(r->q), r->src->ts_source);
+    stats_emit(&r->st, type, &sc, blockq_fill(r->q), sc.hw_stamps ? "hw" : "sw");
 }
 
 /* Signals arrive here only (blocked in every thread); returns 1 when it is time to stop. */

@@ -28,6 +28,7 @@ struct source_counters {
     uint64_t kernel_drops;   /* packets lost because the ring was full */
     uint64_t kernel_freezes; /* ring freeze events (TPACKET_V3 tp_freeze_q_cnt) */
     double ring_fill;        /* 0..1, the fullest worker ring */
+    int hw_stamps;           /* 1 while hardware timestamps are in use */
 };
 
 struct source;
@@ -49,8 +50,7 @@ struct source {
     unsigned workers;
     int linktype;          /* LINKTYPE_ of the frames */
     uint32_t snaplen;      /* the capture's snaplen */
-    const char *ts_source; /* "sw" or "hw": what the timestamps are */
-    char ts_note[160];     /* why hw was not used, "" when nothing to say */
+    char ts_note[160];     /* why hw was not used, "" when nothing to say (set at open) */
     int is_file;           /* replay: runs to SOURCE_EOF */
 };
 

@@ -77,7 +77,7 @@ static void afp_counters(struct source *s, struct source_counters *out)
         if (fill > out->ring_fill)
             out->ring_fill = fill;
     }
-    s->ts_source = atomic_load(&a->hw_ok) ? "hw" : "sw";
+    out->hw_stamps = atomic_load(&a->hw_ok);
 }
 
 static uint64_t now_ns(void)
@@ -339,7 +339,6 @@ struct source *source_afpacket_open(const struct capture_opts *o, char *err, siz
     a->base.workers = o->workers;
     a->base.linktype = linktype;
     a->base.snaplen = o->snaplen;
-    a->base.ts_source = "sw";
     for (unsigned i = 0; i < o->workers; i++)
         a->w[i].fd = -1;
     for (unsigned i = 0; i < o->workers; i++) {
@@ -356,7 +355,6 @@ struct source *source_afpacket_open(const struct capture_opts *o, char *err, siz
             ok = enable_hw_stamps(a->w[i].fd, o->iface) == 0;
         if (ok) {
             atomic_store(&a->hw_ok, 1);
-            a->base.ts_source = "hw";
         } else {
             snprintf(a->base.ts_note, sizeof a->base.ts_note,
                      "interface %s has no hardware timestamps (%s): using software timestamps",

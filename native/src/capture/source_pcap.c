@@ -138,7 +138,6 @@ struct source *source_pcap_open(const struct capture_opts *o, char *err, size_t 
     }
     ps->base.ops = &pcap_ops;
     ps->base.workers = 1;
-    ps->base.ts_source = "sw";
     if (o->read_file != NULL) {
         char ebuf[PCAP_ERRBUF_SIZE] = "";
         ps->p = pcap_open_offline_with_tstamp_precision(o->read_file, PCAP_TSTAMP_PRECISION_NANO, ebuf);
