@@ -3,6 +3,7 @@ same nanosecond timestamps, across several rotated files; and the same packets f
 
 from __future__ import annotations
 
+import subprocess
 import time
 from pathlib import Path
 
@@ -91,6 +92,11 @@ def test_same_packets_and_timestamps_as_tcpdump(link, capture_binary, tmp_path: 
     assert max(p.origlen for p in ours) == 1514
     final = writer.final()
     assert final["packets"] == len(all_ours) and final["writer_drops"] == 0
+    # Wireshark's reader agrees on every file
+    info = subprocess.run(["capinfos", "-c", "-M", "-T", *map(str, files)], capture_output=True, text=True)
+    assert info.returncode == 0, info.stderr
+    counts = [int(line.split("\t")[1]) for line in info.stdout.splitlines()[1:]]
+    assert counts == [len(read_capture(f).packets) for f in files]
     assert final["files_closed"] == len(files)
     assert [Path(f["path"]) for f in writer.files()] == files
 
