@@ -307,15 +307,14 @@ void assembler_destroy(struct assembler *a)
     free(a);
 }
 
-void assembler_add(struct assembler *a, const struct packet *pkt, uint32_t keep)
+void assembler_lock(struct assembler *a) { pthread_mutex_lock(&a->mu); }
+void assembler_unlock(struct assembler *a) { pthread_mutex_unlock(&a->mu); }
+
+void assembler_add_locked(struct assembler *a, const struct packet *pkt, uint32_t keep)
 {
-    pthread_mutex_lock(&a->mu);
     check_disk_failure(a);
-    if (a->file == NULL) {
-        atomic_fetch_add_explicit(&a->st->writer_drops, 1, memory_order_relaxed);
-        pthread_mutex_unlock(&a->mu);
-        return;
-    }
+    if (a->file == NULL)
+        goto drop;
     size_t rl = record_len(a, keep);
     if (a->cfg.rotate_size && a->file->packets > 0 && a->pos + rl > a->cfg.rotate_size) {
         close_file(a, 1);
@@ -336,10 +335,15 @@ void assembler_add(struct assembler *a, const struct packet *pkt, uint32_t keep)
             goto drop;
     }
     account_record(a, pkt->ts_ns);
-    pthread_mutex_unlock(&a->mu);
     return;
 drop:
     atomic_fetch_add_explicit(&a->st->writer_drops, 1, memory_order_relaxed);
+}
+
+void assembler_add(struct assembler *a, const struct packet *pkt, uint32_t keep)
+{
+    pthread_mutex_lock(&a->mu);
+    assembler_add_locked(a, pkt, keep);
     pthread_mutex_unlock(&a->mu);
 }
 

@@ -44,6 +44,12 @@ void assembler_destroy(struct assembler *a);
 /* One packet, of which `keep` bytes are written (keep <= pkt->caplen). */
 void assembler_add(struct assembler *a, const struct packet *pkt, uint32_t keep);
 
+/* The same for a batch: lock once, add many packets, unlock (a worker does this per ring
+ * block, so the mutex costs nothing per packet). */
+void assembler_lock(struct assembler *a);
+void assembler_add_locked(struct assembler *a, const struct packet *pkt, uint32_t keep);
+void assembler_unlock(struct assembler *a);
+
 /* Periodic work from the main thread: time rotation, pushing data older than a second to the
  * writer, reopening a file a second after the disk failed. */
 void assembler_tick(struct assembler *a, uint64_t now_ns);

@@ -132,12 +132,11 @@ static int afp_poll(struct source *s, unsigned worker, int timeout_ms, packet_fn
 {
     struct afp_source *a = (struct afp_source *)s;
     struct afp_worker *w = &a->w[worker];
-    int delivered = 0;
     for (;;) {
         struct tpacket_block_desc *bd = (void *)(w->ring + (size_t)w->cur * w->block_size);
         if (!(__atomic_load_n(&bd->hdr.bh1.block_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER)) {
-            if (delivered > 0 || timeout_ms == 0)
-                return delivered;
+            if (timeout_ms == 0)
+                return 0;
             struct pollfd pfd = {.fd = w->fd, .events = POLLIN | POLLERR};
             if (poll(&pfd, 1, timeout_ms) < 0 && errno != EINTR)
                 return -1;
@@ -152,9 +151,9 @@ static int afp_poll(struct source *s, unsigned worker, int timeout_ms, packet_fn
             deliver(w, h, fn, ctx);
             h = (void *)((uint8_t *)h + h->tp_next_offset);
         }
-        delivered += (int)n;
         __atomic_store_n(&bd->hdr.bh1.block_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
         w->cur = (w->cur + 1) % w->nblocks;
+        return (int)n; /* one block per call: the caller's batch stays short */
     }
 }
 

@@ -13,17 +13,38 @@ static uint64_t now_ms(void)
 static void on_packet(void *ctx, const struct packet *p)
 {
     struct worker *w = ctx;
-    atomic_fetch_add_explicit(&w->st->packets, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&w->st->bytes, p->origlen, memory_order_relaxed);
+    w->packets++;
+    w->bytes += p->origlen;
     uint32_t keep = slice_keep(&w->slice, p->data, p->caplen);
-    assembler_add(w->asm_, p, keep);
+    /* locked at the first packet of a batch: a source never blocks once it has delivered */
+    if (!w->locked) {
+        assembler_lock(w->asm_);
+        w->locked = 1;
+    }
+    assembler_add_locked(w->asm_, p, keep);
+}
+
+/* One poll of the source; the batch it delivered is added under one lock. */
+static int poll_batch(struct worker *w, int timeout_ms)
+{
+    int rc = source_poll(w->src, w->index, timeout_ms, on_packet, w);
+    if (w->locked) {
+        assembler_unlock(w->asm_);
+        w->locked = 0;
+    }
+    if (w->packets) {
+        atomic_fetch_add_explicit(&w->st->packets, w->packets, memory_order_relaxed);
+        atomic_fetch_add_explicit(&w->st->bytes, w->bytes, memory_order_relaxed);
+        w->packets = w->bytes = 0;
+    }
+    return rc;
 }
 
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
     while (!atomic_load_explicit(w->stop, memory_order_relaxed)) {
-        int rc = source_poll(w->src, w->index, 100, on_packet, w);
+        int rc = poll_batch(w, 100);
         if (rc == SOURCE_EOF) {
             atomic_store(&w->finished, 1);
             return NULL;
@@ -37,7 +58,7 @@ static void *worker_main(void *arg)
      * timeout (a few ms), then leave; bounded, since traffic may never pause. */
     uint64_t deadline = now_ms() + 100;
     for (int idle = 0; !w->src->is_file && idle < 2 && now_ms() < deadline;)
-        idle = source_poll(w->src, w->index, 20, on_packet, w) > 0 ? 0 : idle + 1;
+        idle = poll_batch(w, 20) > 0 ? 0 : idle + 1;
     atomic_store(&w->finished, 1);
     return NULL;
 }

@@ -21,6 +21,8 @@ struct worker {
     struct slice_cfg slice;
     atomic_int *stop;
     atomic_int finished; /* 1 at the end of a file, 2 after an error */
+    int locked;          /* holds the assembler during one poll's batch */
+    uint64_t packets, bytes; /* this poll's counts, added to stats once per poll */
 };
 
 int worker_start(struct worker *w);
