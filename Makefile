@@ -38,7 +38,7 @@ run: venv native
 
 test: venv native
 	$(VENV)/bin/ruff check appliance tests bench
-	$(PYTEST) -m "not slow" tests
+	$(PYTEST) -m "not slow" --durations=15 tests
 
 test-slow: venv native
 	$(PYTEST) -m slow tests
