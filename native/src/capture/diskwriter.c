@@ -45,6 +45,7 @@ struct diskwriter {
     uint64_t committed_first_ns, committed_last_ns;
     uint64_t written_end;
     int logged_buffered;
+    int force_buffered; /* O_DIRECT writes were refused with EINVAL: page cache from now on */
 
     ZSTD_CCtx *zc;
     uint8_t *zbuf;
@@ -193,6 +194,11 @@ static void close_job_file(struct diskwriter *dw, uint64_t length, int keep)
         atomic_fetch_add(&dw->st->errors, 1);
         return;
     }
+    int dfd = open(job->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) { /* the rename itself survives a power cut */
+        fsync(dfd);
+        close(dfd);
+    }
     atomic_fetch_add(&dw->st->files_closed, 1);
     stats_emit_file(dw->st, job->final_path, dw->committed_packets, length,
                     dw->committed_packets > 0, dw->committed_first_ns, dw->committed_last_ns);
@@ -205,6 +211,13 @@ static void fail_file(struct diskwriter *dw, int err)
         return;
     if (dw->pending_err == 0)
         dw->pending_err = err;
+    if (dw->pending_err == EINVAL && dw->direct && !dw->force_buffered) {
+        /* the filesystem opened with O_DIRECT but refuses such writes: the next file (a second
+         * from now) goes through the page cache */
+        dw->force_buffered = 1;
+        log_line("the filesystem of %s refuses O_DIRECT writes%s: writing through the page cache",
+                 dw->job->dir, "");
+    }
     drain(dw);
     dw->failed = 1;
     int keep = dw->committed_end > 0 && dw->committed_packets > 0;
@@ -239,7 +252,7 @@ static void open_job(struct diskwriter *dw, struct file_job *job)
         return;
     }
     int flags = O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC;
-    dw->direct = !dw->cfg.compress_level;
+    dw->direct = !dw->cfg.compress_level && !dw->force_buffered;
     dw->fd = open(job->part_path, flags | (dw->direct ? O_DIRECT : 0), 0644);
     if (dw->fd < 0 && dw->direct && errno == EINVAL) {
         dw->direct = 0;
