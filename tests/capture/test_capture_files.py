@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from appliance.lab import netns
-from tests.capture.capfiles import decompress_frames, packets_of, parse_pcapng, read_capture
+from tests.capture.capfiles import decompress_frames, packets_of, parse_pcap, parse_pcapng, read_capture
 from tests.capture.conftest import closed_files, mixed_traffic, start_writer, stop_trafgen, trafgen, trafgen_conf
 from tests.conftest import require_tool
 
@@ -251,3 +251,24 @@ def test_sigterm_under_a_flood_stops_promptly_with_whole_files(link, capture_bin
     files = closed_files(out)
     assert not list(out.rglob("*.part"))
     assert sum(len(read_capture(f).packets) for f in files) == final["packets"] - final["writer_drops"]
+
+
+def test_quiet_link_reaches_disk_within_seconds(link, capture_binary, tmp_path: Path) -> None:
+    """Blocks are not full on a quiet link: data older than a second is written anyway (the
+    unaligned tail page is rewritten by the next O_DIRECT write) and the file stays exact."""
+    w = start_writer(capture_binary, link.cap, ["-i", link.rx, "-w", str(tmp_path), "--format", "pcap"])
+    w.wait_ready()
+    written = []
+    for _ in range(4):
+        ping(link, 3, size=333, interval="0.05")
+        time.sleep(1.6)
+        written.append(w.lines[-1]["bytes_written"])
+    assert all(b > a for a, b in zip(written, written[1:], strict=False)), written
+    last = w.lines[-1]
+    # what the writer reports as written is on disk, whole records, while the file is still open
+    on_disk = parse_pcap(Path(last["current_file"]).read_bytes()[: last["bytes_written"]])
+    assert sum(1 for p in on_disk.packets if p.origlen == 375) >= 18
+    assert w.stop() == 0
+    (f,) = closed_files(tmp_path)
+    echoes = [p for p in read_capture(f).packets if p.origlen == 375]
+    assert len(echoes) == 24  # 12 requests, 12 replies
