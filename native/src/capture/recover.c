@@ -89,6 +89,17 @@ uint64_t recover_valid_length(const uint8_t *buf, uint64_t len, int zstd)
     return pcap_valid(buf, len);
 }
 
+/* Does it start like a file Sluice writes? Anything else is not ours to cut or remove. */
+static int looks_like_capture(const uint8_t *b, uint64_t len, int zstd)
+{
+    if (len < 4)
+        return 0;
+    uint32_t magic = get32(b);
+    if (zstd)
+        return magic == 0xFD2FB528u;
+    return magic == PCAPNG_BT_SHB || magic == PCAP_MAGIC_NS || magic == PCAP_MAGIC_US;
+}
+
 static int ends_with(const char *s, const char *suffix)
 {
     size_t n = strlen(s), m = strlen(suffix);
@@ -106,6 +117,7 @@ static int recover_file(const char *path, const char *iface, FILE *out)
         return -1;
     }
     uint64_t size = (uint64_t)st.st_size, valid = 0;
+    int zstd = ends_with(path, ".zst" PART_SUFFIX);
     if (size > 0) {
         void *m = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
         if (m == MAP_FAILED) {
@@ -113,8 +125,14 @@ static int recover_file(const char *path, const char *iface, FILE *out)
             close(fd);
             return -1;
         }
-        valid = recover_valid_length(m, size, ends_with(path, ".zst" PART_SUFFIX));
+        int ours = looks_like_capture(m, size, zstd);
+        valid = recover_valid_length(m, size, zstd);
         munmap(m, size);
+        if (!ours) {
+            fprintf(stderr, "sluice-capture: recover %s: not a capture file, left alone\n", path);
+            close(fd);
+            return -1;
+        }
     }
     char final[PATH_MAX];
     snprintf(final, sizeof final, "%.*s", (int)(strlen(path) - strlen(PART_SUFFIX)), path);
