@@ -100,6 +100,17 @@ def test_ipv6_and_arp_prefix_preserving_and_consistent(captures, tmp_path):
         assert a1 != a0 and b1 != b0
         common = 128 - (a0 ^ b0).bit_length()
         assert 128 - (a1 ^ b1).bit_length() == common
+    # Neighbour solicitations name their target: anonymised like the same address in IPv6 headers.
+    v6_map = {}
+    for (s0, d0), (s1, d1) in zip(v6_before, v6_after, strict=True):
+        v6_map[s0], v6_map[d0] = s1, d1
+    nd_before = fields(captures.span_ns, "icmpv6.nd.ns.target_address", display_filter="icmpv6.type == 135")
+    nd_after = fields(out, "icmpv6.nd.ns.target_address", display_filter="icmpv6.type == 135")
+    assert nd_before and len(nd_before) == len(nd_after)
+    for (b,), (a,) in zip(nd_before, nd_after, strict=True):
+        assert a != b
+        if b in v6_map:
+            assert v6_map[b] == a
     arp_before = fields(captures.span_ns, "arp.src.proto_ipv4", display_filter="arp")
     arp_after = fields(out, "arp.src.proto_ipv4", display_filter="arp")
     assert arp_before and arp_after != arp_before

@@ -1,5 +1,5 @@
-/* anonymize: Crypto-PAn every IPv4/IPv6 address in IP headers, ARP, and the IP header an ICMP
- * error quotes; fix the checksums that cover them (IPv4 header recomputed; TCP/UDP/ICMPv6 by
+/* anonymize: Crypto-PAn every IPv4/IPv6 address in IP headers, ARP, neighbour discovery
+ * targets, and the IP header an ICMP error quotes; fix the checksums that cover them (IPv4 header recomputed; TCP/UDP/ICMPv6 by
  * the incremental rule of RFC 1624, which equals a recomputation when the original was right
  * and also works when the payload was cut by the snaplen). --payload drop keeps headers only. */
 #include <getopt.h>
@@ -160,6 +160,21 @@ static size_t do_ipv4(struct anon *a, uint8_t *ip, size_t n, int depth)
     return n;
 }
 
+/* Neighbour discovery is IPv6's ARP: the target (and a redirect's destination) is an address
+ * of the network too. */
+static void do_nd_target(struct anon *a, uint8_t *icmp, size_t n)
+{
+    uint8_t type = icmp[0];
+    int addrs = type == 135 || type == 136 ? 1 : type == 137 ? 2 : 0;
+    if (addrs == 0 || n < 8 + 16 * (size_t)addrs)
+        return;
+    uint8_t old[32];
+    memcpy(old, icmp + 8, 16 * (size_t)addrs);
+    for (int i = 0; i < addrs; i++)
+        anon_v6_addr(a, icmp + 8 + 16 * i);
+    csum_adjust(icmp + 2, old, icmp + 8, 16 * (size_t)addrs, false);
+}
+
 static size_t do_ipv6(struct anon *a, uint8_t *ip, size_t n, int depth)
 {
     if (n < 40 || (ip[0] >> 4) != 6)
@@ -192,8 +207,10 @@ static size_t do_ipv6(struct anon *a, uint8_t *ip, size_t n, int depth)
     int co = l4_csum_offset(next);
     if (co >= 0 && l4n >= (size_t)co + 2)
         csum_adjust(l4 + co, old, ip + 8, 32, false);
-    if (next == 58)
+    if (next == 58) {
         do_icmp_quote(a, l4, l4n, true, depth);
+        do_nd_target(a, l4, l4n);
+    }
     if (a->payload == PAYLOAD_DROP && depth == 0) {
         size_t keep = off + l4_header_len(next, l4, l4n);
         if (next == 58 && l4n >= 8 + 40 && l4[0] < 128)
