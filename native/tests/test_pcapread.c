@@ -149,6 +149,30 @@ int main(void)
     CHECK(read_all(b, l, PR_STRICT, NULL, &end) == 0 && end == -1);
     CHECK(read_all(b, l, PR_RESYNC, NULL, &end) == 0 && end == 0);
 
+    /* A packet on an interface the section never described. */
+    l = 0;
+    l += pcapenc_shb(b + l, sizeof b - l, &shb);
+    l += pcapenc_idb(b + l, sizeof b - l, &us);
+    l += pcapenc_epb(b + l, sizeof b - l, 5, 1, FRAME, 60, 60);
+    CHECK(pr_open_mem(&r, b, l, PR_STRICT, err, sizeof err) == 0);
+    CHECK(pr_next(r, &p) == -1 && pr_damage(r)->kind == PR_DAMAGE_BAD_INTERFACE);
+    pr_close(r);
+    /* Leading and trailing lengths that disagree: strict says so; resync trusts the one that
+     * the packet's own fields account for. */
+    l = 0;
+    l += pcapenc_shb(b + l, sizeof b - l, &shb);
+    l += pcapenc_idb(b + l, sizeof b - l, &us);
+    size_t epb = l;
+    l += pcapenc_epb(b + l, sizeof b - l, 0, 7, FRAME, 60, 60);
+    uint32_t bogus = 12;
+    memcpy(b + l - 4, &bogus, 4);
+    l += pcapenc_epb(b + l, sizeof b - l, 0, 8, FRAME, 60, 60);
+    CHECK(pr_open_mem(&r, b, l, PR_STRICT, err, sizeof err) == 0);
+    CHECK(pr_next(r, &p) == -1 && pr_damage(r)->kind == PR_DAMAGE_LENGTH_MISMATCH &&
+          pr_damage(r)->offset == epb);
+    pr_close(r);
+    CHECK(read_all(b, l, PR_RESYNC, &ts, &end) == 2 && end == 0 && ts == 7000);
+
     CHECK(read_all((const uint8_t *)"hello world, not a capture", 26, PR_STRICT, NULL, NULL) == -1);
     CHECK(read_all(b, 0, PR_RESYNC, NULL, NULL) == -1);
     if (failures)
