@@ -3,6 +3,7 @@ ASan/UBSan and a short capture by the ASan build of the writer."""
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import time
@@ -54,6 +55,16 @@ BAD_FLAGS = [
 def test_bad_flags(capture_binary, tmp_path: Path, args: list[str], word: str) -> None:
     assert_one_line_exit_2(run(capture_binary, ["-i", "lo", "-w", str(tmp_path), *args]), word)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_help_lists_every_flag_of_the_readme(capture_binary) -> None:
+    proc = run(capture_binary, ["--help"])
+    assert proc.returncode == 0 and proc.stderr == ""
+    readme = (NATIVE / "README.md").read_text()
+    section = readme[readme.index("## sluice-capture: flags"):readme.index("### How sluice-capture works")]
+    flags = set(re.findall(r"^\| `(--[a-z-]+)", section, re.M))
+    assert len(flags) >= 20
+    assert flags <= set(re.findall(r"--[a-z-]+", proc.stdout)), flags - set(re.findall(r"--[a-z-]+", proc.stdout))
 
 
 def test_missing_pieces(capture_binary, tmp_path: Path) -> None:

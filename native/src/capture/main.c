@@ -190,7 +190,12 @@ int main(int argc, char **argv)
 {
     static struct capture_opts o;
     char err[1024];
-    if (opts_parse(argc, argv, &o, err, sizeof err) != 0)
+    int parsed = opts_parse(argc, argv, &o, err, sizeof err);
+    if (parsed == OPTS_HELP) {
+        fputs(opts_usage, stdout);
+        return 0;
+    }
+    if (parsed != 0)
         return die(2, err);
     if (o.recover_dir != NULL)
         return recover_dir(o.recover_dir, NULL, NULL, stdout) == 0 ? 0 : 1;

@@ -31,7 +31,19 @@ enum {
     OPT_RECOVER,
     OPT_IO,
     OPT_NO_RECOVER,
+    OPT_HELP,
 };
+
+const char opts_usage[] =
+    "usage: sluice-capture -i IFACE -w DIR [options]   capture an interface\n"
+    "       sluice-capture -r FILE  -w DIR [options]   replay a capture file\n"
+    "       sluice-capture --recover DIR               close .part files a crash left\n"
+    "options: --date-dirs --host NAME --format pcapng|pcap --snaplen N --slice header\n"
+    "         --filter EXPR --workers N --fanout hash|lb|cpu|qm --ring-mb N --buffer-mb N\n"
+    "         --rotate-size SIZE --rotate-seconds N --compress zstd[:LEVEL]\n"
+    "         --stats-interval SECONDS --timestamps sw|hw --backend afpacket|pcap\n"
+    "         --io auto|uring|pwrite --no-recover\n"
+    "details: native/README.md\n";
 
 static const struct option long_opts[] = {
     {"date-dirs", no_argument, NULL, OPT_DATE_DIRS},
@@ -53,6 +65,7 @@ static const struct option long_opts[] = {
     {"recover", required_argument, NULL, OPT_RECOVER},
     {"io", required_argument, NULL, OPT_IO},
     {"no-recover", no_argument, NULL, OPT_NO_RECOVER},
+    {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
 
@@ -254,7 +267,7 @@ int opts_parse(int argc, char **argv, struct capture_opts *o, char *err, size_t 
     opterr = 0;
     optind = 1;
     int c;
-    while ((c = getopt_long(argc, argv, ":i:r:w:", long_opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":i:r:w:h", long_opts, NULL)) != -1) {
         if (c == '?') {
             if (optopt != 0)
                 return fail(err, errlen, "unknown option -%c", optopt);
@@ -262,6 +275,8 @@ int opts_parse(int argc, char **argv, struct capture_opts *o, char *err, size_t 
         }
         if (c == ':')
             return fail(err, errlen, "option %s needs a value", argv[optind - 1]);
+        if (c == 'h' || c == OPT_HELP)
+            return OPTS_HELP;
         if (parse_one(c, optarg, o, err, errlen) != 0)
             return -1;
     }

@@ -38,7 +38,12 @@ struct capture_opts {
     int no_recover;            /* --no-recover: skip the automatic recovery at start */
 };
 
+/* 0: run; -1: bad input (err says why); OPTS_HELP: -h/--help was given. */
+#define OPTS_HELP 1
 int opts_parse(int argc, char **argv, struct capture_opts *o, char *err, size_t errlen);
+
+/* The usage text (flags are documented in native/README.md). */
+extern const char opts_usage[];
 
 /* "64", "64K", "1M", "2G" -> bytes; -1 on a malformed size. */
 int opts_parse_size(const char *s, uint64_t *out);
