@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/utsname.h>
 #include <time.h>
 
 #include "pcapenc.h"
@@ -32,6 +33,8 @@ struct assembler {
     uint64_t retry_at_ns;
     int finished;
     int need_first; /* the writer has not been told to open the file yet */
+    char machine[65]; /* SHB shb_hardware */
+    char os[200];     /* SHB shb_os */
     uint8_t *scratch;
 };
 
@@ -48,17 +51,7 @@ static size_t encode_header(struct assembler *a, uint8_t *buf, size_t cap)
     if (a->cfg.format == FORMAT_PCAP)
         return pcapenc_pcap_header(buf, cap, PCAP_MAGIC_NS, (uint32_t)a->cfg.linktype,
                                    a->cfg.snaplen);
-    struct pcapenc_shb shb = {"", "Linux", a->cfg.userappl, NULL, NULL};
-    static char machine[64];
-    if (machine[0] == '\0') {
-        FILE *f = fopen("/proc/sys/kernel/arch", "r");
-        if (f == NULL || fgets(machine, sizeof machine, f) == NULL)
-            snprintf(machine, sizeof machine, "unknown");
-        machine[strcspn(machine, "\n")] = '\0';
-        if (f)
-            fclose(f);
-    }
-    shb.hardware = machine;
+    struct pcapenc_shb shb = {a->machine, a->os, a->cfg.userappl, NULL, NULL};
     size_t n = pcapenc_shb(buf, cap, &shb);
     if (n > cap)
         return n;
@@ -291,6 +284,11 @@ struct assembler *assembler_create(const struct assembler_cfg *cfg, struct block
     }
     pthread_mutex_init(&a->mu, NULL);
     a->cfg = *cfg;
+    struct utsname u;
+    if (uname(&u) == 0) {
+        snprintf(a->machine, sizeof a->machine, "%s", u.machine);
+        snprintf(a->os, sizeof a->os, "%s %s", u.sysname, u.release);
+    }
     a->q = q;
     a->st = stats;
     a->src = src;
