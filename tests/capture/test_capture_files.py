@@ -15,7 +15,7 @@ import pytest
 from appliance.lab import netns
 from tests.capture.capfiles import decompress_frames, packets_of, parse_pcap, parse_pcapng, read_capture
 from tests.capture.conftest import closed_files, mixed_traffic, start_writer, stop_trafgen, trafgen, trafgen_conf
-from tests.conftest import require_tool
+from tests.conftest import SLUICE_PCAP, require_tool
 
 pytestmark = [pytest.mark.root, pytest.mark.netns]
 
@@ -182,6 +182,9 @@ def test_zstd_frames_are_valid_pcapng(link, capture_binary, tmp_path: Path) -> N
         plain.write_bytes(data)
         assert tshark_count(plain) == len(cf.packets)
     assert total == w.final()["packets"]
+    # the toolkit's reader (sluice-pcap, zstd aware) agrees
+    check = subprocess.run([str(SLUICE_PCAP), "check", *map(str, files)], capture_output=True, text=True)
+    assert check.returncode == 0 and check.stdout.count(": valid,") == len(files), check.stdout + check.stderr
 
 
 def test_replay_and_pcap_backend(link, capture_binary, tmp_path: Path) -> None:
