@@ -227,6 +227,7 @@ static void fail_file(struct diskwriter *dw, int err)
     }
     /* the packets of this file that are not on disk count as writer drops */
     close_job_file(dw, dw->committed_end, keep);
+    err = dw->pending_err; /* the first error is the cause */
     int was = atomic_exchange(&dw->st->disk_errno, err);
     atomic_fetch_add(&dw->st->errors, 1);
     atomic_store(&dw->st->failed_seq, dw->job->seq);
