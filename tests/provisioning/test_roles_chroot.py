@@ -117,6 +117,8 @@ def test_units_enabled_and_capture_spoilers_masked(provisioned: Provisioned) -> 
     service = in_root(provisioned, "/etc/systemd/system/sluice.service").read_text()
     assert "LimitMEMLOCK=infinity" in service and "Restart=always" in service
     assert "RequiresMountsFor=/data/sluice" in service
+    # Capture must not wait for a management network to come "online".
+    assert "network-online.target" not in "".join(line for line in service.splitlines() if not line.startswith("#"))
     caps = next(line for line in service.splitlines() if line.startswith("CapabilityBoundingSet="))
     assert "CAP_NET_RAW" in caps and "CAP_SYS_ADMIN" not in caps
     # systemd itself accepts the units (offline, inside the tree).
