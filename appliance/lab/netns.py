@@ -87,10 +87,24 @@ def kill_all_in(ns: str, grace: float = 2.0) -> None:
                 pass
         deadline = time.monotonic() + grace
         while pids and time.monotonic() < deadline:
-            pids = [p for p in pids if os.path.exists(f"/proc/{p}")]
-            time.sleep(0.05)
+            pids = [p for p in pids if _alive(p)]
+            if pids:
+                time.sleep(0.05)
         if not pids:
             return
+
+
+def _alive(pid: int) -> bool:
+    """True while pid runs. A dead child of ours is reaped here; a zombie of another's counts as gone."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
 
 
 def delete_namespace(name: str) -> None:
