@@ -221,6 +221,33 @@ def test_replay_and_pcap_backend(link, capture_binary, tmp_path: Path) -> None:
     assert copy.read_bytes() == src[0].read_bytes()  # pcap in, pcap out: the very same bytes
 
 
+def test_filesystem_refusing_o_direct_falls_back_to_the_page_cache(link, capture_binary, tmp_path: Path) -> None:
+    live = tmp_path / "live"
+    live.mkdir()
+    w = start_writer(capture_binary, link.cap, ["-i", link.rx, "-w", str(live)])
+    w.wait_ready()
+    mixed_traffic(link)
+    time.sleep(0.3)
+    assert w.stop() == 0, w.stderr_text()
+    (src,) = closed_files(live)
+    original = read_capture(src).packets
+    # ramfs has no direct I/O at all, and creates the file before it refuses O_DIRECT.
+    ram = tmp_path / "ramfs"
+    ram.mkdir()
+    subprocess.run(["mount", "-t", "ramfs", "sluice-test", str(ram)], check=True)
+    try:
+        r = start_writer(capture_binary, None, ["-r", str(src), "-w", str(ram)])
+        assert r.proc.wait(timeout=60) == 0, r.stderr_text()
+        r.stop()
+        assert "refuses O_DIRECT: writing through the page cache" in r.stderr_text()
+        final = r.final()
+        assert final["io"].endswith("+buffered") and final["writer_drops"] == 0 and final["disk_error"] is None
+        assert not [p for p in ram.iterdir() if p.name.endswith(".part")]
+        assert packets_of(closed_files(ram)) == original
+    finally:
+        subprocess.run(["umount", "-l", str(ram)], check=False)
+
+
 def test_hw_timestamps_fall_back_to_sw_on_veth(link, capture_binary, tmp_path: Path) -> None:
     w = start_writer(capture_binary, link.cap, ["-i", link.rx, "-w", str(tmp_path), "--timestamps", "hw"])
     w.wait_ready()

@@ -261,7 +261,9 @@ static void open_job(struct diskwriter *dw, struct file_job *job)
             log_line("the filesystem of %s refuses O_DIRECT%s: writing through the page cache",
                      job->dir, "");
         dw->logged_buffered = 1;
-        dw->fd = open(job->part_path, flags, 0644);
+        /* Some filesystems (ramfs) create the file before they refuse O_DIRECT. O_EXCL made
+         * sure no earlier file had that name, so the empty one found now is our own. */
+        dw->fd = open(job->part_path, (flags & ~O_EXCL) | O_TRUNC, 0644);
     }
     if (dw->fd < 0) {
         fail_file(dw, errno);
