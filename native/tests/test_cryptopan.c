@@ -8,14 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int failures;
-#define CHECK(c)                                                                 \
-    do {                                                                         \
-        if (!(c)) {                                                              \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c); \
-            failures++;                                                          \
-        }                                                                        \
-    } while (0)
+#include "testutil.h"
 
 static const uint8_t KEY[32] = {0x15, 0x22, 0x17, 0x8d, 0x33, 0xa4, 0xcf, 0x80, 0x13, 0x0a, 0x5b,
                                 0x16, 0x49, 0x90, 0x7d, 0x10, 0xd8, 0x98, 0x8f, 0x83, 0x79, 0x79,

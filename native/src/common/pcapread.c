@@ -5,7 +5,10 @@
 
 #include "pcapread_internal.h"
 
-void pr_note(pr_reader *r, enum pr_damage_kind kind, uint64_t offset, const char *fmt, ...)
+/* Count a damage and keep the first one. */
+__attribute__((format(printf, 4, 0)))
+static void record_damage(pr_reader *r, enum pr_damage_kind kind, uint64_t offset, const char *fmt,
+                          va_list ap)
 {
     r->ndamage++;
     if (r->damage.kind != PR_DAMAGE_NONE)
@@ -13,26 +16,25 @@ void pr_note(pr_reader *r, enum pr_damage_kind kind, uint64_t offset, const char
     r->damage.kind = kind;
     r->damage.offset = offset;
     r->damage.record = r->index + 1;
+    vsnprintf(r->damage.what, sizeof r->damage.what, fmt, ap);
+}
+
+void pr_note(pr_reader *r, enum pr_damage_kind kind, uint64_t offset, const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(r->damage.what, sizeof r->damage.what, fmt, ap);
+    record_damage(r, kind, offset, fmt, ap);
     va_end(ap);
 }
 
 /* Strict damage, or an I/O error in any mode: the reader stops. */
 int pr_stop(pr_reader *r, enum pr_damage_kind kind, uint64_t offset, const char *fmt, ...)
 {
-    r->ndamage++;
     r->failed = true;
-    if (r->damage.kind == PR_DAMAGE_NONE) {
-        r->damage.kind = kind;
-        r->damage.offset = offset;
-        r->damage.record = r->index + 1;
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(r->damage.what, sizeof r->damage.what, fmt, ap);
-        va_end(ap);
-    }
+    va_list ap;
+    va_start(ap, fmt);
+    record_damage(r, kind, offset, fmt, ap);
+    va_end(ap);
     return -1;
 }
 

@@ -163,6 +163,23 @@ static int ng_block(pr_reader *r, const uint8_t *p, uint32_t len, uint64_t off, 
     return 1;
 }
 
+/* A packet from the start of the EPB/PB at p (interface ifid of the current section, checked by
+ * the caller) whose data is cut to kept bytes; its original length is at least min_orig. */
+static void ng_cut_packet(pr_reader *r, const uint8_t *p, uint32_t ifid, uint32_t kept, uint32_t min_orig,
+                          uint64_t off, struct pr_packet *pkt)
+{
+    const struct pr_iface *ifc = &r->ifs[r->section_base + ifid];
+    uint32_t orig = rd32(r, p + 24);
+    pkt->ts_ns = ts_to_ns(ifc, (uint64_t)rd32(r, p + 12) << 32 | rd32(r, p + 16));
+    pkt->caplen = kept;
+    pkt->origlen = orig < min_orig ? min_orig : orig;
+    pkt->iface = (uint32_t)(r->section_base + ifid);
+    pkt->linktype = ifc->linktype;
+    pkt->data = p + 28;
+    pkt->offset = off;
+    pkt->index = ++r->index;
+}
+
 /* Structural check of a block header at p (avail bytes): type, length, trailing length. */
 static bool ng_candidate(pr_reader *r, const uint8_t *p, size_t avail)
 {
@@ -228,16 +245,8 @@ int pr_ng_next(pr_reader *r, struct pr_packet *pkt)
                     uint32_t ifid = type == NG_EPB ? rd32(r, p + 8) : rd16(r, p + 8);
                     uint32_t caplen = rd32(r, p + 20);
                     if (ifid < r->nifs - r->section_base && caplen <= PR_MAX_BLOCK) {
-                        const struct pr_iface *ifc = &r->ifs[r->section_base + ifid];
-                        pkt->ts_ns = ts_to_ns(ifc, (uint64_t)rd32(r, p + 12) << 32 | rd32(r, p + 16));
-                        pkt->caplen = caplen < have - 28 ? caplen : (uint32_t)(have - 28);
-                        uint32_t orig = rd32(r, p + 24);
-                        pkt->origlen = orig < caplen ? caplen : orig;
-                        pkt->iface = (uint32_t)(r->section_base + ifid);
-                        pkt->linktype = ifc->linktype;
-                        pkt->data = p + 28;
-                        pkt->offset = off;
-                        pkt->index = ++r->index;
+                        ng_cut_packet(r, p, ifid, caplen < have - 28 ? caplen : (uint32_t)(have - 28), caplen,
+                                      off, pkt);
                         return pr_skip(r, have) < 0 ? -1 : 1;
                     }
                 }
@@ -275,16 +284,7 @@ int pr_ng_next(pr_reader *r, struct pr_packet *pkt)
                 uint32_t caplen = rd32(r, p + 20);
                 uint32_t have = (uint32_t)got - 28;
                 if (ifid < r->nifs - r->section_base && caplen <= PR_MAX_BLOCK) {
-                    const struct pr_iface *ifc = &r->ifs[r->section_base + ifid];
-                    pkt->ts_ns = ts_to_ns(ifc, (uint64_t)rd32(r, p + 12) << 32 | rd32(r, p + 16));
-                    pkt->caplen = caplen < have ? caplen : have;
-                    uint32_t orig = rd32(r, p + 24);
-                    pkt->origlen = orig < caplen ? caplen : orig;
-                    pkt->iface = (uint32_t)(r->section_base + ifid);
-                    pkt->linktype = ifc->linktype;
-                    pkt->data = p + 28;
-                    pkt->offset = off;
-                    pkt->index = ++r->index;
+                    ng_cut_packet(r, p, ifid, caplen < have ? caplen : have, caplen, off, pkt);
                     r->skipped += (uint64_t)got - pkt->caplen;
                     return pr_skip(r, (uint64_t)got) < 0 ? -1 : 1;
                 }
@@ -306,16 +306,9 @@ int pr_ng_next(pr_reader *r, struct pr_packet *pkt)
             for (size_t y = 32; y < len && y + 12 <= (size_t)have && ifid < r->nifs - r->section_base; y++) {
                 if (!ng_candidate(r, q + y, (size_t)have - y))
                     continue;
-                const struct pr_iface *ifc = &r->ifs[r->section_base + ifid];
-                uint32_t caplen = rd32(r, q + 20), orig = rd32(r, q + 24);
-                pkt->ts_ns = ts_to_ns(ifc, (uint64_t)rd32(r, q + 12) << 32 | rd32(r, q + 16));
-                pkt->caplen = caplen < y - 28 ? caplen : (uint32_t)(y - 28);
-                pkt->origlen = orig < pkt->caplen ? pkt->caplen : orig;
-                pkt->iface = (uint32_t)(r->section_base + ifid);
-                pkt->linktype = ifc->linktype;
-                pkt->data = q + 28;
-                pkt->offset = off;
-                pkt->index = ++r->index;
+                uint32_t caplen = rd32(r, q + 20);
+                uint32_t kept = caplen < y - 28 ? caplen : (uint32_t)(y - 28);
+                ng_cut_packet(r, q, ifid, kept, kept, off, pkt);
                 return pr_skip(r, y) < 0 ? -1 : 1;
             }
         }

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cryptopan.h"
+#include "frame.h"
 #include "tool.h"
 
 enum { PAYLOAD_KEEP, PAYLOAD_DROP };
@@ -16,9 +17,10 @@ struct anon {
     cryptopan *cp;
     int payload;
     uint64_t addresses;
+    uint64_t changed; /* packets */
+    uint8_t *buf;     /* the packet being rewritten */
 };
 
-static uint16_t get16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
 static void put16(uint8_t *p, uint16_t v)
 {
     p[0] = (uint8_t)(v >> 8);
@@ -30,7 +32,7 @@ static uint32_t sum16(const uint8_t *p, size_t n)
 {
     uint32_t s = 0;
     for (size_t i = 0; i + 1 < n; i += 2)
-        s += get16(p + i);
+        s += be16(p + i);
     if (n & 1)
         s += (uint32_t)p[n - 1] << 8;
     return s;
@@ -46,7 +48,7 @@ static uint16_t fold(uint32_t s)
 /* RFC 1624 eq. 3: HC' = ~(~HC + ~m + m') over the changed words. */
 static void csum_adjust(uint8_t *csum, const uint8_t *old, const uint8_t *new, size_t n, bool udp)
 {
-    uint16_t hc = get16(csum);
+    uint16_t hc = be16(csum);
     if (udp && hc == 0)
         return; /* UDP over IPv4 without a checksum stays without */
     uint32_t s = (uint16_t)~hc;
@@ -141,7 +143,7 @@ static size_t do_ipv4(struct anon *a, uint8_t *ip, size_t n, int depth)
     else
         csum_adjust(ip + 10, old, ip + 12, 8, false);
     uint8_t proto = ip[9];
-    bool first_fragment = (get16(ip + 6) & 0x1fff) == 0;
+    bool first_fragment = (be16(ip + 6) & 0x1fff) == 0;
     if (hl >= n || !first_fragment)
         return n;
     uint8_t *l4 = ip + hl;
@@ -192,7 +194,7 @@ static size_t do_ipv6(struct anon *a, uint8_t *ip, size_t n, int depth)
             next = ip[off];
             off += len;
         } else if (next == 44) {
-            if ((get16(ip + off + 2) & 0xfff8) != 0)
+            if ((be16(ip + off + 2) & 0xfff8) != 0)
                 return n; /* not the first fragment: no transport header here */
             next = ip[off];
             off += 8;
@@ -223,7 +225,7 @@ static size_t do_ipv6(struct anon *a, uint8_t *ip, size_t n, int depth)
 static size_t do_arp(struct anon *a, uint8_t *arp, size_t n)
 {
     /* Ethernet/IPv4 ARP: sender protocol address at 14, target at 24. */
-    if (n >= 28 && get16(arp) == 1 && get16(arp + 2) == 0x0800 && arp[4] == 6 && arp[5] == 4) {
+    if (n >= 28 && be16(arp) == 1 && be16(arp + 2) == 0x0800 && arp[4] == 6 && arp[5] == 4) {
         anon_v4_addr(a, arp + 14);
         anon_v4_addr(a, arp + 24);
     }
@@ -233,45 +235,11 @@ static size_t do_arp(struct anon *a, uint8_t *arp, size_t n)
 /* Anonymise one frame in place; returns the new caplen. */
 static uint32_t anonymize_frame(struct anon *a, uint16_t linktype, uint8_t *d, uint32_t n)
 {
-    size_t off;
     uint16_t et;
-    switch (linktype) {
-    case 1:
-        if (n < 14)
-            return n;
-        off = 12;
-        et = get16(d + off);
-        while ((et == 0x8100 || et == 0x88a8 || et == 0x9100) && off + 6 <= n) {
-            off += 4;
-            et = get16(d + off);
-        }
-        off += 2;
-        break;
-    case 113:
-        if (n < 16)
-            return n;
-        et = get16(d + 14);
-        off = 16;
-        break;
-    case 276:
-        if (n < 20)
-            return n;
-        et = get16(d);
-        off = 20;
-        break;
-    case 101:
-    case 228:
-    case 229:
-        if (n < 1)
-            return n;
-        et = (d[0] >> 4) == 4 ? 0x0800 : (d[0] >> 4) == 6 ? 0x86dd : 0;
-        off = 0;
-        break;
-    default:
+    int l3 = frame_l3(linktype, d, n, &et, NULL, NULL);
+    if (l3 < 0)
         return n;
-    }
-    if (off > n)
-        return n;
+    size_t off = (size_t)l3;
     size_t keep;
     if (et == 0x0800)
         keep = do_ipv4(a, d + off, n - off, 0);
@@ -282,6 +250,19 @@ static uint32_t anonymize_frame(struct anon *a, uint16_t linktype, uint8_t *d, u
     else
         keep = a->payload == PAYLOAD_DROP ? 0 : n - off;
     return (uint32_t)(off + keep);
+}
+
+/* tool_filter: the packet, anonymised in a copy. */
+static int anonymize_packet(void *ctx, struct pr_packet *pkt)
+{
+    struct anon *a = ctx;
+    memcpy(a->buf, pkt->data, pkt->caplen);
+    uint64_t before = a->addresses;
+    uint32_t n = anonymize_frame(a, pkt->linktype, a->buf, pkt->caplen);
+    a->changed += a->addresses != before || n != pkt->caplen;
+    pkt->data = a->buf;
+    pkt->caplen = n;
+    return 1;
 }
 
 int cmd_anonymize(int argc, char **argv)
@@ -299,15 +280,10 @@ int cmd_anonymize(int argc, char **argv)
     struct anon a = {.payload = PAYLOAD_KEEP};
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        int h = out_option(&oo, c, optarg, "anonymize");
-        if (h < 0)
+    while ((c = tool_getopt(argc, argv, "", opts, &oo, &as_json, "anonymize")) != -1) {
+        if (c == OPT_BAD_VALUE)
             return EXIT_USAGE;
-        if (h)
-            continue;
-        if (c == OPT_JSON)
-            as_json = true;
-        else if (c == OPT_KEY_FILE)
+        if (c == OPT_KEY_FILE)
             key_path = optarg;
         else if (c == OPT_PAYLOAD && strcmp(optarg, "keep") == 0)
             a.payload = PAYLOAD_KEEP;
@@ -348,56 +324,20 @@ int cmd_anonymize(int argc, char **argv)
     snprintf(comment, sizeof comment, "anonymised by sluice-pcap (Crypto-PAn, key id %s%s)", key_id,
              a.payload == PAYLOAD_DROP ? ", payload dropped" : "");
     po_opt.comment = comment;
-    pcapout *po;
-    uint8_t *buf = malloc(PR_MAX_BLOCK);
-    if (!buf || po_open(&po, out_path, &po_opt, err, sizeof err) < 0) {
-        rc = tool_fail(EXIT_FAIL, "anonymize", "%s", buf ? err : "out of memory");
-        free(buf);
-        pr_close(r);
-        cp_free(a.cp);
-        return rc;
+    a.buf = malloc(PR_MAX_BLOCK);
+    uint64_t in, out;
+    if (!a.buf)
+        rc = tool_fail(EXIT_FAIL, "anonymize", "out of memory");
+    else
+        rc = tool_copy("anonymize", r, in_path, out_path, &po_opt, anonymize_packet, &a, &in, &out);
+    if (rc == 0) {
+        char text[160], js[200];
+        snprintf(text, sizeof text, "%" PRIu64 " addresses anonymised, key id %s", a.addresses, key_id);
+        snprintf(js, sizeof js, "\"addresses\": %" PRIu64 ", \"key_id\": \"%s\", \"payload\": \"%s\"",
+                 a.addresses, key_id, a.payload == PAYLOAD_DROP ? "drop" : "keep");
+        print_summary(as_json, "anonymize", in, out, a.changed, text, js);
     }
-    int map[4096];
-    size_t mapped = 0;
-    uint64_t in = 0, changed = 0;
-    struct pr_packet pkt;
-    struct progress pg;
-    progress_init(&pg, "anonymize");
-    int got;
-    while ((got = pr_next(r, &pkt)) == 1) {
-        in++;
-        if ((rc = tool_sync_ifaces(po, r, map, &mapped, 4096, "anonymize")) != 0)
-            break;
-        memcpy(buf, pkt.data, pkt.caplen);
-        uint64_t before = a.addresses;
-        uint32_t n = anonymize_frame(&a, pkt.linktype, buf, pkt.caplen);
-        changed += a.addresses != before || n != pkt.caplen;
-        if (po_write(po, (uint32_t)map[pkt.iface], pkt.ts_ns, buf, n, pkt.origlen) < 0) {
-            rc = tool_fail(EXIT_FAIL, "anonymize", "%s", po_error(po));
-            break;
-        }
-        progress_update(&pg, r, in);
-    }
-    progress_done(&pg);
-    if (rc == 0 && got < 0)
-        rc = tool_read_error(r, in_path, "anonymize");
-    if (rc == 0)
-        rc = tool_sync_ifaces(po, r, map, &mapped, 4096, "anonymize");
-    if (rc) {
-        po_abort(po);
-    } else {
-        uint64_t out = po_packets(po);
-        if (po_commit(po, err, sizeof err) < 0) {
-            rc = tool_fail(EXIT_FAIL, "anonymize", "%s", err);
-        } else {
-            char text[160], js[200];
-            snprintf(text, sizeof text, "%" PRIu64 " addresses anonymised, key id %s", a.addresses, key_id);
-            snprintf(js, sizeof js, "\"addresses\": %" PRIu64 ", \"key_id\": \"%s\", \"payload\": \"%s\"",
-                     a.addresses, key_id, a.payload == PAYLOAD_DROP ? "drop" : "keep");
-            print_summary(as_json, "anonymize", in, out, changed, text, js);
-        }
-    }
-    free(buf);
+    free(a.buf);
     pr_close(r);
     cp_free(a.cp);
     return rc;

@@ -1,5 +1,4 @@
 /* check: is a capture valid? 0 valid, 1 damaged (what, where, which kind), 2 not a capture. */
-#include <getopt.h>
 #include <inttypes.h>
 
 #include "tool.h"
@@ -65,23 +64,5 @@ static int check_one(const char *path, bool as_json)
 
 int cmd_check(int argc, char **argv)
 {
-    static const struct option opts[] = {{"json", no_argument, 0, OPT_JSON}, {0, 0, 0, 0}};
-    bool as_json = false;
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        if (c == OPT_JSON)
-            as_json = true;
-        else
-            return tool_fail(EXIT_USAGE, "check", "usage: sluice-pcap check [--json] FILE...");
-    }
-    if (optind >= argc)
-        return tool_fail(EXIT_USAGE, "check", "usage: sluice-pcap check [--json] FILE...");
-    int worst = 0;
-    for (int i = optind; i < argc; i++) {
-        int rc = check_one(argv[i], as_json);
-        if (rc > worst)
-            worst = rc;
-    }
-    return worst;
+    return tool_each_file(argc, argv, "check", check_one);
 }

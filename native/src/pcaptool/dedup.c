@@ -8,54 +8,15 @@
 #include <string.h>
 
 #include "dupwindow.h"
+#include "frame.h"
 #include "tool.h"
-
-/* Offset of the network header and its ethertype for the link types we know; -1 otherwise. */
-static int l3_offset(uint16_t linktype, const uint8_t *d, uint32_t n, uint16_t *ethertype, bool *vlan)
-{
-    *vlan = false;
-    switch (linktype) {
-    case 1: {
-        if (n < 14)
-            return -1;
-        uint32_t off = 12;
-        uint16_t et = (uint16_t)(d[off] << 8 | d[off + 1]);
-        while ((et == 0x8100 || et == 0x88a8 || et == 0x9100) && off + 6 <= n) {
-            *vlan = true;
-            off += 4;
-            et = (uint16_t)(d[off] << 8 | d[off + 1]);
-        }
-        *ethertype = et;
-        return (int)off + 2;
-    }
-    case 113:
-        if (n < 16)
-            return -1;
-        *ethertype = (uint16_t)(d[14] << 8 | d[15]);
-        return 16;
-    case 276:
-        if (n < 20)
-            return -1;
-        *ethertype = (uint16_t)(d[0] << 8 | d[1]);
-        return 20;
-    case 101:
-    case 228:
-    case 229:
-        if (n < 1)
-            return -1;
-        *ethertype = (d[0] >> 4) == 4 ? 0x0800 : (d[0] >> 4) == 6 ? 0x86dd : 0;
-        return 0;
-    default:
-        return -1;
-    }
-}
 
 /* The packet as compared: masked fields zeroed, VLAN tags left out when ignore_vlan. */
 static uint32_t canonical(uint16_t linktype, const uint8_t *d, uint32_t n, bool ignore_vlan, uint8_t *out)
 {
     uint16_t et = 0;
     bool vlan;
-    int l3 = l3_offset(linktype, d, n, &et, &vlan);
+    int l3 = frame_l3(linktype, d, n, &et, &vlan, NULL);
     uint32_t len = n;
     memcpy(out, d, n);
     if (l3 < 0)
@@ -77,6 +38,26 @@ static uint32_t canonical(uint16_t linktype, const uint8_t *d, uint32_t n, bool 
     return len;
 }
 
+struct dedup {
+    dupwindow *dw;
+    uint8_t *canon;
+    bool ignore_vlan;
+    uint64_t dropped;
+};
+
+/* tool_filter: a packet is written unless it is a copy of one in the window. */
+static int dedup_packet(void *ctx, struct pr_packet *pkt)
+{
+    struct dedup *dd = ctx;
+    uint32_t n = canonical(pkt->linktype, pkt->data, pkt->caplen, dd->ignore_vlan, dd->canon);
+    int seen = dw_seen(dd->dw, pkt->ts_ns, dd->canon, n);
+    if (seen < 0)
+        return -tool_fail(EXIT_FAIL, "dedup", "out of memory in the window");
+    if (seen)
+        dd->dropped++;
+    return !seen;
+}
+
 int cmd_dedup(int argc, char **argv)
 {
     enum { OPT_WINDOW = 1100, OPT_WINDOW_PACKETS, OPT_IGNORE_VLAN };
@@ -93,14 +74,9 @@ int cmd_dedup(int argc, char **argv)
     uint64_t window_packets = 0;
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        int h = out_option(&oo, c, optarg, "dedup");
-        if (h < 0)
+    while ((c = tool_getopt(argc, argv, "", opts, &oo, &as_json, "dedup")) != -1) {
+        if (c == OPT_BAD_VALUE) {
             return EXIT_USAGE;
-        if (h)
-            continue;
-        if (c == OPT_JSON) {
-            as_json = true;
         } else if (c == OPT_WINDOW) {
             window_ns = parse_duration_ns(optarg);
             if (window_ns < 0)
@@ -128,69 +104,28 @@ int cmd_dedup(int argc, char **argv)
     int rc = tool_open(&r, in_path, PR_STRICT, "dedup");
     if (rc)
         return rc;
-    dupwindow *dw = dw_new(window_ns, window_packets);
-    uint8_t *canon = malloc(PR_MAX_BLOCK);
+    struct dedup dd = {.dw = dw_new(window_ns, window_packets), .canon = malloc(PR_MAX_BLOCK),
+                       .ignore_vlan = ignore_vlan};
     struct po_options po_opt = out_resolve(&oo, r);
-    char err[256];
-    pcapout *po = NULL;
-    if (!dw || !canon) {
+    uint64_t in, out_n;
+    if (!dd.dw || !dd.canon)
         rc = tool_fail(EXIT_FAIL, "dedup", "out of memory");
-        goto out;
-    }
-    if (po_open(&po, out_path, &po_opt, err, sizeof err) < 0) {
-        rc = tool_fail(EXIT_FAIL, "dedup", "%s", err);
-        goto out;
-    }
-    int map[4096];
-    size_t mapped = 0;
-    uint64_t in = 0, dropped = 0;
-    struct pr_packet pkt;
-    struct progress pg;
-    progress_init(&pg, "dedup");
-    int got;
-    while ((got = pr_next(r, &pkt)) == 1) {
-        in++;
-        if ((rc = tool_sync_ifaces(po, r, map, &mapped, 4096, "dedup")) != 0)
-            break;
-        uint32_t n = canonical(pkt.linktype, pkt.data, pkt.caplen, ignore_vlan, canon);
-        int seen = dw_seen(dw, pkt.ts_ns, canon, n);
-        if (seen < 0) {
-            rc = tool_fail(EXIT_FAIL, "dedup", "out of memory in the window");
-            break;
-        }
-        if (seen) {
-            dropped++;
-        } else if (po_write(po, (uint32_t)map[pkt.iface], pkt.ts_ns, pkt.data, pkt.caplen, pkt.origlen) < 0) {
-            rc = tool_fail(EXIT_FAIL, "dedup", "%s", po_error(po));
-            break;
-        }
-        progress_update(&pg, r, in);
-    }
-    progress_done(&pg);
-    if (rc == 0 && got < 0)
-        rc = tool_read_error(r, in_path, "dedup");
-    if (rc == 0)
-        rc = tool_sync_ifaces(po, r, map, &mapped, 4096, "dedup");
-    if (rc) {
-        po_abort(po);
-        goto out;
-    }
-    uint64_t out_n = po_packets(po);
-    if (po_commit(po, err, sizeof err) < 0) {
-        rc = tool_fail(EXIT_FAIL, "dedup", "%s", err);
-        goto out;
-    }
-    char text[160], js[200];
-    if (window_packets)
-        snprintf(text, sizeof text, "%" PRIu64 " copies removed (window %" PRIu64 " packets)", dropped, window_packets);
     else
-        snprintf(text, sizeof text, "%" PRIu64 " copies removed (window %.6f s)", dropped, window_ns / 1e9);
-    snprintf(js, sizeof js, "\"duplicates\": %" PRIu64 ", \"window_ns\": %" PRId64 ", \"window_packets\": %" PRIu64,
-             dropped, window_packets ? 0 : window_ns, window_packets);
-    print_summary(as_json, "dedup", in, out_n, dropped, text, js);
-out:
-    free(canon);
-    dw_free(dw);
+        rc = tool_copy("dedup", r, in_path, out_path, &po_opt, dedup_packet, &dd, &in, &out_n);
+    if (rc == 0) {
+        char text[160], js[200];
+        if (window_packets)
+            snprintf(text, sizeof text, "%" PRIu64 " copies removed (window %" PRIu64 " packets)", dd.dropped,
+                     window_packets);
+        else
+            snprintf(text, sizeof text, "%" PRIu64 " copies removed (window %.6f s)", dd.dropped,
+                     window_ns / 1e9);
+        snprintf(js, sizeof js, "\"duplicates\": %" PRIu64 ", \"window_ns\": %" PRId64
+                 ", \"window_packets\": %" PRIu64, dd.dropped, window_packets ? 0 : window_ns, window_packets);
+        print_summary(as_json, "dedup", in, out_n, dd.dropped, text, js);
+    }
+    free(dd.canon);
+    dw_free(dd.dw);
     pr_close(r);
     return rc;
 }

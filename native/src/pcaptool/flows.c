@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "flowtable.h"
+#include "frame.h"
 #include "ipfix.h"
 #include "tool.h"
 
@@ -24,8 +25,6 @@ struct sink {
     ipfix_writer *ipfix;
     uint64_t flows, packets;
 };
-
-static uint16_t g16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
 
 static int write_csv(const struct flow *f, FILE *out)
 {
@@ -58,45 +57,11 @@ static bool dissect(uint16_t linktype, const uint8_t *d, uint32_t n, struct flow
 {
     memset(k, 0, sizeof *k);
     *flags = 0;
-    uint32_t off;
     uint16_t et;
-    switch (linktype) {
-    case 1:
-        if (n < 14)
-            return false;
-        off = 12;
-        et = g16(d + off);
-        while ((et == 0x8100 || et == 0x88a8 || et == 0x9100) && off + 6 <= n) {
-            if (!k->vlan)
-                k->vlan = g16(d + off + 2) & 0x0fff;
-            off += 4;
-            et = g16(d + off);
-        }
-        off += 2;
-        break;
-    case 113:
-        if (n < 16)
-            return false;
-        et = g16(d + 14);
-        off = 16;
-        break;
-    case 276:
-        if (n < 20)
-            return false;
-        et = g16(d);
-        off = 20;
-        break;
-    case 101:
-    case 228:
-    case 229:
-        if (n < 1)
-            return false;
-        et = (d[0] >> 4) == 4 ? 0x0800 : (d[0] >> 4) == 6 ? 0x86dd : 0;
-        off = 0;
-        break;
-    default:
+    int l3 = frame_l3(linktype, d, n, &et, NULL, &k->vlan);
+    if (l3 < 0)
         return false;
-    }
+    uint32_t off = (uint32_t)l3;
     const uint8_t *ip = d + off;
     uint32_t left = n > off ? n - off : 0;
     uint32_t l4off;
@@ -109,9 +74,9 @@ static bool dissect(uint16_t linktype, const uint8_t *d, uint32_t n, struct flow
         memcpy(k->src, ip + 12, 4);
         memcpy(k->dst, ip + 16, 4);
         proto = ip[9];
-        uint16_t tot = g16(ip + 2);
+        uint16_t tot = be16(ip + 2);
         *bytes = tot ? tot : (origlen > off ? origlen - off : left);
-        first_frag = (g16(ip + 6) & 0x1fff) == 0;
+        first_frag = (be16(ip + 6) & 0x1fff) == 0;
         l4off = (uint32_t)(ip[0] & 0x0f) * 4;
     } else if (et == 0x86dd) {
         if (left < 40 || (ip[0] >> 4) != 6)
@@ -119,7 +84,7 @@ static bool dissect(uint16_t linktype, const uint8_t *d, uint32_t n, struct flow
         k->family = 6;
         memcpy(k->src, ip + 8, 16);
         memcpy(k->dst, ip + 24, 16);
-        *bytes = (uint64_t)g16(ip + 4) + 40;
+        *bytes = (uint64_t)be16(ip + 4) + 40;
         proto = ip[6];
         l4off = 40;
         for (int hops = 0; hops < 8 && l4off + 8 <= left; hops++) {
@@ -127,7 +92,7 @@ static bool dissect(uint16_t linktype, const uint8_t *d, uint32_t n, struct flow
                 proto = ip[l4off];
                 l4off += ((uint32_t)ip[l4off + 1] + 1) * 8;
             } else if (proto == 44) {
-                first_frag = (g16(ip + l4off + 2) & 0xfff8) == 0;
+                first_frag = (be16(ip + l4off + 2) & 0xfff8) == 0;
                 proto = ip[l4off];
                 l4off += 8;
             } else {
@@ -143,8 +108,8 @@ static bool dissect(uint16_t linktype, const uint8_t *d, uint32_t n, struct flow
     const uint8_t *l4 = ip + l4off;
     uint32_t l4n = left - l4off;
     if ((proto == 6 || proto == 17 || proto == 132) && l4n >= 4) {
-        k->sport = g16(l4);
-        k->dport = g16(l4 + 2);
+        k->sport = be16(l4);
+        k->dport = be16(l4 + 2);
         if (proto == 6 && l4n >= 14)
             *flags = (uint16_t)(((l4[12] & 1) << 8) | l4[13]);
     } else if ((proto == 1 || proto == 58) && l4n >= 2) {

@@ -1,5 +1,4 @@
 /* info: what a capture holds: format, link types, packets, bytes, first/last time, snaplen. */
-#include <getopt.h>
 #include <inttypes.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -121,23 +120,5 @@ static int info_one(const char *path, bool as_json)
 
 int cmd_info(int argc, char **argv)
 {
-    static const struct option opts[] = {{"json", no_argument, 0, OPT_JSON}, {0, 0, 0, 0}};
-    bool as_json = false;
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        if (c == OPT_JSON)
-            as_json = true;
-        else
-            return tool_fail(EXIT_USAGE, "info", "usage: sluice-pcap info [--json] FILE...");
-    }
-    if (optind >= argc)
-        return tool_fail(EXIT_USAGE, "info", "usage: sluice-pcap info [--json] FILE...");
-    int worst = 0;
-    for (int i = optind; i < argc; i++) {
-        int rc = info_one(argv[i], as_json);
-        if (rc > worst)
-            worst = rc;
-    }
-    return worst;
+    return tool_each_file(argc, argv, "info", info_one);
 }

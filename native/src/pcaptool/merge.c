@@ -158,15 +158,10 @@ int cmd_merge(int argc, char **argv)
     size_t noff = 0;
     int c, rc = 0;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "o:", opts, NULL)) != -1) {
-        int h = out_option(&oo, c, optarg, "merge");
-        if (h < 0)
+    while ((c = tool_getopt(argc, argv, "o:", opts, &oo, &as_json, "merge")) != -1) {
+        if (c == OPT_BAD_VALUE)
             return EXIT_USAGE;
-        if (h)
-            continue;
-        if (c == OPT_JSON)
-            as_json = true;
-        else if (c == 'o')
+        if (c == 'o')
             out_path = optarg;
         else if (c == OPT_OFFSET && noff < 256 && parse_offset(optarg, &off_file[noff], &off_ns[noff]) == 0)
             noff++;

@@ -55,7 +55,9 @@ void progress_done(struct progress *pg)
         fprintf(stderr, "\r\033[K");
 }
 
-int out_option(struct out_opts *o, int opt, const char *arg, const char *cmd)
+/* Handles OPT_FORMAT/PRECISION/COMPRESS; returns 1 if handled, 0 if not one of them,
+ * -1 on a bad value (error printed). */
+static int out_option(struct out_opts *o, int opt, const char *arg, const char *cmd)
 {
     if (opt == OPT_FORMAT) {
         o->format = po_parse_format(arg);
@@ -103,6 +105,23 @@ int out_option(struct out_opts *o, int opt, const char *arg, const char *cmd)
     return 0;
 }
 
+int tool_getopt(int argc, char **argv, const char *shortopts, const struct option *opts,
+                struct out_opts *o, bool *as_json, const char *cmd)
+{
+    int c;
+    while ((c = getopt_long(argc, argv, shortopts, opts, NULL)) != -1) {
+        int h = out_option(o, c, optarg, cmd);
+        if (h < 0)
+            return OPT_BAD_VALUE;
+        if (h)
+            continue;
+        if (c != OPT_JSON)
+            return c;
+        *as_json = true;
+    }
+    return -1;
+}
+
 struct po_options out_resolve(const struct out_opts *o, const pr_reader *r)
 {
     struct po_options po = {0};
@@ -128,6 +147,29 @@ int tool_read_error(const pr_reader *r, const char *path, const char *cmd)
                      "`sluice-pcap repair` recovers what it can", path,
                      (unsigned long long)d->offset, (unsigned long long)d->record, d->what,
                      pr_damage_name(d->kind));
+}
+
+int tool_each_file(int argc, char **argv, const char *cmd, int (*one)(const char *path, bool as_json))
+{
+    static const struct option opts[] = {{"json", no_argument, 0, OPT_JSON}, {0, 0, 0, 0}};
+    bool as_json = false;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (c == OPT_JSON)
+            as_json = true;
+        else
+            return tool_fail(EXIT_USAGE, cmd, "usage: sluice-pcap %s [--json] FILE...", cmd);
+    }
+    if (optind >= argc)
+        return tool_fail(EXIT_USAGE, cmd, "usage: sluice-pcap %s [--json] FILE...", cmd);
+    int worst = 0;
+    for (int i = optind; i < argc; i++) {
+        int rc = one(argv[i], as_json);
+        if (rc > worst)
+            worst = rc;
+    }
+    return worst;
 }
 
 int tool_sync_ifaces(pcapout *po, const pr_reader *r, int *map, size_t *mapped, size_t mapcap,
@@ -257,7 +299,8 @@ int64_t parse_duration_ns(const char *s)
 }
 
 int tool_copy(const char *cmd, pr_reader *r, const char *in_path, const char *out_path,
-              const struct po_options *po_opt, uint64_t *n_in, uint64_t *n_out)
+              const struct po_options *po_opt, tool_filter filter, void *ctx, uint64_t *n_in,
+              uint64_t *n_out)
 {
     char err[256];
     pcapout *po;
@@ -274,7 +317,13 @@ int tool_copy(const char *cmd, pr_reader *r, const char *in_path, const char *ou
         (*n_in)++;
         if ((rc = tool_sync_ifaces(po, r, map, &mapped, 4096, cmd)) != 0)
             break;
-        if (po_write(po, (uint32_t)map[pkt.iface], pkt.ts_ns, pkt.data, pkt.caplen, pkt.origlen) < 0) {
+        int keep = filter ? filter(ctx, &pkt) : 1;
+        if (keep < 0) {
+            rc = -keep;
+            break;
+        }
+        if (keep &&
+            po_write(po, (uint32_t)map[pkt.iface], pkt.ts_ns, pkt.data, pkt.caplen, pkt.origlen) < 0) {
             rc = tool_fail(EXIT_FAIL, cmd, "%s", po_error(po));
             break;
         }
@@ -290,6 +339,31 @@ int tool_copy(const char *cmd, pr_reader *r, const char *in_path, const char *ou
         return 0;
     }
     po_abort(po);
+    return rc;
+}
+
+int tool_copy_cmd(int argc, char **argv, const char *cmd, const char *use, enum pr_mode mode,
+                  struct copy_job *job)
+{
+    static const struct option opts[] = {OUT_LONG_OPTIONS, {0, 0, 0, 0}};
+    struct out_opts oo = OUT_OPTS_INIT;
+    job->as_json = false;
+    int c;
+    optind = 1;
+    if ((c = tool_getopt(argc, argv, "", opts, &oo, &job->as_json, cmd)) != -1)
+        return c == OPT_BAD_VALUE ? EXIT_USAGE : tool_fail(EXIT_USAGE, cmd, "%s", use);
+    if (argc - optind != 2)
+        return tool_fail(EXIT_USAGE, cmd, "%s", use);
+    if (tool_refuse_overwrite(cmd, argv[optind + 1], argv + optind, 1))
+        return EXIT_USAGE;
+    int rc = tool_open(&job->r, argv[optind], mode, cmd);
+    if (rc)
+        return rc;
+    job->po = out_resolve(&oo, job->r);
+    rc = tool_copy(cmd, job->r, argv[optind], argv[optind + 1], &job->po, NULL, NULL, &job->in,
+                   &job->out);
+    if (rc)
+        pr_close(job->r);
     return rc;
 }
 

@@ -7,6 +7,7 @@
 #ifndef SLUICE_PCAPTOOL_TOOL_H
 #define SLUICE_PCAPTOOL_TOOL_H
 
+#include <getopt.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -41,7 +42,7 @@ void progress_update(struct progress *pg, const pr_reader *r, uint64_t packets);
 void progress_done(struct progress *pg);
 
 /* Output options shared by the writing subcommands. */
-enum { OPT_FORMAT = 1000, OPT_PRECISION, OPT_COMPRESS, OPT_JSON };
+enum { OPT_FORMAT = 1000, OPT_PRECISION, OPT_COMPRESS, OPT_JSON, OPT_BAD_VALUE };
 struct out_opts {
     int format;     /* -1: as the input */
     int nano;       /* -1: as the input, 0 µs, 1 ns */
@@ -53,9 +54,11 @@ struct out_opts {
     {"precision", required_argument, 0, OPT_PRECISION},          \
     {"compress", required_argument, 0, OPT_COMPRESS},            \
     {"json", no_argument, 0, OPT_JSON}
-/* Handles OPT_FORMAT/PRECISION/COMPRESS; returns 1 if handled, 0 if not one of them,
- * -1 on a bad value (error printed). */
-int out_option(struct out_opts *o, int opt, const char *arg, const char *cmd);
+/* getopt_long() for a writing subcommand (opts include OUT_LONG_OPTIONS): handles the output
+ * options into *o and --json into *as_json itself and returns the next other option, -1 at the
+ * end, or OPT_BAD_VALUE for a bad output option value (error printed: exit with EXIT_USAGE). */
+int tool_getopt(int argc, char **argv, const char *shortopts, const struct option *opts,
+                struct out_opts *o, bool *as_json, const char *cmd);
 /* pcapout options for an output derived from input r. */
 struct po_options out_resolve(const struct out_opts *o, const pr_reader *r);
 
@@ -63,6 +66,9 @@ struct po_options out_resolve(const struct out_opts *o, const pr_reader *r);
 int tool_open(pr_reader **r, const char *path, enum pr_mode mode, const char *cmd);
 /* Report a reader error after pr_next() returned -1; returns the exit code. */
 int tool_read_error(const pr_reader *r, const char *path, const char *cmd);
+/* The reporting subcommands (info, check): "CMD [--json] FILE...", one(path, as_json) for every
+ * file. Returns the worst (highest) exit code. */
+int tool_each_file(int argc, char **argv, const char *cmd, int (*one)(const char *path, bool as_json));
 /* Describe every interface of r in po that is not described yet; map[i] = output index. */
 int tool_sync_ifaces(pcapout *po, const pr_reader *r, int *map, size_t *mapped, size_t mapcap,
                      const char *cmd);
@@ -87,14 +93,30 @@ void print_summary(bool as_json, const char *cmd, uint64_t in, uint64_t out, uin
 /* Parse a duration like "1ms", "0.5", "300s", "2m" into nanoseconds; -1 on error. */
 int64_t parse_duration_ns(const char *s);
 
-
-
 /* Inputs are never modified: refuse an output that is one of the inputs (same file, by inode).
  * Returns 0 or EXIT_USAGE with the error line printed. */
 int tool_refuse_overwrite(const char *cmd, const char *out, char *const *ins, int nin);
 
-/* Copy every packet of r into a new file out_path (temp name + rename). *n_in/n_out count
- * packets. Returns 0 or the exit code (error line printed, no output left behind). */
+/* Decides, before a packet is written, what is written: returns 1 to write *pkt (which it may
+ * point at a rewritten copy of the packet), 0 to leave the packet out, or minus an exit code
+ * (error line printed) to stop. */
+typedef int (*tool_filter)(void *ctx, struct pr_packet *pkt);
+/* Copy every packet of r (through filter when not NULL) into a new file out_path (temp name +
+ * rename). *n_in/n_out count packets. Returns 0 or the exit code (error line printed, no output
+ * left behind). */
 int tool_copy(const char *cmd, pr_reader *r, const char *in_path, const char *out_path,
-              const struct po_options *po_opt, uint64_t *n_in, uint64_t *n_out);
+              const struct po_options *po_opt, tool_filter filter, void *ctx, uint64_t *n_in,
+              uint64_t *n_out);
+
+/* The plain copying subcommands (convert, repair): "CMD [output options] [--json] IN OUT",
+ * IN read in mode and copied to OUT as the output options say. On 0 the reader is left open in
+ * job->r for the summary (the caller closes it); otherwise it is closed. */
+struct copy_job {
+    pr_reader *r;
+    struct po_options po;
+    uint64_t in, out;
+    bool as_json;
+};
+int tool_copy_cmd(int argc, char **argv, const char *cmd, const char *use, enum pr_mode mode,
+                  struct copy_job *job);
 #endif
