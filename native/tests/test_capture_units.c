@@ -5,15 +5,8 @@
 #include "../src/capture/recover.h"
 #include "../src/capture/slice.h"
 #include "pcapenc.h"
+#include "testutil.h"
 
-static int failures;
-#define CHECK(c)                                                                 \
-    do {                                                                         \
-        if (!(c)) {                                                              \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c); \
-            failures++;                                                          \
-        }                                                                        \
-    } while (0)
 
 static size_t eth(uint8_t *f, uint16_t type, int vlans)
 {

@@ -2,18 +2,11 @@
  * With an argument DIR it also writes DIR/enc.pcapng and DIR/enc.pcap so that a pytest test can
  * have tshark read them. */
 #include "pcapenc.h"
+#include "testutil.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 
-static int failures;
-#define CHECK(c)                                                                 \
-    do {                                                                         \
-        if (!(c)) {                                                              \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c); \
-            failures++;                                                          \
-        }                                                                        \
-    } while (0)
 
 static uint32_t get32(const uint8_t *p)
 {
