@@ -59,7 +59,8 @@ image: provisioning-artifacts
 	scripts/install-deps deps/apt-image/image.txt
 	image/build
 
-image-test:
+# Boots the image already built (builds one first if there is none).
+image-test: $(if $(wildcard image/out/root.ext4),,image)
 	scripts/install-deps deps/apt-image/image.txt
 	image/boot-test
 
