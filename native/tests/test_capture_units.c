@@ -1,7 +1,12 @@
-/* Unit tests of sluice-capture's pure parts: header slicing and the recovery walk. */
+/* Unit tests of sluice-capture's pure parts: header slicing, the recovery walk, sizes, the
+ * memory plan and JSON strings. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "../src/capture/jsonout.h"
+#include "../src/capture/memplan.h"
+#include "../src/capture/opts.h"
 #include "../src/capture/recover.h"
 #include "../src/capture/slice.h"
 #include "pcapenc.h"
@@ -80,10 +85,53 @@ static void test_recover_walk(void)
     CHECK(recover_valid_length(buf, 10, 0) == 0);
 }
 
+static void test_sizes(void)
+{
+    uint64_t v = 0;
+    CHECK(opts_parse_size("1G", &v) == 0 && v == 1ull << 30);
+    CHECK(opts_parse_size("1.5G", &v) == 0 && v == 3ull << 29); /* as appliance/config.py parses it */
+    CHECK(opts_parse_size(" 512 MiB ", &v) == 0 && v == 512ull << 20);
+    CHECK(opts_parse_size("64kb", &v) == 0 && v == 64ull << 10);
+    CHECK(opts_parse_size("4096", &v) == 0 && v == 4096);
+    CHECK(opts_parse_size("12Q", &v) != 0);
+    CHECK(opts_parse_size("1.G", &v) != 0);
+    CHECK(opts_parse_size("-1M", &v) != 0);
+    CHECK(opts_parse_size("1Mi", &v) != 0);
+    CHECK(opts_parse_size("99999999T", &v) != 0); /* beyond 64 bits */
+}
+
+static void test_memplan(void)
+{
+    uint64_t gib = 1ull << 30;
+    CHECK(memplan_auto_buffer_mb(24 * gib) == 1536);
+    CHECK(memplan_auto_buffer_mb(512ull << 20) == MEMPLAN_BUFFER_MIN_MB);
+    CHECK(memplan_auto_buffer_mb(256 * gib) == MEMPLAN_BUFFER_MAX_MB);
+    CHECK(memplan_auto_ring_mb(24 * gib, 1) == 256);
+    CHECK(memplan_auto_ring_mb(24 * gib, 4) == 96);
+    CHECK(memplan_auto_ring_mb(2 * gib, 1) == MEMPLAN_RING_MIN_MB);
+    char err[256];
+    CHECK(memplan_check(256ull << 20, 1, 1536ull << 20, 24 * gib, err, sizeof err) == 0);
+    CHECK(memplan_check(4 * gib, 4, 1 * gib, 24 * gib, err, sizeof err) != 0 && strstr(err, "half"));
+}
+
+static void test_json_string(void)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    json_put_string(f, "a\"b\\c\nd\x01\xc3\xa9\xff");
+    fclose(f);
+    CHECK(strcmp(buf, "\"a\\\"b\\\\c\\u000ad\\u0001\xc3\xa9\\udcff\"") == 0);
+    free(buf);
+}
+
 int main(void)
 {
     test_slice();
     test_recover_walk();
+    test_sizes();
+    test_memplan();
+    test_json_string();
     if (failures)
         fprintf(stderr, "test_capture_units: %d failures\n", failures);
     else

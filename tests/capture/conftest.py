@@ -121,8 +121,13 @@ class Writer:
         return finals[0]
 
 
+# Small rings and buffers unless a test gives its own (a later flag wins): the defaults are sized
+# from the machine's memory (native/src/capture/memplan.h), too much for many writers in parallel.
+TEST_MEMORY = ["--ring-mb", "16", "--buffer-mb", "64"]
+
+
 def start_writer(binary: Path, ns: str | None, args: list[str]) -> Writer:
-    argv = [str(binary), "--stats-interval", "0.2", *args]
+    argv = [str(binary), "--stats-interval", "0.2", *TEST_MEMORY, *args]
     if ns is not None:
         argv = netns.exec_argv(ns, argv)
     return Writer(argv)
@@ -256,7 +261,9 @@ def stop_trafgen(gen: subprocess.Popen) -> None:
 
 
 def closed_files(directory: Path) -> list[Path]:
-    return sorted(p for p in directory.rglob("*") if p.is_file() and not p.name.endswith(".part"))
+    """Capture files (hidden files such as a writer's lock file are not captures)."""
+    return sorted(p for p in directory.rglob("*") if p.is_file() and not p.name.endswith(".part")
+                  and not p.name.startswith("."))
 
 
 def mount_tmpfs(path: Path, size: str, options: str = "") -> None:

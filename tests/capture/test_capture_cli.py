@@ -34,7 +34,16 @@ def assert_one_line_exit_2(proc: subprocess.CompletedProcess[str], *words: str) 
 
 BAD_FLAGS = [
     (["--format", "xml"], "--format xml"),
-    (["--snaplen", "0"], "--snaplen 0"),
+    (["--snaplen", "10"], "--snaplen 10"),
+    (["-s", "63"], "--snaplen 63"),
+    (["--host", ".x"], "--host .x"),
+    (["--host", ".."], "--host .."),
+    (["--rotate-size", "99999999T"], "--rotate-size 99999999T"),
+    (["--rotate-size", "5T"], "--rotate-size 5T"),
+    (["--ring-mb", "many"], "--ring-mb many"),
+    (["--cpus", "0,0"], "--cpus 0,0"),
+    (["--cpus", "0,1"], "--cpus lists 2 CPUs for 1 workers"),
+    (["--filter", "tcp", "udp"], "filter is given twice"),
     (["--snaplen", "abc"], "--snaplen abc"),
     (["--rotate-size", "12Q"], "--rotate-size 12Q"),
     (["--rotate-seconds", "-5"], "--rotate-seconds"),
@@ -47,7 +56,7 @@ BAD_FLAGS = [
     (["--backend", "dpdk"], "--backend dpdk"),
     (["--stats-interval", "0"], "--stats-interval"),
     (["--bogus"], "--bogus"),
-    (["extra-arg"], "extra-arg"),
+    (["extra-arg"], "bad filter 'extra-arg'"),
 ]
 
 

@@ -38,7 +38,7 @@ def test_recover_keeps_whole_records_and_leaves_foreign_files(capture_binary, tm
     proc = subprocess.run([str(capture_binary), "--recover", str(tmp_path)], capture_output=True, text=True)
     assert proc.returncode == 1, proc  # one file could not be handled: the foreign one
     assert proc.stderr.strip().splitlines() == [
-        f"sluice-capture: recover {tmp_path}/notes.txt.part: not a capture file, left alone"]
+        f"sluice-capture: error: recover {tmp_path}/notes.txt.part: not a capture file, left alone"]
     events = {Path(d["part"]).name: d for d in map(json.loads, proc.stdout.splitlines())}
     assert set(events) == {"h_i_1.pcapng.part", "h_i_2.pcap.part", "h_i_3.pcapng.part"}
 

@@ -8,9 +8,10 @@
 #include <sys/utsname.h>
 #include <time.h>
 
+#include "clock.h"
+#include "log.h"
 #include "pcapenc.h"
 
-#define NS_PER_S 1000000000ull
 #define MAX_RECORD (262144u + 4096u) /* the largest packet record or ISB */
 
 struct assembler {
@@ -18,7 +19,6 @@ struct assembler {
     struct assembler_cfg cfg;
     struct blockq *q;
     struct capture_stats *st;
-    struct source *src;
 
     struct file_job *file; /* NULL: finished, or dropping until retry_at after a disk error */
     struct block *cur;
@@ -29,21 +29,14 @@ struct assembler {
     uint64_t last_ns;
     uint32_t seq;
     uint64_t next_rotate_ns;
-    uint64_t cur_since_ns; /* wall clock when cur got its first record */
-    uint64_t retry_at_ns;
+    uint64_t cur_since_ns; /* monotonic clock when cur got its first record */
+    uint64_t retry_at_ns;  /* monotonic */
     int finished;
     int need_first; /* the writer has not been told to open the file yet */
     char machine[65]; /* SHB shb_hardware */
     char os[200];     /* SHB shb_os */
     uint8_t *scratch;
 };
-
-static uint64_t wall_ns(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_REALTIME, &t);
-    return (uint64_t)t.tv_sec * NS_PER_S + (uint64_t)t.tv_nsec;
-}
 
 /* SHB+IDB or the pcap global header. */
 static size_t encode_header(struct assembler *a, uint8_t *buf, size_t cap)
@@ -149,7 +142,7 @@ static void account_record(struct assembler *a, uint64_t ts_ns)
         a->file->first_ns = ts_ns;
     a->file->last_ns = ts_ns;
     if (a->cur_since_ns == 0)
-        a->cur_since_ns = wall_ns();
+        a->cur_since_ns = mono_ns();
     if (b->len == b->cap) {
         seal(a, b);
         a->cur = NULL;
@@ -183,7 +176,7 @@ static void open_file(struct assembler *a, uint64_t start_ns)
     job->seq = ++a->seq;
     if (naming_make(&a->cfg.naming, start_ns, job->seq, job->dir, sizeof job->dir,
                     job->final_path, sizeof job->final_path) != 0) {
-        fprintf(stderr, "sluice-capture: output path too long in %s\n", a->cfg.naming.dir);
+        log_error("output path too long in %s", a->cfg.naming.dir);
         free(job);
         return;
     }
@@ -208,8 +201,9 @@ static void open_file(struct assembler *a, uint64_t start_ns)
 
 static void append_isb(struct assembler *a)
 {
-    struct source_counters sc;
-    source_counters(a->src, &sc);
+    struct isb_counters sc = {0, 0};
+    if (a->cfg.counters != NULL)
+        a->cfg.counters(a->cfg.counters_ctx, &sc);
     uint64_t now = wall_ns();
     uint64_t drops = atomic_load(&a->st->writer_drops);
     char comment[160];
@@ -265,14 +259,14 @@ static void close_file(struct assembler *a, int with_isb)
 /* The writer gave up on the current file: stop feeding it, try a new file in a second. */
 static void check_disk_failure(struct assembler *a)
 {
-    if (a->file == NULL || atomic_load_explicit(&a->st->failed_seq, memory_order_relaxed) != a->file->seq)
+    if (a->file == NULL || blockq_failed_seq(a->q) != a->file->seq)
         return;
     close_file(a, 0);
-    a->retry_at_ns = wall_ns() + NS_PER_S;
+    a->retry_at_ns = mono_ns() + NS_PER_S;
 }
 
 struct assembler *assembler_create(const struct assembler_cfg *cfg, struct blockq *q,
-                                   struct capture_stats *stats, struct source *src)
+                                   struct capture_stats *stats)
 {
     struct assembler *a = calloc(1, sizeof *a);
     if (a == NULL)
@@ -291,7 +285,6 @@ struct assembler *assembler_create(const struct assembler_cfg *cfg, struct block
     }
     a->q = q;
     a->st = stats;
-    a->src = src;
     open_file(a, wall_ns());
     return a;
 }
@@ -338,19 +331,12 @@ drop:
     atomic_fetch_add_explicit(&a->st->writer_drops, 1, memory_order_relaxed);
 }
 
-void assembler_add(struct assembler *a, const struct packet *pkt, uint32_t keep)
-{
-    pthread_mutex_lock(&a->mu);
-    assembler_add_locked(a, pkt, keep);
-    pthread_mutex_unlock(&a->mu);
-}
-
-void assembler_tick(struct assembler *a, uint64_t now_ns)
+void assembler_tick(struct assembler *a, uint64_t now_ns, uint64_t mono)
 {
     pthread_mutex_lock(&a->mu);
     if (!a->finished) {
         check_disk_failure(a);
-        if (a->file == NULL && a->retry_at_ns != 0 && now_ns >= a->retry_at_ns) {
+        if (a->file == NULL && a->retry_at_ns != 0 && mono >= a->retry_at_ns) {
             a->retry_at_ns = 0;
             open_file(a, now_ns);
         }
@@ -360,7 +346,7 @@ void assembler_tick(struct assembler *a, uint64_t now_ns)
         }
         /* Data older than a second goes to the disk even on a quiet link. */
         if (!a->cfg.wait_for_blocks && a->cur != NULL && a->cur_since_ns != 0 &&
-            now_ns - a->cur_since_ns >= NS_PER_S) {
+            mono - a->cur_since_ns >= NS_PER_S) {
             seal(a, a->cur);
             a->cur = NULL;
             a->cur_since_ns = 0;

@@ -17,8 +17,13 @@
 #include "blockq.h"
 #include "naming.h"
 #include "opts.h"
-#include "source.h"
+#include "source.h" /* struct packet */
 #include "stats.h"
+
+struct isb_counters {
+    uint64_t kernel_packets; /* isb_ifrecv (0 = unknown: the packets received are used) */
+    uint64_t kernel_drops;   /* isb_ifdrop */
+};
 
 struct assembler_cfg {
     enum out_format format;
@@ -33,26 +38,27 @@ struct assembler_cfg {
     const char *description; /* IDB if_description */
     const char *userappl;    /* SHB shb_userappl */
     uint64_t capture_start_ns;
+    /* The Interface Statistics Block's counters at the moment a file closes (any thread). */
+    void (*counters)(void *ctx, struct isb_counters *out);
+    void *counters_ctx;
 };
 
 struct assembler;
 
 struct assembler *assembler_create(const struct assembler_cfg *cfg, struct blockq *q,
-                                   struct capture_stats *stats, struct source *src);
+                                   struct capture_stats *stats);
 void assembler_destroy(struct assembler *a);
 
-/* One packet, of which `keep` bytes are written (keep <= pkt->caplen). */
-void assembler_add(struct assembler *a, const struct packet *pkt, uint32_t keep);
-
-/* The same for a batch: lock once, add many packets, unlock (a worker does this per ring
- * block, so the mutex costs nothing per packet). */
+/* A batch of packets: lock once, add many, unlock (a worker does this per ring block, so the
+ * mutex costs nothing per packet). Of each packet `keep` bytes are written (keep <= caplen). */
 void assembler_lock(struct assembler *a);
 void assembler_add_locked(struct assembler *a, const struct packet *pkt, uint32_t keep);
 void assembler_unlock(struct assembler *a);
 
-/* Periodic work from the main thread: time rotation, pushing data older than a second to the
- * writer, reopening a file a second after the disk failed. */
-void assembler_tick(struct assembler *a, uint64_t now_ns);
+/* Periodic work from the main thread: time rotation (on now_ns, real time), pushing data older
+ * than a second to the writer and reopening a file a second after the disk failed (on mono_ns,
+ * the monotonic clock: see clock.h). */
+void assembler_tick(struct assembler *a, uint64_t now_ns, uint64_t mono_ns);
 
 /* Close the current file now and start the next one (SIGHUP). */
 void assembler_rotate(struct assembler *a, uint64_t now_ns);

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@ struct blockq {
     size_t block_size;
     int closed;
     struct block *all;
+    _Atomic uint32_t failed_seq; /* writer -> assembler: the file given up on */
     uint8_t *mem;
     size_t mem_len;
 };
@@ -158,3 +160,10 @@ double blockq_fill(struct blockq *q)
 }
 
 size_t blockq_block_size(const struct blockq *q) { return q->block_size; }
+
+void blockq_report_failed(struct blockq *q, uint32_t seq) { atomic_store(&q->failed_seq, seq); }
+
+uint32_t blockq_failed_seq(struct blockq *q)
+{
+    return atomic_load_explicit(&q->failed_seq, memory_order_relaxed);
+}

@@ -2,7 +2,11 @@
  *
  * Promise: get_free never blocks (NULL when every block is in use: the caller drops and
  * counts), unless asked to wait (replay from a file must not drop). push/pop keep order. All
- * functions are thread-safe. Memory: nblocks * block_size, page-aligned, locked if allowed. */
+ * functions are thread-safe. Memory: nblocks * block_size, page-aligned, locked if allowed.
+ *
+ * The queue also carries the one message that goes the other way: the disk writer reports a
+ * file it gave up on (blockq_report_failed, by the file's sequence number) and the assembler
+ * asks for it (blockq_failed_seq) before it adds to that file, then starts a new one later. */
 #ifndef SLUICE_CAPTURE_BLOCKQ_H
 #define SLUICE_CAPTURE_BLOCKQ_H
 
@@ -19,6 +23,8 @@ void blockq_push(struct blockq *q, struct block *b);
 struct block *blockq_pop(struct blockq *q, int wait);
 void blockq_close(struct blockq *q);
 double blockq_fill(struct blockq *q);
+void blockq_report_failed(struct blockq *q, uint32_t seq);
+uint32_t blockq_failed_seq(struct blockq *q); /* 0 = none yet (sequence numbers start at 1) */
 size_t blockq_block_size(const struct blockq *q);
 
 #endif

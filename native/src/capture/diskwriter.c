@@ -1,5 +1,7 @@
 /* diskwriter: blocks -> files, O_DIRECT via io_uring or pwrite (see diskwriter.h). */
 #include "diskwriter.h"
+#include "log.h"
+#include "thread.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -8,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zstd.h>
@@ -52,13 +55,6 @@ struct diskwriter {
     size_t zcap;
     uint64_t zoff;
 };
-
-static void log_line(const char *fmt, const char *a, const char *b)
-{
-    fprintf(stderr, "sluice-capture: ");
-    fprintf(stderr, fmt, a, b);
-    fputc('\n', stderr);
-}
 
 static void io_mode_name(struct diskwriter *dw)
 {
@@ -172,8 +168,10 @@ static void prealloc(struct diskwriter *dw, uint64_t need_end)
         dw->alloc_end = new_end;
 }
 
-/* Truncate to length, close, then rename (keep) or remove. The stats come from what the writer
- * itself committed, so they are right also for a file cut short by a disk error. */
+/* Truncate to length, then rename (keep) or remove, then close. The stats come from what the
+ * writer itself committed, so they are right also for a file cut short by a disk error. The fd
+ * (and with it the .part's lock) is closed only after the name changed, so recovery never finds
+ * an unlocked .part of a live writer. */
 static void close_job_file(struct diskwriter *dw, uint64_t length, int keep)
 {
     struct file_job *job = dw->job;
@@ -182,15 +180,15 @@ static void close_job_file(struct diskwriter *dw, uint64_t length, int keep)
     if (ftruncate(dw->fd, (off_t)length) != 0)
         atomic_fetch_add(&dw->st->errors, 1);
     fdatasync(dw->fd);
+    stats_set_current_file(dw->st, NULL);
+    int renamed = keep ? rename(job->part_path, job->final_path) : unlink(job->part_path);
+    int e = errno;
     close(dw->fd);
     dw->fd = -1;
-    stats_set_current_file(dw->st, NULL);
-    if (!keep) {
-        unlink(job->part_path);
+    if (!keep)
         return;
-    }
-    if (rename(job->part_path, job->final_path) != 0) {
-        log_line("cannot rename %s: %s", job->part_path, strerror(errno));
+    if (renamed != 0) {
+        log_error("cannot rename %s: %s", job->part_path, strerror(e));
         atomic_fetch_add(&dw->st->errors, 1);
         return;
     }
@@ -215,8 +213,8 @@ static void fail_file(struct diskwriter *dw, int err)
         /* the filesystem opened with O_DIRECT but refuses such writes: the next file (a second
          * from now) goes through the page cache */
         dw->force_buffered = 1;
-        log_line("the filesystem of %s refuses O_DIRECT writes%s: writing through the page cache",
-                 dw->job->dir, "");
+        log_warning("the filesystem of %s refuses O_DIRECT writes: writing through the page cache",
+                    dw->job->dir);
     }
     drain(dw);
     dw->failed = 1;
@@ -230,10 +228,10 @@ static void fail_file(struct diskwriter *dw, int err)
     err = dw->pending_err; /* the first error is the cause */
     int was = atomic_exchange(&dw->st->disk_errno, err);
     atomic_fetch_add(&dw->st->errors, 1);
-    atomic_store(&dw->st->failed_seq, dw->job->seq);
+    blockq_report_failed(dw->q, dw->job->seq);
     if (was == 0)
-        log_line("writing %s failed: %s: closed it at its last whole record, retrying every second",
-                 dw->job->part_path, strerror(err));
+        log_error("writing %s failed: %s: closed it at its last whole record, retrying every second",
+                  dw->job->part_path, strerror(err));
 }
 
 static void open_job(struct diskwriter *dw, struct file_job *job)
@@ -258,8 +256,8 @@ static void open_job(struct diskwriter *dw, struct file_job *job)
     if (dw->fd < 0 && dw->direct && errno == EINVAL) {
         dw->direct = 0;
         if (!dw->logged_buffered)
-            log_line("the filesystem of %s refuses O_DIRECT%s: writing through the page cache",
-                     job->dir, "");
+            log_warning("the filesystem of %s refuses O_DIRECT: writing through the page cache",
+                        job->dir);
         dw->logged_buffered = 1;
         /* Some filesystems (ramfs) create the file before they refuse O_DIRECT. O_EXCL made
          * sure no earlier file had that name, so the empty one found now is our own. */
@@ -269,6 +267,9 @@ static void open_job(struct diskwriter *dw, struct file_job *job)
         fail_file(dw, errno);
         return;
     }
+    /* held while the file is written: recovery (recover.h) leaves a locked .part alone */
+    if (flock(dw->fd, LOCK_EX | LOCK_NB) != 0)
+        log_warning("cannot lock %s: %s", job->part_path, strerror(errno));
     io_mode_name(dw);
     stats_set_current_file(dw->st, job->part_path);
 }
@@ -435,12 +436,11 @@ struct diskwriter *diskwriter_start(const struct diskwriter_cfg *cfg, struct blo
             free(dw);
             return NULL;
         } else
-            fprintf(stderr, "sluice-capture: io_uring unavailable (%s): writing with pwrite\n",
-                    strerror(-rc));
+            log_warning("io_uring unavailable (%s): writing with pwrite", strerror(-rc));
     }
     dw->direct = !cfg->compress_level;
     io_mode_name(dw);
-    int rc = pthread_create(&dw->thread, NULL, writer_main, dw);
+    int rc = thread_start_on(&dw->thread, cfg->cpu, writer_main, dw);
     if (rc != 0) {
         snprintf(err, errlen, "cannot start the writer thread: %s", strerror(rc));
         if (dw->use_uring)

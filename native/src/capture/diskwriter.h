@@ -6,8 +6,10 @@
  * with fallocate ahead of the data and truncates to the real length at close, then renames
  * `X.part` to `X` and reports the file on the stats channel. On ENOSPC/EIO it closes the file at
  * its last whole record (everything written stays readable), reports disk_error in the stats,
- * counts the lost packets as writer drops and tells the assembler (stats->failed_seq), which
- * starts a new file a second later. With compression, each block becomes one zstd frame. */
+ * counts the lost packets as writer drops and tells the assembler through the blockq
+ * (blockq_report_failed), which starts a new file a second later. With compression, each block
+ * becomes one zstd frame. Every `.part` is held under an exclusive flock from its creation
+ * until after its rename, so recovery (recover.h) never touches a file a live writer holds. */
 #ifndef SLUICE_CAPTURE_DISKWRITER_H
 #define SLUICE_CAPTURE_DISKWRITER_H
 
@@ -22,6 +24,7 @@ struct diskwriter_cfg {
     enum io_mode io;
     int compress_level;     /* 0 = plain */
     uint64_t prealloc_step; /* fallocate granularity */
+    int cpu;                /* --writer-cpu, -1 = not pinned */
 };
 
 struct diskwriter;

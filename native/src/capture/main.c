@@ -1,15 +1,58 @@
 /* sluice-capture: capture an interface (or replay a file) into rotated pcapng/pcap files.
- * main wires the parts together and owns signals and the stats period; see native/README.md. */
+ *
+ * The path of a packet, in order (each stage: its function, and why it is there):
+ *
+ *  1. NIC and kernel. The frame lands in an AF_PACKET TPACKET_V3 ring, one ring per worker in
+ *     one PACKET_FANOUT group, after the classic BPF filter that libpcap compiled
+ *     (filter_compile, in a child under a time limit) ran in the kernel. Why: the kernel
+ *     fills whole 1 MiB blocks with no system call per packet, and a filtered-out packet
+ *     costs no copy at all. Drops here (ring full) are the kernel's: `kernel_drops`.
+ *  2. Source (source_afpacket.c afp_poll, behind source.h). A worker thread takes one
+ *     retired ring block at a time, puts back the VLAN tag the kernel took out, and hands
+ *     each packet to the worker's callback, in place (no copy). Why one block per call: the
+ *     worker holds the assembler's lock for one block only, and a source never blocks once
+ *     it has delivered (source.h).
+ *  3. Per-packet stage (worker.c on_packet -> slice.c slice_keep). Decides how many bytes of
+ *     the packet are kept (snaplen, --slice header). Why here: the only place that sees every
+ *     packet before it is written; anonymisation plugs in here.
+ *  4. Block assembler (assembler.c assembler_add_locked). Encodes the record (pcapng EPB or
+ *     pcap, nanosecond stamps, src/common/pcapenc.h) straight into a page-aligned staging
+ *     block of the blockq, rotates files by size or wall-clock time and writes the ISB at
+ *     each close. Why: every full block is one aligned O_DIRECT write, and when no block is
+ *     free the packet is dropped and counted (`writer_drops`): a capture thread never waits
+ *     for the disk.
+ *  5. Block queue (blockq.c). The bounded pool of staging blocks (--buffer-mb, by default a
+ *     share of RAM: memplan.h) and the FIFO to the disk writer. Why: it is what absorbs a
+ *     burst the disk cannot take at once; the stats say how many seconds of line rate it
+ *     holds (`burst_seconds`). It also carries the disk writer's one message back: a failed
+ *     file.
+ *  6. Disk writer (diskwriter.c writer_main). One thread: io_uring O_DIRECT writes at each
+ *     block's file offset, fallocate ahead, the file under its `.part` name and an exclusive
+ *     flock until it is truncated, synced and renamed. Why: O_DIRECT keeps the page cache out
+ *     (the disk's own rate, flat memory); the lock keeps recovery away from a live file.
+ *  7. Stats channel (stats.c). main emits one JSON line per --stats-interval on stdout,
+ *     scheduled on the monotonic clock (clock.h); the disk writer emits a line per closed file.
+ *
+ * main owns start-up (options, recovery, memory, threads pinned with --cpus/--writer-cpu),
+ * signals (blocked in every thread, taken here only), the stats period, and the clean stop. */
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include <sys/file.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "assembler.h"
 #include "blockq.h"
+#include "clock.h"
 #include "diskwriter.h"
+#include "filter.h"
+#include "log.h"
 #include "naming.h"
 #include "opts.h"
 #include "recover.h"
@@ -17,21 +60,8 @@
 #include "stats.h"
 #include "worker.h"
 
-#define NS_PER_S 1000000000ull
 #define VERSION "0.1"
-
-static uint64_t wall_ns(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_REALTIME, &t);
-    return (uint64_t)t.tv_sec * NS_PER_S + (uint64_t)t.tv_nsec;
-}
-
-static int die(int code, const char *msg)
-{
-    fprintf(stderr, "sluice-capture: %s\n", msg);
-    return code;
-}
+#define LOCK_WAIT_S 15 /* how long a writer waits for the one it replaces to close its file */
 
 /* File names carry the interface; for a replay, the file's base name up to its first dot. */
 static void iface_label(const struct capture_opts *o, char *out, size_t len)
@@ -68,6 +98,8 @@ struct run {
     struct worker *workers;
     struct capture_stats st;
     atomic_int stop;
+    int lock_fd, lock_held;
+    char lock_path[PATH_MAX];
     char label[64];
     char description[512];
     char userappl[320];
@@ -80,7 +112,16 @@ static void emit_stats(struct run *r, const char *type)
     stats_emit(&r->st, type, &sc, blockq_fill(r->q), sc.hw_stamps ? "hw" : "sw");
 }
 
-/* Signals arrive here only (blocked in every thread); returns 1 when it is time to stop. */
+/* The assembler's view of the source: the ISB counters, nothing else. */
+static void isb_counters_of(void *ctx, struct isb_counters *out)
+{
+    struct source_counters sc;
+    source_counters(ctx, &sc);
+    out->kernel_packets = sc.kernel_packets;
+    out->kernel_drops = sc.kernel_drops;
+}
+
+/* Signals arrive here only (blocked in every thread); returns the exit code. */
 static int main_loop(struct run *r)
 {
     sigset_t set;
@@ -89,59 +130,127 @@ static int main_loop(struct run *r)
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGHUP);
     uint64_t period = (uint64_t)(r->o->stats_interval * 1e9);
-    uint64_t next_stats = wall_ns() + period;
+    uint64_t next_stats = mono_ns() + period; /* a step of the real-time clock cannot move it */
     for (;;) {
         struct timespec wait = {0, 50 * 1000 * 1000};
         int sig = sigtimedwait(&set, NULL, &wait);
-        uint64_t now = wall_ns();
+        uint64_t now = wall_ns(), mono = mono_ns();
         if (sig == SIGINT || sig == SIGTERM)
             return 0;
         if (sig == SIGHUP)
             assembler_rotate(r->asm_, now);
-        assembler_tick(r->asm_, now);
-        int all_done = 1, failed = 0;
+        assembler_tick(r->asm_, now, mono);
+        int all_done = 1;
         for (unsigned i = 0; i < r->src->workers; i++) {
             int f = atomic_load(&r->workers[i].finished);
             all_done &= f != 0;
-            failed |= f == 2;
+            if (f == 2) {
+                log_error("%s", r->src->error[0] ? r->src->error : "a capture thread failed");
+                return 1;
+            }
         }
-        if (failed)
-            return 1;
         if (all_done)
             return 0;
-        if (now >= next_stats) {
+        if (mono >= next_stats) {
             emit_stats(r, "stats");
             next_stats += period;
-            if (next_stats < now)
-                next_stats = now + period;
+            if (next_stats < mono)
+                next_stats = mono + period;
         }
     }
+}
+
+/* One writer per host and interface in a folder: a writer started while the one it replaces is
+ * still closing its file (its supervisor died: --follow-parent) waits for it, so the two never
+ * capture the same packets. The lock is a hidden file (retention and recovery skip it), removed
+ * at exit; a waiter that got the lock of a file removed meanwhile tries again on the new one. */
+static int take_writer_lock(struct run *r, char *err, size_t errlen)
+{
+    snprintf(r->lock_path, sizeof r->lock_path, "%s/.%s_%s.lock", r->o->dir, r->o->host, r->label);
+    uint64_t deadline = mono_ns() + LOCK_WAIT_S * NS_PER_S;
+    int logged = 0;
+    for (;;) {
+        if (r->lock_fd < 0)
+            r->lock_fd = open(r->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        if (r->lock_fd < 0) {
+            snprintf(err, errlen, "%.900s: %s", r->lock_path, strerror(errno));
+            return 1;
+        }
+        if (flock(r->lock_fd, LOCK_EX | LOCK_NB) == 0) {
+            struct stat held, now;
+            if (fstat(r->lock_fd, &held) == 0 && stat(r->lock_path, &now) == 0 && held.st_ino == now.st_ino &&
+                held.st_dev == now.st_dev)
+                break;
+            close(r->lock_fd); /* removed by the writer we waited for: lock the new one */
+            r->lock_fd = -1;
+            continue;
+        }
+        if (errno != EWOULDBLOCK) {
+            snprintf(err, errlen, "lock %.900s: %s", r->lock_path, strerror(errno));
+            return 1;
+        }
+        if (stop_pending())
+            return 1;
+        if (mono_ns() >= deadline) {
+            snprintf(err, errlen, "another sluice-capture still writes %s_%s files in %s after %d s",
+                     r->o->host, r->label, r->o->dir, LOCK_WAIT_S);
+            return 1;
+        }
+        if (!logged++)
+            log_info("waiting for the previous writer of %s_%s in %s to close its file", r->o->host,
+                     r->label, r->o->dir);
+        usleep(20000);
+    }
+    r->lock_held = 1;
+    char pid[32];
+    int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (ftruncate(r->lock_fd, 0) != 0 || pwrite(r->lock_fd, pid, (size_t)n, 0) != n)
+        log_warning("cannot write the pid into %s", r->lock_path);
+    return 0;
+}
+
+/* Removed while still held, so no writer can take it in between and find it gone. */
+static void release_writer_lock(struct run *r)
+{
+    if (r->lock_held)
+        unlink(r->lock_path);
+    if (r->lock_fd >= 0)
+        close(r->lock_fd);
 }
 
 static int setup(struct run *r, char *err, size_t errlen)
 {
     const struct capture_opts *o = r->o;
+    if (take_writer_lock(r, err, errlen) != 0)
+        return 1;
     r->src = (o->read_file || o->backend == BACKEND_PCAP) ? source_pcap_open(o, err, errlen)
                                                           : source_afpacket_open(o, err, errlen);
     if (r->src == NULL)
         return 2;
     struct naming nm = {o->dir, o->host, r->label, extension(o), o->date_dirs};
-    if (!o->no_recover) {
+    if (!o->no_recover && !stop_pending()) {
         char prefix[320];
         if (naming_prefix(&nm, prefix, sizeof prefix) == 0)
             recover_dir(o->dir, prefix, r->st.iface, stdout);
     }
+    if (stop_pending())
+        return 1;
     size_t bs = o->buffer_bytes >= (32u << 20) ? (4u << 20) : (1u << 20);
     r->q = blockq_create(bs, (unsigned)(o->buffer_bytes / bs), err, errlen);
     if (r->q == NULL)
         return 1;
+    r->st.buffer_bytes = o->buffer_bytes;
+    if (o->iface != NULL && o->backend == BACKEND_AFPACKET) {
+        r->st.ring_bytes = (uint64_t)o->ring_bytes * o->workers;
+        r->st.link_bps = source_link_bps(o->iface);
+    }
     uint64_t step = 64u << 20;
     if (o->rotate_size && o->rotate_size < step)
         step = (o->rotate_size + BLOCK_ALIGN * 2 - 1) / BLOCK_ALIGN * BLOCK_ALIGN;
-    struct diskwriter_cfg dc = {o->io, o->compress_level, step};
+    struct diskwriter_cfg dc = {o->io, o->compress_level, step, o->writer_cpu};
     r->dw = diskwriter_start(&dc, r->q, &r->st, err, errlen);
     if (r->dw == NULL)
-        return 1;
+        return o->writer_cpu >= 0 ? 2 : 1;
     snprintf(r->description, sizeof r->description, "host %s; snaplen %u%s%s", o->host,
              o->snaplen, o->slice_header ? "; slice header" : "", r->src->ts_note[0] ? "; " : "");
     strncat(r->description, r->src->ts_note, sizeof r->description - strlen(r->description) - 1);
@@ -159,8 +268,10 @@ static int setup(struct run *r, char *err, size_t errlen)
         .description = r->description,
         .userappl = r->userappl,
         .capture_start_ns = wall_ns(),
+        .counters = isb_counters_of,
+        .counters_ctx = r->src,
     };
-    r->asm_ = assembler_create(&ac, r->q, &r->st, r->src);
+    r->asm_ = assembler_create(&ac, r->q, &r->st);
     if (r->asm_ == NULL) {
         snprintf(err, errlen, "out of memory");
         return 1;
@@ -173,16 +284,34 @@ static int setup(struct run *r, char *err, size_t errlen)
     for (unsigned i = 0; i < r->src->workers; i++) {
         struct worker *w = &r->workers[i];
         w->index = i;
+        w->cpu = o->ncpus ? o->cpus[i] : -1;
         w->src = r->src;
         w->asm_ = r->asm_;
         w->st = &r->st;
         w->slice = (struct slice_cfg){o->snaplen, o->slice_header, r->src->linktype};
         w->stop = &r->stop;
-        if (worker_start(w) != 0) {
-            snprintf(err, errlen, "cannot start a capture thread: %s", strerror(errno));
-            return 1;
+        int rc = worker_start(w);
+        if (rc != 0) {
+            if (w->cpu >= 0)
+                snprintf(err, errlen, "--cpus: cannot run a capture thread on CPU %d: %s", w->cpu,
+                         strerror(rc));
+            else
+                snprintf(err, errlen, "cannot start a capture thread: %s", strerror(rc));
+            return w->cpu >= 0 ? 2 : 1;
         }
     }
+    return 0;
+}
+
+/* --follow-parent: the writer stops (cleanly, as on SIGTERM) when the process that started it
+ * dies, e.g. a supervisor killed with SIGKILL; a new supervisor then starts a fresh writer. */
+static int follow_parent(void)
+{
+    pid_t parent = getppid();
+    if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0)
+        return -1;
+    if (getppid() != parent) /* the parent died before the request took effect */
+        raise(SIGTERM);
     return 0;
 }
 
@@ -195,12 +324,23 @@ int main(int argc, char **argv)
         fputs(opts_usage, stdout);
         return 0;
     }
-    if (parsed != 0)
-        return die(2, err);
+    if (parsed == OPTS_VERSION) {
+        printf("sluice-capture %s\n", VERSION);
+        return 0;
+    }
+    if (parsed == OPTS_CONTRACT) {
+        opts_print_contract(stdout);
+        return 0;
+    }
+    if (parsed != 0) {
+        log_error("%s", err);
+        return 2;
+    }
     if (o.recover_dir != NULL)
         return recover_dir(o.recover_dir, NULL, NULL, stdout) == 0 ? 0 : 1;
 
-    /* Every thread inherits this mask: signals are taken by main_loop only. */
+    /* Every thread inherits this mask: signals are taken by main_loop only (and looked at
+     * between the steps of start-up, so a SIGTERM then ends it at once). */
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
@@ -208,16 +348,33 @@ int main(int argc, char **argv)
     sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
+    if (o.follow_parent && follow_parent() != 0) {
+        log_error("--follow-parent: %s", strerror(errno));
+        return 1;
+    }
 
     static struct run r;
     r.o = &o;
+    r.lock_fd = -1;
     iface_label(&o, r.label, sizeof r.label);
     stats_init(&r.st, o.iface ? o.iface : r.label, stdout);
+    err[0] = '\0';
     int rc = setup(&r, err, sizeof err);
     if (rc != 0) {
-        fprintf(stderr, "sluice-capture: %s\n", err);
-        if (r.workers == NULL)
+        if (stop_pending()) /* SIGTERM during start-up: a clean stop, nothing to report */
+            rc = 0;
+        else
+            log_error("%s", err);
+        if (r.workers == NULL && r.asm_ == NULL) {
+            if (r.q)
+                blockq_close(r.q);
+            diskwriter_join(r.dw);
+            blockq_destroy(r.q);
+            source_close(r.src);
+            release_writer_lock(&r);
+            free(o.filter_buf);
             return rc;
+        }
         /* threads may be running: fall through to a clean stop */
     } else {
         rc = main_loop(&r);
@@ -237,5 +394,7 @@ int main(int argc, char **argv)
     source_close(r.src);
     blockq_destroy(r.q);
     free(r.workers);
+    release_writer_lock(&r);
+    free(o.filter_buf);
     return rc;
 }

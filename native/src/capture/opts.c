@@ -1,6 +1,8 @@
 /* opts: command line parsing and validation (see opts.h). */
 #include "opts.h"
 
+#include <sched.h>
+
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
@@ -10,6 +12,11 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "jsonout.h"
+#include "memplan.h"
+#include "naming.h"
+#include "stats.h"
 
 enum {
     OPT_DATE_DIRS = 256,
@@ -31,19 +38,54 @@ enum {
     OPT_RECOVER,
     OPT_IO,
     OPT_NO_RECOVER,
+    OPT_FOLLOW_PARENT,
+    OPT_FILTER_TIMEOUT,
+    OPT_CPUS,
+    OPT_WRITER_CPU,
+    OPT_VERSION,
+    OPT_PRINT_CONTRACT,
     OPT_HELP,
 };
 
 const char opts_usage[] =
-    "usage: sluice-capture -i IFACE -w DIR [options]   capture an interface\n"
-    "       sluice-capture -r FILE  -w DIR [options]   replay a capture file\n"
-    "       sluice-capture --recover DIR               close .part files a crash left\n"
-    "options: --date-dirs --host NAME --format pcapng|pcap --snaplen N --slice header\n"
-    "         --filter EXPR --workers N --fanout hash|lb|cpu|qm --ring-mb N --buffer-mb N\n"
-    "         --rotate-size SIZE --rotate-seconds N --compress zstd[:LEVEL]\n"
-    "         --stats-interval SECONDS --timestamps sw|hw --backend afpacket|pcap\n"
-    "         --io auto|uring|pwrite --no-recover\n"
-    "details: native/README.md\n";
+    "usage: sluice-capture -i IFACE -w DIR [options] [FILTER...]   capture an interface\n"
+    "       sluice-capture -r FILE  -w DIR [options] [FILTER...]   replay a capture file\n"
+    "       sluice-capture --recover DIR         close the .part files a crash left (recursively)\n"
+    "       sluice-capture --print-contract      flags' ranges, stats fields, file names as JSON\n"
+    "       sluice-capture --version | --help\n"
+    "\n"
+    "  -i IFACE                 interface to capture (AF_PACKET TPACKET_V3)\n"
+    "  -r FILE                  replay a pcap/pcapng file instead (never drops; ends at EOF)\n"
+    "  -w DIR                   output directory (must exist and be writable)\n"
+    "  --date-dirs              files in DIR/YYYY-MM-DD/ (UTC date of the file's start)\n"
+    "  --host NAME              host in file names and pcapng blocks (default: hostname;\n"
+    "                           letters, digits, '-', '.', not starting with '.' or '-', <= 63)\n"
+    "  --format pcapng|pcap     file format, both with ns timestamps (default pcapng)\n"
+    "  -s, --snaplen N          bytes kept per packet, 64..262144 (default 262144; 0 = 262144)\n"
+    "  --slice header           keep L2-L4 headers only (orig_len kept)\n"
+    "  --filter EXPR            tcpdump filter (or give it as trailing arguments, as tcpdump)\n"
+    "  --filter-timeout SECONDS refuse a filter that takes longer to compile (default 5)\n"
+    "  --workers N              capture threads in one fanout group, 1..64 (default 1)\n"
+    "  --fanout hash|lb|cpu|qm  fanout mode (default hash)\n"
+    "  --cpus LIST              pin worker i to the i-th CPU of LIST (e.g. 2,3 or 2-5)\n"
+    "  --writer-cpu N           pin the disk writer thread to CPU N\n"
+    "  --ring-mb N|auto         kernel ring per worker, MiB, 4..65536 (default auto:\n"
+    "                           RAM/64 over the workers, 64..256 MiB each)\n"
+    "  --buffer-mb N|auto       staging buffers, MiB, 2..65536 (default auto: RAM/16,\n"
+    "                           64..4096 MiB); rings + buffers must fit in half the RAM\n"
+    "  --rotate-size SIZE       rotate at SIZE (4K..4T, K/M/G/T, fractions allowed; 0 = off;\n"
+    "                           default 1G)\n"
+    "  --rotate-seconds N       also rotate at wall-clock multiples of N s (default 0 = off)\n"
+    "  --compress zstd[:LEVEL]  write .pcapng.zst in independent frames (LEVEL 1..19, default 3)\n"
+    "  --stats-interval SECONDS stats line period, 0.05..60 (default 1)\n"
+    "  --timestamps sw|hw       kernel or NIC hardware timestamps (default sw)\n"
+    "  --backend afpacket|pcap  packet source (default afpacket)\n"
+    "  --io auto|uring|pwrite   how files are written (default auto)\n"
+    "  --no-recover             skip recovering this writer's own .part files at start\n"
+    "  --follow-parent          stop cleanly (close the file, exit 0) when the parent dies\n"
+    "\n"
+    "Stats: one JSON line per --stats-interval on stdout; logs on stderr. Exit: 0 clean stop,\n"
+    "2 bad input, 1 runtime error. SIGHUP rotates; SIGINT/SIGTERM stop. Details: native/README.md\n";
 
 static const struct option long_opts[] = {
     {"date-dirs", no_argument, NULL, OPT_DATE_DIRS},
@@ -65,6 +107,12 @@ static const struct option long_opts[] = {
     {"recover", required_argument, NULL, OPT_RECOVER},
     {"io", required_argument, NULL, OPT_IO},
     {"no-recover", no_argument, NULL, OPT_NO_RECOVER},
+    {"follow-parent", no_argument, NULL, OPT_FOLLOW_PARENT},
+    {"filter-timeout", required_argument, NULL, OPT_FILTER_TIMEOUT},
+    {"cpus", required_argument, NULL, OPT_CPUS},
+    {"writer-cpu", required_argument, NULL, OPT_WRITER_CPU},
+    {"version", no_argument, NULL, OPT_VERSION},
+    {"print-contract", no_argument, NULL, OPT_PRINT_CONTRACT},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -80,25 +128,49 @@ static int fail(char *err, size_t errlen, const char *fmt, ...)
 
 int opts_parse_size(const char *s, uint64_t *out)
 {
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (end == s || errno != 0 || s[0] == '-')
+    /* The grammar of SIZE_GRAMMAR (case-insensitive), as appliance/config.py parses sizes. */
+    while (*s == ' ' || *s == '\t')
+        s++;
+    if (*s < '0' || *s > '9')
         return -1;
-    uint64_t mult = 1;
-    switch (*end) {
-    case '\0': break;
-    case 'k': case 'K': mult = 1ull << 10; end++; break;
-    case 'm': case 'M': mult = 1ull << 20; end++; break;
-    case 'g': case 'G': mult = 1ull << 30; end++; break;
-    case 't': case 'T': mult = 1ull << 40; end++; break;
-    default: return -1;
+    const char *p = s;
+    while (*p >= '0' && *p <= '9')
+        p++;
+    if (*p == '.') {
+        if (p[1] < '0' || p[1] > '9')
+            return -1;
+        for (p++; *p >= '0' && *p <= '9'; p++)
+            ;
     }
-    if (*end == 'i' || *end == 'B')
-        end += (*end == 'i' && end[1] == 'B') ? 2 : 1;
-    if (*end != '\0' || v > UINT64_MAX / mult)
+    char num[64];
+    if ((size_t)(p - s) >= sizeof num)
         return -1;
-    *out = v * mult;
+    memcpy(num, s, (size_t)(p - s));
+    num[p - s] = '\0';
+    while (*p == ' ' || *p == '\t')
+        p++;
+    double mult = 1;
+    switch (*p) {
+    case 'k': case 'K': mult = 0x1p10; p++; break;
+    case 'm': case 'M': mult = 0x1p20; p++; break;
+    case 'g': case 'G': mult = 0x1p30; p++; break;
+    case 't': case 'T': mult = 0x1p40; p++; break;
+    default: break;
+    }
+    if (*p == 'i' || *p == 'I')
+        p++;
+    if (*p == 'b' || *p == 'B')
+        p++;
+    else if (p[-1] == 'i' || p[-1] == 'I')
+        return -1;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    if (*p != '\0')
+        return -1;
+    double v = strtod(num, NULL) * mult;
+    if (!isfinite(v) || v >= 0x1p64)
+        return -1;
+    *out = (uint64_t)v;
     return 0;
 }
 
@@ -121,8 +193,10 @@ static void set_defaults(struct capture_opts *o)
     o->snaplen = 262144;
     o->workers = 1;
     o->fanout = FANOUT_HASH;
-    o->ring_bytes = 64u << 20;
-    o->buffer_bytes = 64u << 20;
+    o->ring_auto = 1;
+    o->buffer_auto = 1;
+    o->writer_cpu = -1;
+    o->filter_timeout = FILTER_TIMEOUT_DEFAULT;
     o->rotate_size = 1ull << 30;
     o->stats_interval = 1.0;
     o->backend = BACKEND_AFPACKET;
@@ -144,16 +218,52 @@ static int is_writable_dir(const char *path, char *err, size_t errlen)
     return 0;
 }
 
-/* A host name goes into file names: keep it to characters that need no quoting. */
+/* A host name goes into file names: keep it to characters that need no quoting, and never let it
+ * start like a hidden file or a path ("..", ".x": retention and recovery skip dot files). */
 static int valid_label(const char *s)
 {
-    if (s[0] == '\0')
+    if (s[0] == '\0' || s[0] == '.' || s[0] == '-' || strlen(s) > HOST_MAX_LEN)
         return 0;
     for (const char *p = s; *p; p++)
         if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
               *p == '-' || *p == '.'))
             return 0;
     return 1;
+}
+
+/* "2,3" or "2-5,7": the CPUs in the order given, each once. */
+static int parse_cpus(const char *arg, struct capture_opts *o, char *err, size_t errlen)
+{
+    o->ncpus = 0;
+    const char *p = arg;
+    for (;;) {
+        char *end;
+        if (*p < '0' || *p > '9')
+            goto bad;
+        unsigned long lo = strtoul(p, &end, 10), hi = lo;
+        if (*end == '-') {
+            if (end[1] < '0' || end[1] > '9')
+                goto bad;
+            hi = strtoul(end + 1, &end, 10);
+        }
+        if (hi < lo || hi >= CPU_SETSIZE)
+            goto bad;
+        for (unsigned long c = lo; c <= hi; c++) {
+            for (unsigned i = 0; i < o->ncpus; i++)
+                if (o->cpus[i] == (int)c)
+                    return fail(err, errlen, "--cpus %s: CPU %lu is listed twice", arg, c);
+            if (o->ncpus == OPTS_MAX_WORKERS)
+                return fail(err, errlen, "--cpus %s: more than %d CPUs", arg, OPTS_MAX_WORKERS);
+            o->cpus[o->ncpus++] = (int)c;
+        }
+        if (*end == '\0')
+            return 0;
+        if (*end != ',')
+            goto bad;
+        p = end + 1;
+    }
+bad:
+    return fail(err, errlen, "--cpus %s: expected CPU numbers such as 2,3 or 2-5", arg);
 }
 
 static int parse_one(int c, const char *arg, struct capture_opts *o, char *err, size_t errlen)
@@ -168,7 +278,8 @@ static int parse_one(int c, const char *arg, struct capture_opts *o, char *err, 
     case OPT_NO_RECOVER: o->no_recover = 1; return 0;
     case OPT_HOST:
         if (!valid_label(arg))
-            return fail(err, errlen, "--host %s: use letters, digits, '-' and '.' only", arg);
+            return fail(err, errlen, "--host %s: use letters, digits, '-' and '.' only, not first, "
+                                     "at most %d characters", arg, HOST_MAX_LEN);
         o->host = arg;
         return 0;
     case OPT_FORMAT:
@@ -179,9 +290,15 @@ static int parse_one(int c, const char *arg, struct capture_opts *o, char *err, 
         else
             return fail(err, errlen, "--format %s: expected pcapng or pcap", arg);
         return 0;
+    case 's':
     case OPT_SNAPLEN:
-        if (parse_uint(arg, 1, 262144, &v) != 0)
-            return fail(err, errlen, "--snaplen %s: expected a number from 1 to 262144", arg);
+        if (strcmp(arg, "0") == 0) { /* tcpdump's -s 0: the whole packet */
+            o->snaplen = SNAPLEN_MAX;
+            return 0;
+        }
+        if (parse_uint(arg, SNAPLEN_MIN, SNAPLEN_MAX, &v) != 0)
+            return fail(err, errlen, "--snaplen %s: expected a number from %d to %d (0 = %d)", arg,
+                        SNAPLEN_MIN, SNAPLEN_MAX, SNAPLEN_MAX);
         o->snaplen = (uint32_t)v;
         return 0;
     case OPT_SLICE:
@@ -203,30 +320,39 @@ static int parse_one(int c, const char *arg, struct capture_opts *o, char *err, 
         else return fail(err, errlen, "--fanout %s: expected hash, lb, cpu or qm", arg);
         return 0;
     case OPT_RING_MB:
-        if (parse_uint(arg, 1, 65536, &v) != 0)
-            return fail(err, errlen, "--ring-mb %s: expected a number of MiB from 1 to 65536", arg);
+        o->ring_auto = strcmp(arg, "auto") == 0;
+        if (o->ring_auto)
+            return 0;
+        if (parse_uint(arg, RING_MB_MIN, SIZE_MB_MAX, &v) != 0)
+            return fail(err, errlen, "--ring-mb %s: expected auto or a number of MiB from %d to %d", arg,
+                        RING_MB_MIN, SIZE_MB_MAX);
         o->ring_bytes = (size_t)v << 20;
         return 0;
     case OPT_BUFFER_MB:
-        if (parse_uint(arg, 2, 65536, &v) != 0)
-            return fail(err, errlen, "--buffer-mb %s: expected a number of MiB from 2 to 65536", arg);
+        o->buffer_auto = strcmp(arg, "auto") == 0;
+        if (o->buffer_auto)
+            return 0;
+        if (parse_uint(arg, BUFFER_MB_MIN, SIZE_MB_MAX, &v) != 0)
+            return fail(err, errlen, "--buffer-mb %s: expected auto or a number of MiB from %d to %d", arg,
+                        BUFFER_MB_MIN, SIZE_MB_MAX);
         o->buffer_bytes = (size_t)v << 20;
         return 0;
     case OPT_ROTATE_SIZE:
-        if (opts_parse_size(arg, &v) != 0 || (v != 0 && v < 4096))
-            return fail(err, errlen, "--rotate-size %s: expected a size such as 512M or 1G (at least 4K, 0 = off)", arg);
+        if (opts_parse_size(arg, &v) != 0 || (v != 0 && (v < ROTATE_SIZE_MIN || v > ROTATE_SIZE_MAX)))
+            return fail(err, errlen, "--rotate-size %s: expected a size such as 512M or 1G (4K to 4T, 0 = off)",
+                        arg);
         o->rotate_size = v;
         return 0;
     case OPT_ROTATE_SECONDS:
-        if (parse_uint(arg, 0, 86400 * 366, &v) != 0)
+        if (parse_uint(arg, 0, ROTATE_SECONDS_MAX, &v) != 0)
             return fail(err, errlen, "--rotate-seconds %s: expected a whole number of seconds", arg);
         o->rotate_seconds = v;
         return 0;
     case OPT_COMPRESS: {
         if (strncmp(arg, "zstd", 4) != 0 || (arg[4] != '\0' && arg[4] != ':'))
             return fail(err, errlen, "--compress %s: expected zstd or zstd:LEVEL", arg);
-        o->compress_level = 3;
-        if (arg[4] == ':' && parse_uint(arg + 5, 1, 19, &v) != 0)
+        o->compress_level = ZSTD_LEVEL_DEFAULT;
+        if (arg[4] == ':' && parse_uint(arg + 5, ZSTD_LEVEL_MIN, ZSTD_LEVEL_MAX, &v) != 0)
             return fail(err, errlen, "--compress %s: LEVEL must be 1 to 19", arg);
         if (arg[4] == ':')
             o->compress_level = (int)v;
@@ -235,8 +361,9 @@ static int parse_one(int c, const char *arg, struct capture_opts *o, char *err, 
     case OPT_STATS_INTERVAL: {
         char *end;
         double d = strtod(arg, &end);
-        if (end == arg || *end != '\0' || !isfinite(d) || d < 0.01 || d > 3600)
-            return fail(err, errlen, "--stats-interval %s: expected seconds from 0.01 to 3600", arg);
+        if (end == arg || *end != '\0' || !isfinite(d) || d < STATS_INTERVAL_MIN || d > STATS_INTERVAL_MAX)
+            return fail(err, errlen, "--stats-interval %s: expected seconds from %g to %g", arg,
+                        STATS_INTERVAL_MIN, STATS_INTERVAL_MAX);
         o->stats_interval = d;
         return 0;
     }
@@ -256,8 +383,23 @@ static int parse_one(int c, const char *arg, struct capture_opts *o, char *err, 
         else if (strcmp(arg, "pwrite") == 0) o->io = IO_PWRITE;
         else return fail(err, errlen, "--io %s: expected auto, uring or pwrite", arg);
         return 0;
+    case OPT_FOLLOW_PARENT: o->follow_parent = 1; return 0;
+    case OPT_FILTER_TIMEOUT: {
+        char *end;
+        double d = strtod(arg, &end);
+        if (end == arg || *end != '\0' || !isfinite(d) || d < 0.1 || d > 600)
+            return fail(err, errlen, "--filter-timeout %s: expected seconds from 0.1 to 600", arg);
+        o->filter_timeout = d;
+        return 0;
+    }
+    case OPT_CPUS: return parse_cpus(arg, o, err, errlen);
+    case OPT_WRITER_CPU:
+        if (parse_uint(arg, 0, CPU_SETSIZE - 1, &v) != 0)
+            return fail(err, errlen, "--writer-cpu %s: expected a CPU number", arg);
+        o->writer_cpu = (int)v;
+        return 0;
     default:
-        return fail(err, errlen, "unknown option (see native/README.md for the flags)");
+        return fail(err, errlen, "unknown option (see --help)");
     }
 }
 
@@ -267,7 +409,7 @@ int opts_parse(int argc, char **argv, struct capture_opts *o, char *err, size_t 
     opterr = 0;
     optind = 1;
     int c;
-    while ((c = getopt_long(argc, argv, ":i:r:w:h", long_opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":i:r:w:s:h", long_opts, NULL)) != -1) {
         if (c == '?') {
             if (optopt != 0)
                 return fail(err, errlen, "unknown option -%c", optopt);
@@ -277,11 +419,30 @@ int opts_parse(int argc, char **argv, struct capture_opts *o, char *err, size_t 
             return fail(err, errlen, "option %s needs a value", argv[optind - 1]);
         if (c == 'h' || c == OPT_HELP)
             return OPTS_HELP;
+        if (c == OPT_VERSION)
+            return OPTS_VERSION;
+        if (c == OPT_PRINT_CONTRACT)
+            return OPTS_CONTRACT;
         if (parse_one(c, optarg, o, err, errlen) != 0)
             return -1;
     }
-    if (optind < argc)
-        return fail(err, errlen, "unexpected argument %s", argv[optind]);
+    if (optind < argc) { /* tcpdump's habit: the filter as the trailing arguments */
+        if (o->filter != NULL)
+            return fail(err, errlen, "a filter is given twice (--filter and the trailing arguments %s...)",
+                        argv[optind]);
+        size_t len = 1;
+        for (int i = optind; i < argc; i++)
+            len += strlen(argv[i]) + 1;
+        o->filter_buf = calloc(1, len);
+        if (o->filter_buf == NULL)
+            return fail(err, errlen, "out of memory");
+        for (int i = optind; i < argc; i++) {
+            if (i > optind)
+                strcat(o->filter_buf, " ");
+            strcat(o->filter_buf, argv[i]);
+        }
+        o->filter = o->filter_buf;
+    }
     if (o->recover_dir != NULL) {
         if (o->iface || o->read_file || o->dir)
             return fail(err, errlen, "--recover DIR takes no -i, -r or -w");
@@ -297,7 +458,63 @@ int opts_parse(int argc, char **argv, struct capture_opts *o, char *err, size_t 
         return fail(err, errlen, "--backend pcap has one worker (drop --workers)");
     if (o->compress_level && o->format != FORMAT_PCAPNG)
         return fail(err, errlen, "--compress zstd needs --format pcapng");
-    if (o->ring_bytes < (4u << 20) && o->backend == BACKEND_AFPACKET && o->iface)
-        return fail(err, errlen, "--ring-mb must be at least 4");
+    if (o->ncpus != 0 && o->ncpus != o->workers)
+        return fail(err, errlen, "--cpus lists %u CPUs for %u workers: give one CPU per worker", o->ncpus,
+                    o->workers);
+    uint64_t ram = memplan_ram_bytes();
+    if (o->ring_auto)
+        o->ring_bytes = (size_t)memplan_auto_ring_mb(ram, o->workers) << 20;
+    if (o->buffer_auto)
+        o->buffer_bytes = (size_t)memplan_auto_buffer_mb(ram) << 20;
+    if (memplan_check(o->ring_bytes, o->workers, o->buffer_bytes, ram, err, errlen) != 0)
+        return -1;
     return is_writable_dir(o->dir, err, errlen);
+}
+
+/* Every value here is the one the parser above uses (the same macros). */
+void opts_print_contract(FILE *f)
+{
+    uint64_t ram = memplan_ram_bytes();
+    fprintf(f, "{\"program\":\"sluice-capture\",\"stats_schema\":%d,\"flags\":{", STATS_SCHEMA_VERSION);
+    fprintf(f, "\"snaplen\":{\"min\":%d,\"max\":%d,\"default\":%d,\"zero_means\":%d},", SNAPLEN_MIN,
+            SNAPLEN_MAX, SNAPLEN_MAX, SNAPLEN_MAX);
+    fprintf(f, "\"workers\":{\"min\":1,\"max\":%d,\"default\":1},", OPTS_MAX_WORKERS);
+    fprintf(f, "\"ring_mb\":{\"min\":%d,\"max\":%d,\"default\":\"auto\",\"auto\":{\"ram_divisor\":%d,"
+               "\"per_worker_min\":%d,\"per_worker_max\":%d,\"here_one_worker\":%llu}},",
+            RING_MB_MIN, SIZE_MB_MAX, MEMPLAN_RING_DIVISOR, MEMPLAN_RING_MIN_MB, MEMPLAN_RING_MAX_MB,
+            (unsigned long long)memplan_auto_ring_mb(ram, 1));
+    fprintf(f, "\"buffer_mb\":{\"min\":%d,\"max\":%d,\"default\":\"auto\",\"auto\":{\"ram_divisor\":%d,"
+               "\"min\":%d,\"max\":%d,\"here\":%llu}},",
+            BUFFER_MB_MIN, SIZE_MB_MAX, MEMPLAN_BUFFER_DIVISOR, MEMPLAN_BUFFER_MIN_MB, MEMPLAN_BUFFER_MAX_MB,
+            (unsigned long long)memplan_auto_buffer_mb(ram));
+    fprintf(f, "\"memory\":{\"max_share_of_ram\":%g,\"ram_bytes\":%llu},", 1.0 / MEMPLAN_MAX_SHARE_DIVISOR,
+            (unsigned long long)ram);
+    fprintf(f, "\"rotate_size\":{\"min\":%llu,\"max\":%llu,\"zero_means\":\"off\",\"default\":%llu,"
+               "\"grammar\":", ROTATE_SIZE_MIN, ROTATE_SIZE_MAX, 1ull << 30);
+    json_put_string(f, SIZE_GRAMMAR);
+    fprintf(f, ",\"grammar_flags\":\"ignorecase\",\"units\":{\"K\":1024,\"M\":1048576,\"G\":1073741824,"
+               "\"T\":1099511627776}},");
+    fprintf(f, "\"rotate_seconds\":{\"min\":0,\"max\":%llu,\"default\":0},", ROTATE_SECONDS_MAX);
+    fprintf(f, "\"stats_interval\":{\"min\":%g,\"max\":%g,\"default\":1},", STATS_INTERVAL_MIN,
+            STATS_INTERVAL_MAX);
+    fprintf(f, "\"compress\":{\"values\":[\"zstd\"],\"level_min\":%d,\"level_max\":%d,\"level_default\":%d},",
+            ZSTD_LEVEL_MIN, ZSTD_LEVEL_MAX, ZSTD_LEVEL_DEFAULT);
+    fputs("\"host\":{\"grammar\":", f);
+    json_put_string(f, HOST_GRAMMAR);
+    fprintf(f, ",\"max_length\":%d},", HOST_MAX_LEN);
+    fprintf(f, "\"filter_timeout\":{\"min\":0.1,\"max\":600,\"default\":%g},", FILTER_TIMEOUT_DEFAULT);
+    fputs("\"format\":{\"values\":[\"pcapng\",\"pcap\"],\"default\":\"pcapng\"},"
+          "\"fanout\":{\"values\":[\"hash\",\"lb\",\"cpu\",\"qm\"],\"default\":\"hash\"},"
+          "\"timestamps\":{\"values\":[\"sw\",\"hw\"],\"default\":\"sw\"},"
+          "\"backend\":{\"values\":[\"afpacket\",\"pcap\"],\"default\":\"afpacket\"},"
+          "\"io\":{\"values\":[\"auto\",\"uring\",\"pwrite\"],\"default\":\"auto\"},"
+          "\"slice\":{\"values\":[\"header\"]},"
+          "\"cpus\":{\"grammar\":\"^\\\\d+(-\\\\d+)?(,\\\\d+(-\\\\d+)?)*$\",\"one_per_worker\":true}},", f);
+    fputs("\"stats_fields\":{", f);
+    fprintf(f, "\"stats\":%s,\"final\":%s,\"file\":%s,\"recovered\":%s},", STATS_FIELDS_STATS,
+            STATS_FIELDS_STATS, STATS_FIELDS_FILE, STATS_FIELDS_RECOVERED);
+    fprintf(f, "\"files\":{\"name\":\"{host}_{iface}_{YYYYMMDDTHHMMSS.nnnnnnnnnZ}_{seq:06d}{ext}\","
+               "\"prefix\":\"{host}_{iface}_\",\"part_suffix\":\"%s\",\"extensions\":{\"pcapng\":\".pcapng\","
+               "\"pcap\":\".pcap\",\"zstd\":\".pcapng.zst\"}},", PART_SUFFIX);
+    fputs("\"exit_codes\":{\"clean_stop\":0,\"runtime_error\":1,\"bad_input\":2}}\n", f);
 }

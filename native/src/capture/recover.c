@@ -6,12 +6,15 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <zstd.h>
 
+#include "jsonout.h"
+#include "log.h"
 #include "naming.h"
 #include "pcapenc.h"
 
@@ -106,14 +109,47 @@ static int ends_with(const char *s, const char *suffix)
     return n >= m && strcmp(s + n - m, suffix) == 0;
 }
 
+/* One "recovered" line on the stats channel; names are escaped, whatever bytes they hold. */
+static void emit_recovered(FILE *out, const char *iface, const char *part, const char *final,
+                           uint64_t kept, uint64_t cut)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    fprintf(out, "{\"type\":\"recovered\",\"v\":1,\"ts\":%lld.%06ld,\"interface\":",
+            (long long)t.tv_sec, t.tv_nsec / 1000);
+    json_put_string(out, iface);
+    fputs(",\"part\":", out);
+    json_put_string(out, part);
+    fputs(",\"path\":", out);
+    if (final != NULL)
+        json_put_string(out, final);
+    else
+        fputs("null", out);
+    fprintf(out, ",\"bytes\":%llu,\"cut_bytes\":%llu}\n", (unsigned long long)kept,
+            (unsigned long long)cut);
+}
+
 static int recover_file(const char *path, const char *iface, FILE *out)
 {
     int fd = open(path, O_RDWR | O_CLOEXEC);
     struct stat st;
+    if (fd < 0 && errno == ENOENT)
+        return 0; /* renamed by its writer since the folder was read */
     if (fd < 0 || fstat(fd, &st) != 0) {
-        fprintf(stderr, "sluice-capture: recover %s: %s\n", path, strerror(errno));
+        log_error("recover %s: %s", path, strerror(errno));
         if (fd >= 0)
             close(fd);
+        return -1;
+    }
+    /* A writer holds an exclusive lock on the .part it writes: such a file is not a crash's. */
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        close(fd);
+        if (e == EWOULDBLOCK) {
+            log_info("recover %s: a running writer holds it, left alone", path);
+            return 0;
+        }
+        log_error("recover %s: lock: %s", path, strerror(e));
         return -1;
     }
     uint64_t size = (uint64_t)st.st_size, valid = 0;
@@ -121,7 +157,7 @@ static int recover_file(const char *path, const char *iface, FILE *out)
     if (size > 0) {
         void *m = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
         if (m == MAP_FAILED) {
-            fprintf(stderr, "sluice-capture: recover %s: %s\n", path, strerror(errno));
+            log_error("recover %s: %s", path, strerror(errno));
             close(fd);
             return -1;
         }
@@ -129,7 +165,7 @@ static int recover_file(const char *path, const char *iface, FILE *out)
         valid = recover_valid_length(m, size, zstd);
         munmap(m, size);
         if (!ours) {
-            fprintf(stderr, "sluice-capture: recover %s: not a capture file, left alone\n", path);
+            log_error("recover %s: not a capture file, left alone", path);
             close(fd);
             return -1;
         }
@@ -137,27 +173,23 @@ static int recover_file(const char *path, const char *iface, FILE *out)
     char final[PATH_MAX];
     snprintf(final, sizeof final, "%.*s", (int)(strlen(path) - strlen(PART_SUFFIX)), path);
     int rc = 0;
+    /* the lock is held until the name has changed: no writer can take the file meanwhile */
     if (valid == 0) {
-        close(fd);
         rc = unlink(path);
-        fprintf(out, "{\"type\":\"recovered\",\"v\":1,\"ts\":%lld.0,\"interface\":\"%s\",\"part\":\"%s\","
-                     "\"path\":null,\"bytes\":0,\"cut_bytes\":%llu}\n",
-                (long long)time(NULL), iface, path, (unsigned long long)size);
     } else {
         rc = ftruncate(fd, (off_t)valid);
         if (rc == 0)
             rc = fsync(fd);
-        close(fd);
         if (rc == 0)
             rc = rename(path, final);
-        fprintf(out, "{\"type\":\"recovered\",\"v\":1,\"ts\":%lld.0,\"interface\":\"%s\",\"part\":\"%s\","
-                     "\"path\":\"%s\",\"bytes\":%llu,\"cut_bytes\":%llu}\n",
-                (long long)time(NULL), iface, path, final, (unsigned long long)valid,
-                (unsigned long long)(size - valid));
     }
+    int e = errno;
+    close(fd);
+    errno = e;
+    emit_recovered(out, iface, path, valid ? final : NULL, valid, size - valid);
     fflush(out);
     if (rc != 0)
-        fprintf(stderr, "sluice-capture: recover %s: %s\n", path, strerror(errno));
+        log_error("recover %s: %s", path, strerror(errno));
     return rc;
 }
 
@@ -165,7 +197,7 @@ static int walk(const char *dir, const char *prefix, const char *iface, FILE *ou
 {
     DIR *d = opendir(dir);
     if (d == NULL) {
-        fprintf(stderr, "sluice-capture: recover %s: %s\n", dir, strerror(errno));
+        log_error("recover %s: %s", dir, strerror(errno));
         return 1;
     }
     int failures = 0;

@@ -3,7 +3,11 @@
  * Promise: each `X.part` (pcapng, pcap, or zstd-compressed pcapng) is truncated to its last
  * whole record/block (zstd: last whole frame) and renamed to `X`; a `.part` without even a
  * whole file header holds no packets and is removed. Files not ending in `.part`, and `.part`
- * files that do not start like a capture file, are never touched. One JSON line per file on `out` ({"type":"recovered",...}); problems go to stderr. */
+ * files that do not start like a capture file, are never touched, nor is a `.part` that a live
+ * writer holds (it takes an exclusive flock on every `.part` while it writes it: see
+ * diskwriter.h), so recovery run beside a writer that is still closing its file is harmless.
+ * One JSON line per file on `out` ({"type":"recovered",...}, names escaped by jsonout.h);
+ * problems go to stderr. */
 #ifndef SLUICE_CAPTURE_RECOVER_H
 #define SLUICE_CAPTURE_RECOVER_H
 

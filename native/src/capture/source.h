@@ -5,6 +5,13 @@
  * thread calls source_poll with its own index only. Packets handed to the callback are valid only
  * during the call (they point into a ring or a libpcap buffer): copy what you keep.
  * Errors from open are returned as one line in err; the caller reports them once.
+ *
+ * A source never blocks once it has delivered: poll may wait (at most timeout_ms) only before
+ * the first packet of a call; once the callback has run, poll returns without waiting. The
+ * worker holds the assembler's lock from the first packet of a call to its return (one lock
+ * per ring block), so a source that waited after delivering would stall every other worker.
+ * A source whose interface disappears (link deleted, namespace gone) returns -1 with one line
+ * in source_error(), never spins.
  */
 #ifndef SLUICE_CAPTURE_SOURCE_H
 #define SLUICE_CAPTURE_SOURCE_H
@@ -35,7 +42,8 @@ struct source;
 
 struct source_ops {
     /* Delivers the packets ready for this worker, waiting at most timeout_ms when there are
-     * none. Returns packets delivered (>= 0), SOURCE_EOF at the end of a file, -1 on error. */
+     * none. Returns packets delivered (>= 0), SOURCE_EOF at the end of a file, -1 on an error
+     * that ends the capture (error says why). */
     int (*poll)(struct source *s, unsigned worker, int timeout_ms, packet_fn fn, void *ctx);
     /* Cumulative counters (resets of the kernel's counters are accumulated here). Thread-safe
      * against poll. */
@@ -49,8 +57,8 @@ struct source {
     const struct source_ops *ops;
     unsigned workers;
     int linktype;          /* LINKTYPE_ of the frames */
-    uint32_t snaplen;      /* the capture's snaplen */
     char ts_note[160];     /* why hw was not used, "" when nothing to say (set at open) */
+    char error[256];       /* why poll returned -1 (set once, by the worker that failed) */
     int is_file;           /* replay: runs to SOURCE_EOF */
 };
 
@@ -58,11 +66,8 @@ struct source {
 struct source *source_afpacket_open(const struct capture_opts *o, char *err, size_t errlen);
 struct source *source_pcap_open(const struct capture_opts *o, char *err, size_t errlen);
 
-/* Compile a tcpdump filter expression for linktype/snaplen with libpcap. Returns 0 and fills
- * prog (free with pcap_freecode) or -1 with one line in err. */
-struct bpf_program;
-int source_compile_filter(const char *expr, int linktype, uint32_t snaplen,
-                          struct bpf_program *prog, char *err, size_t errlen);
+/* The link speed of an interface in bit/s (ethtool), 0 when the driver does not say. */
+uint64_t source_link_bps(const char *iface);
 
 static inline int source_poll(struct source *s, unsigned worker, int timeout_ms, packet_fn fn,
                               void *ctx)

@@ -8,6 +8,7 @@
 #include <linux/if_ether.h>
 #include <linux/net_tstamp.h>
 #include <linux/sockios.h>
+#include <linux/ethtool.h>
 #include <linux/filter.h>
 #include <pcap/pcap.h>
 #include <poll.h>
@@ -21,6 +22,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "filter.h"
+#include "log.h"
 #include "source.h"
 
 #define LINKTYPE_ETHERNET 1
@@ -40,6 +43,8 @@ struct afp_worker {
 struct afp_source {
     struct source base;
     struct afp_worker *w;
+    int ifindex;
+    char iface[IFNAMSIZ];
     _Atomic int hw_ok; /* hardware stamps in use and sane */
 };
 
@@ -100,7 +105,7 @@ static void afp_check_hw(struct afp_source *a, struct afp_worker *w, uint64_t ts
     snprintf(a->base.ts_note, sizeof a->base.ts_note,
              "hardware clock %.3f s off the system clock: using software timestamps",
              (double)diff / 1e9);
-    fprintf(stderr, "sluice-capture: %s\n", a->base.ts_note);
+    log_warning("%s", a->base.ts_note);
 }
 
 static void deliver(struct afp_worker *w, struct tpacket3_hdr *h, packet_fn fn, void *ctx)
@@ -128,6 +133,23 @@ static void deliver(struct afp_worker *w, struct tpacket3_hdr *h, packet_fn fn, 
     fn(ctx, &p);
 }
 
+/* The kernel flags the socket (POLLERR, ENETDOWN) when the link goes down and when the interface
+ * is deleted. Reading SO_ERROR clears the flag (else poll would return at once for ever: a busy
+ * loop). A link that is merely down comes back by itself; an interface that is gone does not. */
+static int socket_error(struct afp_source *a, struct afp_worker *w)
+{
+    int e = 0;
+    socklen_t len = sizeof e;
+    if (getsockopt(w->fd, SOL_SOCKET, SO_ERROR, &e, &len) != 0)
+        e = errno;
+    if ((int)if_nametoindex(a->iface) == a->ifindex)
+        return 0;
+    snprintf(a->base.error, sizeof a->base.error,
+             "interface %s disappeared (link or namespace deleted; %s): stopping", a->iface,
+             strerror(e ? e : ENODEV));
+    return -1;
+}
+
 static int afp_poll(struct source *s, unsigned worker, int timeout_ms, packet_fn fn, void *ctx)
 {
     struct afp_source *a = (struct afp_source *)s;
@@ -138,7 +160,11 @@ static int afp_poll(struct source *s, unsigned worker, int timeout_ms, packet_fn
             if (timeout_ms == 0)
                 return 0;
             struct pollfd pfd = {.fd = w->fd, .events = POLLIN | POLLERR};
-            if (poll(&pfd, 1, timeout_ms) < 0 && errno != EINTR)
+            if (poll(&pfd, 1, timeout_ms) < 0 && errno != EINTR) {
+                snprintf(s->error, sizeof s->error, "interface %s: poll: %s", a->iface, strerror(errno));
+                return -1;
+            }
+            if ((pfd.revents & POLLERR) && socket_error(a, w) != 0)
                 return -1;
             timeout_ms = 0;
             continue;
@@ -265,6 +291,22 @@ fail:
     return -1;
 }
 
+uint64_t source_link_bps(const char *iface)
+{
+    struct ethtool_cmd cmd = {.cmd = ETHTOOL_GSET};
+    struct ifreq ifr = {0};
+    snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "%s", iface);
+    ifr.ifr_data = (void *)&cmd;
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    int rc = fd >= 0 ? ioctl(fd, SIOCETHTOOL, &ifr) : -1;
+    if (fd >= 0)
+        close(fd);
+    uint32_t mbps = ethtool_cmd_speed(&cmd);
+    if (rc != 0 || mbps == 0 || mbps == (uint32_t)SPEED_UNKNOWN)
+        return 0;
+    return (uint64_t)mbps * 1000000u;
+}
+
 /* Ethernet framing only: that is what a SPAN port or tap delivers. */
 static int link_type_of(const char *iface, char *err, size_t errlen)
 {
@@ -287,28 +329,6 @@ static int link_type_of(const char *iface, char *err, size_t errlen)
     return LINKTYPE_ETHERNET;
 }
 
-/* Compiled on a live libpcap handle of the interface so that libpcap applies the same Linux
- * specifics as for tcpdump (e.g. `vlan` tests the tag the kernel took out of the frame). */
-static int compile_like_tcpdump(const struct capture_opts *o, int linktype, struct bpf_program *prog,
-                                char *err, size_t errlen)
-{
-    char ebuf[PCAP_ERRBUF_SIZE];
-    pcap_t *p = pcap_create(o->iface, ebuf);
-    if (p != NULL) {
-        pcap_set_snaplen(p, (int)o->snaplen);
-        pcap_set_buffer_size(p, 1 << 16);
-        if (pcap_activate(p) >= 0) {
-            int rc = pcap_compile(p, prog, o->filter, 1, PCAP_NETMASK_UNKNOWN);
-            if (rc != 0)
-                snprintf(err, errlen, "bad filter '%s': %s", o->filter, pcap_geterr(p));
-            pcap_close(p);
-            return rc == 0 ? 0 : -1;
-        }
-        pcap_close(p);
-    }
-    return source_compile_filter(o->filter, linktype, o->snaplen, prog, err, errlen);
-}
-
 struct source *source_afpacket_open(const struct capture_opts *o, char *err, size_t errlen)
 {
     int ifindex = (int)if_nametoindex(o->iface);
@@ -321,7 +341,7 @@ struct source *source_afpacket_open(const struct capture_opts *o, char *err, siz
         return NULL;
     struct bpf_program prog = {0};
     if (o->filter != NULL &&
-        compile_like_tcpdump(o, linktype, &prog, err, errlen) != 0)
+        filter_compile(o->filter, o->iface, linktype, o->snaplen, o->filter_timeout, &prog, err, errlen) != 0)
         return NULL;
     struct sock_fprog fprog = {.len = (unsigned short)prog.bf_len, .filter = (void *)prog.bf_insns};
 
@@ -337,7 +357,8 @@ struct source *source_afpacket_open(const struct capture_opts *o, char *err, siz
     a->base.ops = &afp_ops;
     a->base.workers = o->workers;
     a->base.linktype = linktype;
-    a->base.snaplen = o->snaplen;
+    a->ifindex = ifindex;
+    snprintf(a->iface, sizeof a->iface, "%s", o->iface);
     for (unsigned i = 0; i < o->workers; i++)
         a->w[i].fd = -1;
     for (unsigned i = 0; i < o->workers; i++) {
@@ -358,7 +379,7 @@ struct source *source_afpacket_open(const struct capture_opts *o, char *err, siz
             snprintf(a->base.ts_note, sizeof a->base.ts_note,
                      "interface %s has no hardware timestamps (%s): using software timestamps",
                      o->iface, strerror(errno));
-            fprintf(stderr, "sluice-capture: %s\n", a->base.ts_note);
+            log_warning("%s", a->base.ts_note);
             for (unsigned i = 0; i < o->workers; i++) {
                 int req = 0;
                 setsockopt(a->w[i].fd, SOL_PACKET, PACKET_TIMESTAMP, &req, sizeof req);

@@ -1,5 +1,5 @@
 /* source_pcap: libpcap as the packet source, for a live interface (--backend pcap) or a file
- * (-r FILE, read with nanosecond precision); also the filter compiler every backend uses. */
+ * (-r FILE, read with nanosecond precision). */
 #include <errno.h>
 #include <pcap/pcap.h>
 #include <poll.h>
@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "filter.h"
 #include "source.h"
 
 struct pcap_source {
@@ -17,22 +18,6 @@ struct pcap_source {
     int delivered;
     struct source_counters last;
 };
-
-int source_compile_filter(const char *expr, int linktype, uint32_t snaplen,
-                          struct bpf_program *prog, char *err, size_t errlen)
-{
-    pcap_t *dead = pcap_open_dead_with_tstamp_precision(linktype, (int)snaplen,
-                                                        PCAP_TSTAMP_PRECISION_NANO);
-    if (dead == NULL) {
-        snprintf(err, errlen, "cannot compile filter: libpcap failed");
-        return -1;
-    }
-    int rc = pcap_compile(dead, prog, expr, 1, PCAP_NETMASK_UNKNOWN);
-    if (rc != 0)
-        snprintf(err, errlen, "bad filter '%s': %s", expr, pcap_geterr(dead));
-    pcap_close(dead);
-    return rc == 0 ? 0 : -1;
-}
 
 static void on_packet(u_char *user, const struct pcap_pkthdr *h, const u_char *bytes)
 {
@@ -60,7 +45,7 @@ static int pcap_poll(struct source *s, unsigned worker, int timeout_ms, packet_f
     }
     int rc = pcap_dispatch(ps->p, s->is_file ? 4096 : -1, on_packet, (u_char *)ps);
     if (rc == PCAP_ERROR) {
-        fprintf(stderr, "sluice-capture: libpcap: %s\n", pcap_geterr(ps->p));
+        snprintf(s->error, sizeof s->error, "libpcap: %s", pcap_geterr(ps->p));
         return -1;
     }
     if (s->is_file && rc == 0)
@@ -94,7 +79,8 @@ static int apply_filter(struct pcap_source *ps, const struct capture_opts *o, ch
     if (o->filter == NULL)
         return 0;
     struct bpf_program prog;
-    if (source_compile_filter(o->filter, pcap_datalink(ps->p), o->snaplen, &prog, err, errlen) != 0)
+    if (filter_compile(o->filter, NULL, pcap_datalink(ps->p), o->snaplen, o->filter_timeout, &prog, err,
+                       errlen) != 0)
         return -1;
     int rc = pcap_setfilter(ps->p, &prog);
     pcap_freecode(&prog);
@@ -158,7 +144,6 @@ struct source *source_pcap_open(const struct capture_opts *o, char *err, size_t 
                      "--backend pcap uses software timestamps");
     }
     ps->base.linktype = pcap_datalink(ps->p);
-    ps->base.snaplen = o->snaplen;
     if (apply_filter(ps, o, err, errlen) != 0) {
         pcap_source_close(&ps->base);
         return NULL;

@@ -1,5 +1,6 @@
 /* stats: counters and the JSON-lines stats channel (see stats.h). */
 #include "stats.h"
+#include "jsonout.h"
 
 #include <errno.h>
 #include <string.h>
@@ -12,25 +13,11 @@ static double now_s(void)
     return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
-/* Paths come from our own naming (no quotes or control characters), but escape anyway. */
-static void put_json_string(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            fprintf(f, "\\%c", *p);
-        else if (*p < 0x20)
-            fprintf(f, "\\u%04x", *p);
-        else
-            fputc(*p, f);
-    }
-    fputc('"', f);
-}
-
 static void put_head(struct capture_stats *s, const char *type)
 {
-    fprintf(s->out, "{\"type\":\"%s\",\"v\":1,\"ts\":%.6f,\"interface\":", type, now_s());
-    put_json_string(s->out, s->iface);
+    fprintf(s->out, "{\"type\":\"%s\",\"v\":%d,\"ts\":%.6f,\"interface\":", type, STATS_SCHEMA_VERSION,
+            now_s());
+    json_put_string(s->out, s->iface);
 }
 
 void stats_init(struct capture_stats *s, const char *iface, FILE *out)
@@ -77,7 +64,7 @@ void stats_emit(struct capture_stats *s, const char *type, const struct source_c
             (unsigned long long)atomic_load(&s->bytes_written),
             (unsigned long long)atomic_load(&s->files_closed));
     if (s->current_file[0])
-        put_json_string(s->out, s->current_file);
+        json_put_string(s->out, s->current_file);
     else
         fputs("null", s->out);
     fprintf(s->out, ",\"ts_source\":\"%s\",\"disk_error\":", ts_source);
@@ -86,9 +73,16 @@ void stats_emit(struct capture_stats *s, const char *type, const struct source_c
         fprintf(s->out, "\"%s\"", de);
     else
         fputs("null", s->out);
-    fprintf(s->out, ",\"errors\":%llu,\"kernel_packets\":%llu,\"io\":\"%s\"}\n",
+    fprintf(s->out, ",\"errors\":%llu,\"kernel_packets\":%llu,\"io\":\"%s\",\"ring_bytes\":%llu"
+                    ",\"buffer_bytes\":%llu,",
             (unsigned long long)atomic_load(&s->errors), (unsigned long long)src->kernel_packets,
-            s->io_mode);
+            s->io_mode, (unsigned long long)s->ring_bytes, (unsigned long long)s->buffer_bytes);
+    /* How long the rings and buffers hold a burst at line rate while the disk writes nothing. */
+    if (s->link_bps)
+        fprintf(s->out, "\"link_bps\":%llu,\"burst_seconds\":%.3f}\n", (unsigned long long)s->link_bps,
+                (double)(s->ring_bytes + s->buffer_bytes) * 8.0 / (double)s->link_bps);
+    else
+        fputs("\"link_bps\":null,\"burst_seconds\":null}\n", s->out);
     fflush(s->out);
     pthread_mutex_unlock(&s->mu);
 }
@@ -99,7 +93,7 @@ void stats_emit_file(struct capture_stats *s, const char *path, uint64_t packets
     pthread_mutex_lock(&s->mu);
     put_head(s, "file");
     fputs(",\"path\":", s->out);
-    put_json_string(s->out, path);
+    json_put_string(s->out, path);
     fprintf(s->out, ",\"packets\":%llu,\"bytes\":%llu", (unsigned long long)packets,
             (unsigned long long)bytes);
     if (has_packets)

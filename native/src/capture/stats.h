@@ -14,6 +14,20 @@
 
 #include "source.h"
 
+#define STATS_SCHEMA_VERSION 1
+
+/* The fields of each line, in order (--print-contract prints them; a test checks real lines). */
+#define STATS_FIELDS_HEAD "\"type\",\"v\",\"ts\",\"interface\""
+#define STATS_FIELDS_STATS                                                                        \
+    "[" STATS_FIELDS_HEAD ",\"packets\",\"bytes\",\"kernel_drops\",\"kernel_freezes\","          \
+    "\"writer_drops\",\"ring_fill\",\"buffer_fill\",\"bytes_written\",\"files_closed\","           \
+    "\"current_file\",\"ts_source\",\"disk_error\",\"errors\",\"kernel_packets\",\"io\","           \
+    "\"ring_bytes\",\"buffer_bytes\",\"link_bps\",\"burst_seconds\"]"
+#define STATS_FIELDS_FILE                                                                         \
+    "[" STATS_FIELDS_HEAD ",\"path\",\"packets\",\"bytes\",\"first_ns\",\"last_ns\"]"
+#define STATS_FIELDS_RECOVERED                                                                    \
+    "[" STATS_FIELDS_HEAD ",\"part\",\"path\",\"bytes\",\"cut_bytes\"]"
+
 struct capture_stats {
     _Atomic uint64_t packets;       /* received from the source */
     _Atomic uint64_t bytes;         /* their wire length */
@@ -22,7 +36,9 @@ struct capture_stats {
     _Atomic uint64_t files_closed;
     _Atomic uint64_t errors;
     _Atomic int disk_errno;         /* 0, or the errno that stopped writing (ENOSPC, EIO...) */
-    _Atomic uint32_t failed_seq;    /* the file the writer gave up on (assembler reacts) */
+    uint64_t ring_bytes;            /* kernel ring memory, all workers (set before the first line) */
+    uint64_t buffer_bytes;          /* staging buffers */
+    uint64_t link_bps;              /* the interface's link speed in bit/s, 0 = unknown */
 
     pthread_mutex_t mu; /* guards current_file and the output */
     char current_file[PATH_MAX];

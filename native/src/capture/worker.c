@@ -1,14 +1,10 @@
 /* worker: the capture thread (see worker.h). */
 #include "worker.h"
 
-#include <time.h>
+#include "clock.h"
+#include "thread.h"
 
-static uint64_t now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (uint64_t)t.tv_sec * 1000u + (uint64_t)t.tv_nsec / 1000000u;
-}
+static uint64_t now_ms(void) { return mono_ns() / 1000000u; }
 
 static void on_packet(void *ctx, const struct packet *p)
 {
@@ -65,7 +61,7 @@ static void *worker_main(void *arg)
 
 int worker_start(struct worker *w)
 {
-    return pthread_create(&w->thread, NULL, worker_main, w);
+    return thread_start_on(&w->thread, w->cpu, worker_main, w);
 }
 
 void worker_join(struct worker *w)

@@ -1,6 +1,7 @@
 /* worker: one capture thread: source -> per-packet stage (slice) -> assembler.
  * Promise: runs until *stop is set (then drains what the source already holds) or the source
- * ends (replay); never waits on the disk. */
+ * ends (replay); never waits on the disk. With cpu >= 0 the thread runs on that CPU only
+ * (--cpus: the CPU that takes its RX queue's interrupts, so the packet stays in its cache). */
 #ifndef SLUICE_CAPTURE_WORKER_H
 #define SLUICE_CAPTURE_WORKER_H
 
@@ -15,6 +16,7 @@
 struct worker {
     pthread_t thread;
     unsigned index;
+    int cpu;             /* -1 = not pinned */
     struct source *src;
     struct assembler *asm_;
     struct capture_stats *st;
@@ -25,6 +27,7 @@ struct worker {
     uint64_t packets, bytes; /* this poll's counts, added to stats once per poll */
 };
 
+/* 0, or an errno (EINVAL: no such CPU) */
 int worker_start(struct worker *w);
 void worker_join(struct worker *w);
 
