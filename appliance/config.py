@@ -130,18 +130,34 @@ def _path(v: Any) -> str:
     return v
 
 
+ROTATE_SIZE_MAX = 1 << 42  # 4T: sluice-capture --print-contract (tests/capture/test_contract.py)
+
+
 def _rotate_size(v: Any) -> int:
     n = parse_size(v)
-    if n < 4096:
+    if n < 4096 or n > ROTATE_SIZE_MAX:
         raise ValueError
     return n
 
 
-_HOST_RE = re.compile(r"^[A-Za-z0-9.-]{0,63}$")
+def _mb_or_auto(lo: int, hi: int) -> Callable[[Any], int | str]:
+    def check(v: Any) -> int | str:
+        return "auto" if v == "auto" else _int_range(lo, hi)(v)
+    return check
+
+
+def _worker_cpus(v: Any) -> str | list[int]:
+    if v == "auto":
+        return "auto"
+    return _cpu_list(v) or []
+
+
+# Empty (this machine's name) or a name that cannot start like a hidden file or a path.
+_HOST_RE = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9.-]{0,62})?$")
 
 
 def _host(v: Any) -> str:
-    if not isinstance(v, str) or not _HOST_RE.match(v):
+    if not isinstance(v, str) or not _HOST_RE.fullmatch(v):
         raise ValueError
     return v
 
@@ -229,7 +245,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "interfaces": Key(None, _interfaces, "a non-empty list of distinct interface names (1-15 characters)",
                           "capture interfaces; one sluice-capture per interface (required)"),
         "spool": Key(None, _path, "a directory path", "spool directory: captures, journal and state (required)"),
-        "rotate_size": Key("1G", _rotate_size, "a size of at least 4K such as 512M, 1G or a number of bytes",
+        "rotate_size": Key("1G", _rotate_size, "a size from 4K to 4T such as 512M, 1G or a number of bytes",
                            "start a new file when the current one reaches this size"),
         "rotate_seconds": Key(0, _int_range(0, 86400), "an integer 0..86400 (0 = off)",
                               "also rotate at wall-clock multiples of this many seconds"),
@@ -242,8 +258,13 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "workers": Key(1, _int_range(1, 64), "an integer 1..64", "AF_PACKET sockets/threads per interface"),
         "fanout": Key("hash", _choice("hash", "lb", "cpu", "qm"), "\"hash\", \"lb\", \"cpu\" or \"qm\"",
                       "PACKET_FANOUT mode between workers"),
-        "ring_mb": Key(64, _int_range(4, 65536), "an integer 4..65536", "kernel ring memory per worker (MiB)"),
-        "buffer_mb": Key(64, _int_range(2, 65536), "an integer 2..65536", "writer staging buffers (MiB)"),
+        "ring_mb": Key("auto", _mb_or_auto(4, 65536), "\"auto\" or an integer 4..65536",
+                       "kernel ring memory per worker (MiB); auto: RAM/64 over the workers, 64..256 each"),
+        "buffer_mb": Key("auto", _mb_or_auto(2, 65536), "\"auto\" or an integer 2..65536",
+                         "writer staging buffers (MiB); auto: RAM/16, 64..4096 (rings + buffers <= RAM/2)"),
+        "worker_cpus": Key("auto", _worker_cpus, "\"auto\" or a list of CPU numbers, one per worker ([] = none)",
+                           "CPUs the capture workers are pinned to, in order; auto: the CPUs `nic tune` "
+                           "gave the RX queue interrupts (none when [nic] tune is off)"),
         "compression": Key("none", _compression, "\"none\", \"zstd\" or \"zstd:LEVEL\" with LEVEL 1..19",
                            "write .zst files in independent frames"),
         "timestamps": Key("sw", _choice("sw", "hw"), "\"sw\" or \"hw\"", "kernel or NIC hardware timestamps"),
@@ -391,6 +412,9 @@ def validate(data: dict[str, Any], source: str = "") -> Config:
     if cap["compression"] != "none" and cap["format"] != "pcapng":
         raise _fail(where, f"[capture] compression = \"{cap['compression']}\" is not allowed with format = "
                            f"\"{cap['format']}\" (allowed: compression with format = \"pcapng\")")
+    if isinstance(cap["worker_cpus"], list) and cap["worker_cpus"] and len(cap["worker_cpus"]) != cap["workers"]:
+        raise _fail(where, f"[capture] worker_cpus = {_show(cap['worker_cpus'])} is not allowed with workers = "
+                           f"{cap['workers']} (allowed: one CPU per worker, or \"auto\")")
     if cap["backend"] == "pcap" and cap["workers"] != 1:
         raise _fail(where, f"[capture] workers = {cap['workers']} is not allowed with backend = \"pcap\" "
                            "(allowed: 1)")

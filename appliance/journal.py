@@ -54,6 +54,26 @@ class Journal:
         self.close()
 
 
+def last_record(path: str | os.PathLike[str], tail_bytes: int = 65536) -> dict[str, Any] | None:
+    """The newest whole record of a journal (reads only its tail), None when there is none."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - tail_bytes))
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        return None
+    for line in reversed(lines):
+        try:
+            record = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            continue
+        if isinstance(record, dict):
+            return record
+    return None
+
+
 def read_events(path: str | os.PathLike[str], event: str | None = None) -> Iterator[dict[str, Any]]:
     """Every record of a journal (optionally only one event type); skips a torn last line."""
     try:

@@ -25,7 +25,7 @@ from appliance import __version__
 from appliance import config as config_mod
 from appliance.config import Config
 from appliance.errors import SluiceError
-from appliance.journal import Journal
+from appliance.journal import Journal, last_record
 from appliance.metrics import MetricsServer, Snapshot
 from appliance.retention import enforce as enforce_retention
 from appliance.watchdogs import disk as disk_wd
@@ -34,7 +34,7 @@ from appliance.watchdogs import raid as raid_wd
 from appliance.watchdogs import smart as smart_wd
 from appliance.watchdogs import time as time_wd
 from appliance.watchdogs import writer as writer_wd
-from appliance.writer import RunResult, WriterProcess
+from appliance.writer import RunResult, WriterProcess, resolve_worker_cpus, writer_log_level
 
 log = logging.getLogger("sluice.supervisor")
 
@@ -104,6 +104,7 @@ class Supervisor:
         self._last_disk_error: dict[str, str | None] = {}
         self._warned: set[str] = set()
         self._fatal: SluiceError | None = None
+        self._tuned_cpus: dict[str, list[int]] = {}  # interface -> the RX IRQ CPUs `nic tune` chose
         self.started_at = time.time()
 
     # -- setup -----------------------------------------------------------------------------------
@@ -151,6 +152,10 @@ class Supervisor:
             self.journal.append("file_closed", interface=interface, path=record.get("path"),
                                 packets=record.get("packets"), bytes=record.get("bytes"),
                                 first_ns=record.get("first_ns"), last_ns=record.get("last_ns"))
+        elif kind == "recovered":  # a .part a crash left, closed by the writer at its start
+            self.journal.append("file_recovered", interface=interface, part=record.get("part"),
+                                path=record.get("path"), bytes=record.get("bytes"),
+                                cut_bytes=record.get("cut_bytes"))
         elif kind == "final":
             self.journal.append("writer_final", interface=interface,
                                 **{k: record.get(k) for k in ("packets", "bytes", "kernel_drops", "writer_drops",
@@ -173,7 +178,15 @@ class Supervisor:
 
     def run(self) -> int:
         self.preflight()
+        previous = last_record(self.cfg.journal_path)
         self.journal = Journal(self.cfg.journal_path)
+        if previous is not None and previous.get("event") != "supervisor_stop":
+            # The last supervisor died without stopping (SIGKILL, power): its writers followed it
+            # (--follow-parent); what arrived between its death and this start is not captured.
+            last_ts = previous.get("ts") if isinstance(previous.get("ts"), int | float) else None
+            self.journal.append("supervisor_unclean_stop", last_event=previous.get("event"), last_event_ts=last_ts,
+                                gap_seconds=round(time.time() - last_ts, 3) if last_ts is not None else None)
+            log.warning("the previous supervisor did not stop cleanly (last journal event: %s)", previous.get("event"))
         self._start_metrics()
         self.journal.append("supervisor_start", pid=os.getpid(), version=__version__, config=self.config_path,
                             interfaces=self.cfg.interfaces)
@@ -251,7 +264,7 @@ class Supervisor:
             if slot.fatal_on_bad_start and slot.starts == 1 and result.returncode == 2 and not proc.seen_stats:
                 # Bad flag, filter or interface: restarting cannot help; say why and stop.
                 msg = result.stderr_tail[-1] if result.stderr_tail else "exited with status 2"
-                self._fatal = SluiceError(f"writer {proc.interface}: {msg.removeprefix('sluice-capture: ')}", 2)
+                self._fatal = SluiceError(f"writer {proc.interface}: {writer_log_level(msg)[1]}", 2)
                 return
             self._schedule_restart(slot, now, describe_exit(result), result)
             return
@@ -275,6 +288,8 @@ class Supervisor:
     def _start_writer(self, slot: WriterSlot, now: float) -> None:
         proc = slot.proc
         assert self.journal is not None
+        proc.cpus = resolve_worker_cpus(self.cfg.get("capture", "worker_cpus"), self._tuned_cpus.get(proc.interface),
+                                        self.cfg.get("capture", "workers"))
         try:
             proc.start()
         except OSError as exc:
@@ -363,6 +378,8 @@ class Supervisor:
 
     def _tune(self, ifname: str, why: str) -> None:
         report = self._tuning.tune(ifname)
+        if report is not None:
+            self._tuned_cpus[ifname] = list(getattr(report, "worker_cpus", []) or [])
         if report is not None and self.journal is not None:
             doc = report.to_dict() if hasattr(report, "to_dict") else str(report)
             self.journal.append("nic_tuned", interface=ifname, why=why, report=doc)

@@ -31,11 +31,30 @@ COUNTERS = ("packets", "bytes", "kernel_drops", "kernel_freezes", "writer_drops"
 STATS_SCHEMA_VERSION = 1
 
 
-def writer_argv(cfg: Config, interface: str, binary: str) -> list[str]:
-    """The sluice-capture command line for one interface (flags: native/README.md)."""
+def resolve_worker_cpus(setting: str | list[int], tuned: list[int] | None, workers: int) -> list[int] | None:
+    """The CPUs to pin the workers to (one per worker, in order), or None to leave them unpinned.
+
+    `setting` is `[capture] worker_cpus`: a list (checked against `workers` by the config), [] for
+    none, or "auto": the CPUs that `sluice nic tune` chose for the RX queue interrupts (`tuned`),
+    so that each worker runs where its queue's interrupts land; the first `workers` of them, and
+    none when tuning chose fewer CPUs than there are workers (or did not run).
+    """
+    if setting != "auto":
+        return list(setting) or None
+    if not tuned or len(tuned) < workers:
+        return None
+    return list(tuned[:workers])
+
+
+def writer_argv(cfg: Config, interface: str, binary: str, cpus: list[int] | None = None) -> list[str]:
+    """The sluice-capture command line for one interface (flags: native/README.md).
+
+    `--follow-parent`: the writer closes its file and exits when the supervisor dies (even by
+    SIGKILL), so a restarted supervisor never finds an orphan writing beside its new writer.
+    """
     cap = cfg.sections["capture"]
     argv = [
-        binary, "-i", interface, "-w", str(cfg.capture_dir), "--date-dirs", "--host", cfg.host,
+        binary, "-i", interface, "-w", str(cfg.capture_dir), "--date-dirs", "--host", cfg.host, "--follow-parent",
         "--format", cap["format"], "--snaplen", str(cap["snaplen"]),
         "--workers", str(cap["workers"]), "--fanout", cap["fanout"],
         "--ring-mb", str(cap["ring_mb"]), "--buffer-mb", str(cap["buffer_mb"]),
@@ -51,6 +70,8 @@ def writer_argv(cfg: Config, interface: str, binary: str) -> list[str]:
         argv += ["--filter", cap["filter"]]
     if cap["compression"] != "none":
         argv += ["--compress", cap["compression"]]
+    if cpus:
+        argv += ["--cpus", ",".join(str(c) for c in cpus)]
     return argv
 
 
@@ -83,6 +104,13 @@ class WriterState:
     last_stats_at: float | None = None
     packets_per_second: float = 0.0
     bytes_per_second: float = 0.0
+    # What the writer reports of its memory: rings + staging buffers, and how many seconds of a
+    # burst at the link's speed they hold while the disk takes nothing (None: speed unknown).
+    ring_bytes: int | None = None
+    buffer_bytes: int | None = None
+    link_bps: int | None = None
+    burst_seconds: float | None = None
+    cpus: list[int] | None = None
 
 
 class WriterProcess:
@@ -111,12 +139,13 @@ class WriterProcess:
         self._term_sent = False
         self.seen_stats = False
         self._warned_v = False
+        self.cpus: list[int] | None = None  # --cpus for the next start (the supervisor sets it)
 
     # -- process lifecycle ---------------------------------------------------------------------
 
     def start(self) -> None:
         self.cfg.capture_dir.mkdir(parents=True, exist_ok=True)
-        argv = writer_argv(self.cfg, self.interface, self.binary)
+        argv = writer_argv(self.cfg, self.interface, self.binary, self.cpus)
         log.debug("starting %s", " ".join(argv))
         self._stderr.clear()
         self._term_sent = False
@@ -216,7 +245,8 @@ class WriterProcess:
             line = raw.decode(errors="replace").rstrip()
             if line:
                 self._stderr.append(line)
-                log.info("writer %s: %s", self.interface, line)
+                level, text = writer_log_level(line)
+                log.log(level, "writer %s: %s", self.interface, text)
         proc.stderr.close()
 
     def handle_record(self, record: dict[str, Any]) -> None:
@@ -307,6 +337,11 @@ class WriterProcess:
                 last_stats_at=self._last_stats_wall,
                 packets_per_second=self._rate[0] if running else 0.0,
                 bytes_per_second=self._rate[1] if running else 0.0,
+                ring_bytes=_opt_int(last.get("ring_bytes")),
+                buffer_bytes=_opt_int(last.get("buffer_bytes")),
+                link_bps=_opt_int(last.get("link_bps")),
+                burst_seconds=_opt_float(last.get("burst_seconds")),
+                cpus=list(self.cpus) if self.cpus else None,
             )
 
 
@@ -322,3 +357,26 @@ def _ratio(value: Any) -> float:
         return min(max(float(value), 0.0), 1.0)
     except (TypeError, ValueError):
         return 0.0
+
+
+def _opt_int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def _opt_float(value: Any) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        return float(value)
+    return None
+
+
+_LEVELS = {"error": logging.ERROR, "warning": logging.WARNING}
+
+
+def writer_log_level(line: str) -> tuple[int, str]:
+    """A writer's stderr line ("sluice-capture: LEVEL: text", native/src/capture/log.h) as the
+    logging level it keeps and the text without the program name."""
+    text = line.removeprefix("sluice-capture: ")
+    head, sep, rest = text.partition(": ")
+    if sep and head in _LEVELS:
+        return _LEVELS[head], rest
+    return logging.INFO, text

@@ -388,6 +388,7 @@ static void handle(struct diskwriter *dw, struct block *b)
 
 static void *writer_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "disk-writer");
     struct diskwriter *dw = arg;
     for (;;) {
         struct block *b = blockq_pop(dw->q, dw->count == 0);

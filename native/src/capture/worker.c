@@ -1,6 +1,8 @@
 /* worker: the capture thread (see worker.h). */
 #include "worker.h"
 
+#include <stdio.h>
+
 #include "clock.h"
 #include "thread.h"
 
@@ -39,6 +41,9 @@ static int poll_batch(struct worker *w, int timeout_ms)
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
+    char name[16];
+    snprintf(name, sizeof name, "capture-%u", w->index); /* as ps -T and /proc/PID/task show it */
+    pthread_setname_np(pthread_self(), name);
     while (!atomic_load_explicit(w->stop, memory_order_relaxed)) {
         int rc = poll_batch(w, 100);
         if (rc == SOURCE_EOF) {
