@@ -218,15 +218,14 @@ static void release_writer_lock(struct run *r)
         close(r->lock_fd);
 }
 
+/* The order matters: the socket is bound (and the kernel starts filling the ring) only once
+ * everything slow is done (recovery, prefaulting the staging buffers), so that the capture
+ * threads start draining the ring moments after it starts to fill. */
 static int setup(struct run *r, char *err, size_t errlen)
 {
     const struct capture_opts *o = r->o;
     if (take_writer_lock(r, err, errlen) != 0)
         return 1;
-    r->src = (o->read_file || o->backend == BACKEND_PCAP) ? source_pcap_open(o, err, errlen)
-                                                          : source_afpacket_open(o, err, errlen);
-    if (r->src == NULL)
-        return 2;
     struct naming nm = {o->dir, o->host, r->label, extension(o), o->date_dirs};
     if (!o->no_recover && !stop_pending()) {
         char prefix[320];
@@ -251,6 +250,12 @@ static int setup(struct run *r, char *err, size_t errlen)
     r->dw = diskwriter_start(&dc, r->q, &r->st, err, errlen);
     if (r->dw == NULL)
         return o->writer_cpu >= 0 ? 2 : 1;
+    if (stop_pending())
+        return 1;
+    r->src = (o->read_file || o->backend == BACKEND_PCAP) ? source_pcap_open(o, err, errlen)
+                                                          : source_afpacket_open(o, err, errlen);
+    if (r->src == NULL)
+        return 2;
     snprintf(r->description, sizeof r->description, "host %s; snaplen %u%s%s", o->host,
              o->snaplen, o->slice_header ? "; slice header" : "", r->src->ts_note[0] ? "; " : "");
     strncat(r->description, r->src->ts_note, sizeof r->description - strlen(r->description) - 1);
