@@ -55,6 +55,8 @@ def writer_families(writers: list[dict[str, Any]]) -> list[Metric]:
         "sluice_capture_drop_ratio": ("drop_ratio", "drops / (packets + kernel drops) over the last interval"),
         "sluice_capture_ring_fill_ratio": ("ring_fill", "fill of the kernel ring, 0..1"),
         "sluice_capture_buffer_fill_ratio": ("buffer_fill", "fill of the writer's staging buffers, 0..1"),
+        "sluice_capture_burst_seconds": ("burst_seconds",
+                                         "seconds of line rate the writer's ring and buffers hold (NaN: unknown)"),
         "sluice_writer_up": ("up", "1 while the writer runs and sends stats"),
         "sluice_writer_newest_file_age_seconds": ("newest_file_age_seconds", "age of the newest closed file"),
         "sluice_writer_disk_error": ("disk_error", "1 while the writer reports a disk error"),
@@ -68,6 +70,8 @@ def writer_families(writers: list[dict[str, Any]]) -> list[Metric]:
                 value = 1.0 if value else 0.0
             elif key == "disk_error":
                 value = 1.0 if value else 0.0
+            elif key == "burst_seconds" and value is None:
+                value = math.nan  # the link's speed is unknown
             gauge_fams[name].add_metric([w["interface"]], _num(value))
     return [*fams, restarts, *gauge_fams.values()]
 

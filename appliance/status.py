@@ -51,6 +51,19 @@ def human_seconds(s: float | None) -> str:
     return f"{s / 86400:.1f}d"
 
 
+def _burst(w: dict[str, Any]) -> str:
+    """How much of a burst the writer's memory holds (native/src/capture/memplan.h)."""
+    ring, buf = w.get("ring_bytes") or 0, w.get("buffer_bytes") or 0
+    text = f"memory: ring {human_bytes(ring)} + buffers {human_bytes(buf)}"
+    if w.get("burst_seconds") is not None and w.get("link_bps"):
+        text += f" hold {w['burst_seconds']:.2f} s of line rate ({w['link_bps'] / 1e9:g} Gbit/s) while the disk stalls"
+    else:
+        text += " (link speed unknown: no burst time)"
+    if w.get("cpus"):
+        text += f"; workers on CPUs {','.join(str(c) for c in w['cpus'])}"
+    return text
+
+
 def format_status(state: dict[str, Any], now: float | None = None, stale_after: float = 10.0) -> str:
     now = time.time() if now is None else now
     age = now - float(state.get("ts", 0))
@@ -74,6 +87,8 @@ def format_status(state: dict[str, Any], now: float | None = None, stale_after: 
             f"  newest file {human_seconds(w.get('newest_file_age_seconds'))} ago"
             + (f"  DISK ERROR {w['disk_error']}" if w.get("disk_error") else "")
             + (f"  last restart: {w['restart_reason']}" if w.get("restart_reason") else ""))
+        if w.get("buffer_bytes") is not None:
+            lines.append(f"  {'':<10} {_burst(w)}")
     d = state.get("disk")
     if d:
         eta = d.get("full_eta_seconds")
