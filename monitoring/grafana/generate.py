@@ -203,6 +203,10 @@ def box_dashboard() -> gd.Dashboard:
         .with_panel(graph("Ring and buffer fill", "percentunit",
                           (f"sluice_capture_ring_fill_ratio{{{IFACE}}}", "{{interface}} kernel ring"),
                           (f"sluice_capture_buffer_fill_ratio{{{IFACE}}}", "{{interface}} writer buffers")))
+        .with_panel(graph("Burst the buffers hold", "s",
+                          (f"sluice_capture_burst_seconds{{{IFACE}}}", "{{interface}}"),
+                          description="Seconds of line rate the kernel ring and the writer's buffers absorb "
+                                      "while the disk takes nothing (auto-sized from the box's memory)."))
         .with_panel(graph("Host CPU busy", "percentunit",
                           (f'1 - avg by (instance) (rate(node_cpu_seconds_total{{mode="idle",{BOX}}}[{RATE}]))',
                            "{{instance}}"),
