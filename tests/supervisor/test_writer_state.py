@@ -6,19 +6,22 @@ real sluice-capture's lines through the same code.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
 from appliance import config
 from appliance.writer import WriterProcess
 
+# A real line of sluice-capture's stats channel (tests/fixtures/README.md), varied per test.
+RECORDED = json.loads((Path(__file__).resolve().parents[1] / "fixtures" / "sluice-capture" /
+                       "channel.jsonl").read_text().splitlines()[0])
+
 
 def stats(packets: int, written: int, fill: float = 0.0, **kw: object) -> dict:
-    return {"type": "stats", "v": 1, "ts": time.time(), "interface": "c0", "packets": packets,
-            "bytes": packets * 100, "kernel_drops": kw.get("kernel_drops", 0), "kernel_freezes": 0,
-            "writer_drops": kw.get("writer_drops", 0), "ring_fill": 0.1, "buffer_fill": fill,
-            "bytes_written": written, "files_closed": 0, "current_file": None, "ts_source": "sw",
-            "disk_error": kw.get("disk_error"), "errors": 0}
+    return {**RECORDED, "ts": time.time(), "interface": "c0", "packets": packets, "bytes": packets * 100,
+            "kernel_drops": kw.get("kernel_drops", 0), "writer_drops": kw.get("writer_drops", 0),
+            "buffer_fill": fill, "bytes_written": written, "disk_error": kw.get("disk_error")}
 
 
 def writer(tmp_path: Path, stall: str = "3") -> WriterProcess:
