@@ -1,6 +1,11 @@
 """sluice-capture against tcpdump and netsniff-ng on the same veth, the same trafgen load, the same
 disk; and the writer alone (`-r` from /dev/shm) against `dd bs=4M oflag=direct`.
 
+Sluice runs twice: with its defaults (rings and buffers sized from the machine's memory, what an
+operator gets) and tuned (ring 128 MiB, buffers 1 GiB). With --pinning it also runs without
+taskset, unpinned and with `--cpus 1` (its capture worker on CPU 1, the rest where the scheduler
+puts it), to show what the writer's own pinning changes (loss, CPU per packet).
+
 trafgen runs pinned to CPU 0 on one end of a veth pair, each capture program pinned to CPU 1 on
 the other end, writing to the real disk (/var/tmp, not tmpfs). A program's loss is the packets
 that reached the capture interface (its rx counter) but are not in its files; CPU is the capture
@@ -30,8 +35,16 @@ from appliance.lab import netns
 
 REPO = Path(__file__).resolve().parent.parent
 SLUICE = REPO / "native" / "build" / "sluice-capture"
-# Memory of the run: ring 128 MiB + staging 1 GiB (absorbs seconds of a disk slower than the wire).
-SLUICE_FLAGS = ["--ring-mb", "128", "--buffer-mb", "1024", "--rotate-size", "1G", "--stats-interval", "1"]
+SLUICE_COMMON = ["--rotate-size", "1G", "--stats-interval", "1"]
+# Tuned: ring 128 MiB + staging 1 GiB (absorbs seconds of a disk slower than the wire).
+SLUICE_FLAGS = ["--ring-mb", "128", "--buffer-mb", "1024", *SLUICE_COMMON]
+# The variants of Sluice: its flags, and whether the whole process is pinned with taskset -c 1.
+SLUICE_VARIANTS = {
+    "sluice-defaults": (SLUICE_COMMON, True),
+    "sluice-tuned": (SLUICE_FLAGS, True),
+    "sluice-unpinned": (SLUICE_COMMON, False),
+    "sluice-cpus": ([*SLUICE_COMMON, "--cpus", "1"], False),
+}
 
 TRAFGEN_UDP = """{ 0x02,0xaa,0xbb,0xcc,0xdd,0x02, 0x02,0xaa,0xbb,0xcc,0xdd,0x01, 0x08,0x00,
   0x45,0x00, const16(%(ip_len)d), drnd(2), 0x00,0x00, 0x40,0x11,0x00,0x00,
@@ -51,10 +64,15 @@ class Result:
     cpu_s: float
     maxrss_mb: float
     seconds: float
+    memory: str = ""
 
     @property
     def lost(self) -> int:
         return max(0, self.arrived - self.in_files)
+
+    @property
+    def cpu_ns_per_packet(self) -> float:
+        return self.cpu_s * 1e9 / max(1, self.in_files)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -100,24 +118,29 @@ def trafgen_conf(directory: Path, frame_len: int) -> Path:
 
 
 def capture_argv(tool: str, out: Path) -> list[str]:
-    if tool == "sluice":
-        return [str(SLUICE), "-i", "rx0", "-w", str(out), *SLUICE_FLAGS]
+    if tool in SLUICE_VARIANTS:
+        flags, pinned = SLUICE_VARIANTS[tool]
+        return [*(["taskset", "-c", "1"] if pinned else []), str(SLUICE), "-i", "rx0", "-w", str(out), *flags]
     if tool == "tcpdump":
-        return ["tcpdump", "-i", "rx0", "-w", str(out / "dump.pcap"), "-B", "65536", "-n", "-q",
-                "--time-stamp-precision=nano"]
-    return ["netsniff-ng", "--in", "rx0", "--out", str(out / "sniff.pcap"), "--silent", "--ring-size", "64MiB"]
+        return ["taskset", "-c", "1", "tcpdump", "-i", "rx0", "-w", str(out / "dump.pcap"), "-B", "65536", "-n",
+                "-q", "--time-stamp-precision=nano"]
+    return ["taskset", "-c", "1", "netsniff-ng", "--in", "rx0", "--out", str(out / "sniff.pcap"), "--silent",
+            "--ring-size", "64MiB"]
 
 
 def run_one(ns: str, tool: str, frames: int, size: int, base: Path, conf: Path) -> Result:
     out = base / tool
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    argv = netns.exec_argv(ns, ["taskset", "-c", "1", *capture_argv(tool, out)])
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE if tool == "sluice" else subprocess.DEVNULL,
+    is_sluice = tool in SLUICE_VARIANTS
+    argv = netns.exec_argv(ns, capture_argv(tool, out))
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE if is_sluice else subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
-    if tool == "sluice":
+    memory = ""
+    if is_sluice:
         assert proc.stdout is not None
-        proc.stdout.readline()  # the first stats line: the ring is bound
+        first = json.loads(proc.stdout.readline())  # the first stats line: the ring is bound
+        memory = f"ring {first['ring_bytes'] >> 20} MiB + buffers {first['buffer_bytes'] >> 20} MiB"
     elif tool == "tcpdump":
         assert proc.stderr is not None
         proc.stderr.readline()  # "listening on rx0"
@@ -134,14 +157,14 @@ def run_one(ns: str, tool: str, frames: int, size: int, base: Path, conf: Path) 
     cpu = cpu_seconds(proc.pid) - cpu_before
     peak_rss_mb = peak_rss_kb(proc.pid) / 1024
     proc.send_signal(signal.SIGINT)
-    if tool == "sluice":
+    if is_sluice:
         assert proc.stdout is not None
         for _line in proc.stdout:
             pass
     proc.wait(timeout=120)
     seconds = time.monotonic() - start
     in_files = sum(count_packets(p) for p in sorted(out.iterdir()) if p.is_file())
-    result = Result(tool, frames, size, arrived, in_files, cpu, peak_rss_mb, seconds)
+    result = Result(tool, frames, size, arrived, in_files, cpu, peak_rss_mb, seconds, memory)
     shutil.rmtree(out, ignore_errors=True)
     return result
 
@@ -212,7 +235,7 @@ def sustained(ns: str, base: Path, seconds: int, gap_us: int) -> None:
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     conf = trafgen_conf(base, 1442)
-    argv = netns.exec_argv(ns, ["taskset", "-c", "1", str(SLUICE), "-i", "rx0", "-w", str(out), *SLUICE_FLAGS])
+    argv = netns.exec_argv(ns, capture_argv("sluice-tuned", out))
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     assert proc.stdout is not None
     proc.stdout.readline()
@@ -260,7 +283,9 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="a fifth of the frames, a smaller writer test")
     ap.add_argument("--dir", default="/var/tmp/sluice-bench", help="output on the real disk (not tmpfs)")
-    ap.add_argument("--tools", default="sluice,tcpdump,netsniff-ng")
+    ap.add_argument("--tools", default="sluice-defaults,sluice-tuned,tcpdump,netsniff-ng")
+    ap.add_argument("--pinning", action="store_true",
+                    help="also sluice unpinned and with --cpus 1 (no taskset), on the 1442 B load")
     ap.add_argument("--sustained", type=int, default=60, help="seconds of the sustained flood (0 = skip)")
     ap.add_argument("--sustained-gap-us", type=int, default=8, help="gap between its frames (8 us = 1.4 Gbit/s)")
     args = ap.parse_args(argv if argv is not None else sys.argv[1:] if __name__ == "__main__" else [])
@@ -279,23 +304,23 @@ def main(argv: list[str] | None = None) -> None:
     try:
         for frames, size in loads:
             conf = trafgen_conf(base, size)
-            for tool in tools:
+            extra = ["sluice-unpinned", "sluice-cpus"] if args.pinning and size == 1442 else []
+            for tool in [*tools, *extra]:
                 results.append(run_one(ns, tool, frames, size, base, conf))
                 r = results[-1]
-                print(f"  {tool:12s} {frames:>9,d} x {size:4d} B: arrived {r.arrived:>9,d}  in files {r.in_files:>9,d}"
+                print(f"  {tool:16s} {frames:>9,d} x {size:4d} B: arrived {r.arrived:>9,d}  in files {r.in_files:>9,d}"
                       f"  lost {r.lost:>9,d} ({100 * r.lost / max(1, r.arrived):5.1f} %)  cpu {r.cpu_s:6.2f} s"
-                      f"  rss {r.maxrss_mb:7.1f} MiB", flush=True)
+                      f" ({r.cpu_ns_per_packet:5.0f} ns/pkt)  rss {r.maxrss_mb:7.1f} MiB  {r.memory}", flush=True)
         if args.sustained:
             sustained(ns, base, args.sustained // div, args.sustained_gap_us)
     finally:
         netns.kill_all_in(ns)
         netns.delete_namespace(ns)
     print()
-    print(f"{'load':>22s} | " + " | ".join(f"{t:>26s}" for t in tools))
     for frames, size in loads:
-        row = [r for r in results if r.frames == frames and r.size == size]
-        cells = [f"lost {100 * r.lost / max(1, r.arrived):5.1f}% cpu {r.cpu_s:5.2f}s" for r in row]
-        print(f"{frames:>9,d} x {size:4d} B frames | " + " | ".join(f"{c:>26s}" for c in cells))
+        for r in (r for r in results if r.frames == frames and r.size == size):
+            print(f"{frames:>9,d} x {size:4d} B | {r.tool:16s} | lost {100 * r.lost / max(1, r.arrived):5.1f} % "
+                  f"| cpu {r.cpu_s:5.2f} s ({r.cpu_ns_per_packet:5.0f} ns/pkt)")
     print()
     size_bytes = (512 if args.quick else 2048) << 20
     rows = writer_only(base, size_bytes)
