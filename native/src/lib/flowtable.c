@@ -226,5 +226,3 @@ int ft_flush(flowtable *ft)
     free(all);
     return rc;
 }
-
-uint64_t ft_live(const flowtable *ft) { return ft->count; }

@@ -39,6 +39,5 @@ void ft_free(flowtable *ft);
 int ft_packet(flowtable *ft, const struct flow_key *k, uint64_t ts_ns, uint64_t bytes, uint16_t tcp_flags);
 /* Emit every live flow, oldest first. */
 int ft_flush(flowtable *ft);
-uint64_t ft_live(const flowtable *ft);
 
 #endif
