@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from appliance.status import format_status
 from tests.supervisor.running import Supervise, write_config
 
 pytestmark = [pytest.mark.root, pytest.mark.netns]
@@ -40,6 +41,11 @@ def test_workers_run_on_the_cpus_of_the_rx_interrupts(veth_ns, tmp_path: Path, m
         pid = state["writers"][0]["pid"]
         seen = thread_cpus(pid)
         assert state["writers"][0]["cpus"] == [cpu]
+        text = format_status(state, now=state["ts"])
+    # what `sluice status` says of the writer's memory, from the real status.json
+    w = state["writers"][0]
+    assert w["ring_bytes"] == 8 << 20 and w["buffer_bytes"] == 16 << 20 and w["link_bps"] == 10**10
+    assert f"hold {w['burst_seconds']:.2f} s of line rate (10 Gbit/s)" in text and f"on CPUs {cpu}" in text
     assert seen["capture-0"] == str(cpu), seen
     assert seen["disk-writer"] != str(cpu) or len(cpus) == 1, seen  # the writer thread is not pinned
 
