@@ -15,6 +15,7 @@ from appliance import __version__
 from appliance.errors import SluiceError
 
 COMMAND_MODULES = (
+    "appliance.catalog_commands",
     "appliance.lab.commands",
     "appliance.nic.commands",
     "appliance.run",

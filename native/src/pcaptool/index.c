@@ -119,6 +119,12 @@ static int index_frame(struct index *x, const struct pr_packet *pkt)
             return -1;
         x->protos[l3[6]]++;
         port_pair(x, l3[6], l3 + 40, n - 40);
+        /* libpcap's `tcp`, `udp`, ... also look behind a fragment header. */
+        if (l3[6] == 44 && n >= 48) {
+            x->protos[l3[40]]++;
+            if ((be16(l3 + 42) & 0xfff8) == 0)
+                port_pair(x, l3[40], l3 + 48, n - 48);
+        }
     } else if ((et == 0x0806 || et == 0x8035) && n >= 28 && be16(l3 + 2) == 0x0800 && l3[4] == 6 && l3[5] == 4) {
         if (addr_pair4(x, l3 + 14, l3 + 24) < 0)
             return -1;
