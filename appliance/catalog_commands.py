@@ -48,10 +48,14 @@ def _ls(args: argparse.Namespace) -> int:
         json.dump(found, sys.stdout, indent=1)
         print()
         return 0
-    print(f"{'first':31} {'last':31} {'interface':10} {'packets':>10} {'size':>12} {'state':8} path")
-    for r in found:
-        print(f"{timespec.format_ns(r['first_ns']):31} {timespec.format_ns(r['last_ns']):31} {r['interface']:10} "
-              f"{r['packets']:>10} {r['size']:>12} {r['state']:8} {r['path']}")
+    try:
+        print(f"{'first':31} {'last':31} {'interface':10} {'packets':>10} {'size':>12} {'state':8} path")
+        for r in found:
+            print(f"{timespec.format_ns(r['first_ns']):31} {timespec.format_ns(r['last_ns']):31} "
+                  f"{r['interface']:10} {r['packets']:>10} {r['size']:>12} {r['state']:8} {r['path']}")
+        sys.stdout.flush()
+    except BrokenPipeError:  # `| head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 
