@@ -37,7 +37,8 @@ log = logging.getLogger("sluice.catalog")
 
 CATALOG_NAME = "catalog.sqlite"
 INDEX_DIR = ".index"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+INDEX_VERSION = 2  # of the sidecars: an older one is made again
 # <host>_<iface>_<UTC start>_<seq>.<ext>, as native/src/capture/naming.c writes them.
 FILE_NAME = re.compile(r"^(?P<host>[^_]+)_(?P<iface>.+)_(?P<start>\d{8}T\d{6}\.\d{9}Z)_(?P<seq>\d+)"
                        r"\.pcap(ng)?(\.zst)?$")
@@ -62,6 +63,7 @@ CREATE TABLE IF NOT EXISTS files (
     compressed INTEGER NOT NULL,
     damage TEXT,                        -- NULL: read whole
     indexed INTEGER NOT NULL,           -- 1: addrs and ports rows are complete for this file
+    positions INTEGER NOT NULL,         -- 1: SPOOL/.index/<path>.pos lists where each address's records are
     protocols TEXT NOT NULL,            -- JSON {ip protocol: packets}
     state TEXT NOT NULL,                -- closed | damaged | later pipeline steps
     steps TEXT NOT NULL DEFAULT '{}'    -- JSON, filled by the pipeline
@@ -85,7 +87,7 @@ CREATE INDEX IF NOT EXISTS ports_file ON ports (file_id);
 """
 
 ROW_COLUMNS = ("path", "host", "interface", "first_ns", "last_ns", "packets", "bytes", "size", "kernel_drops",
-               "writer_drops", "format", "compressed", "damage", "indexed", "state", "steps")
+               "writer_drops", "format", "compressed", "damage", "indexed", "positions", "state", "steps")
 
 
 def find_pcap_binary() -> str:
@@ -104,6 +106,11 @@ def catalog_path(spool: str | os.PathLike[str]) -> Path:
 
 def sidecar_path(spool: str | os.PathLike[str], rel: str) -> Path:
     return Path(spool) / INDEX_DIR / (rel + ".json")
+
+
+def positions_path(spool: str | os.PathLike[str], rel: str) -> Path:
+    """Where `sluice-pcap index --positions` puts the offsets of each address's records."""
+    return Path(spool) / INDEX_DIR / (rel + ".pos")
 
 
 def addr_key(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bytes:
@@ -133,9 +140,12 @@ def connect(spool: str | os.PathLike[str], readonly: bool = False) -> sqlite3.Co
 
 # -- one file -> one row ---------------------------------------------------------------------------
 
-def run_index(path: str | os.PathLike[str], binary: str | None = None) -> dict[str, Any]:
-    """`sluice-pcap index` of one file: its JSON (a damaged file still gives one, with `damage`)."""
-    proc = subprocess.run([binary or find_pcap_binary(), "index", str(path)], capture_output=True, text=True)
+def run_index(path: str | os.PathLike[str], binary: str | None = None,
+              positions: Path | None = None) -> dict[str, Any]:
+    """`sluice-pcap index` of one file: its JSON (a damaged file still gives one, with `damage`);
+    with positions, also the offsets of each address's records there (uncompressed files)."""
+    extra = ["--positions", str(positions)] if positions is not None else []
+    proc = subprocess.run([binary or find_pcap_binary(), "index", *extra, str(path)], capture_output=True, text=True)
     if proc.returncode in (0, 1) and proc.stdout.strip():
         doc: dict[str, Any] = json.loads(proc.stdout)
         return doc
@@ -147,15 +157,21 @@ def load_index(spool: Path, rel: str, binary: str | None = None, write_sidecar: 
     """The index of spool/rel: its sidecar when it still describes the file, else a new one."""
     path = spool / rel
     st = path.stat()
-    side = sidecar_path(spool, rel)
+    side, pos = sidecar_path(spool, rel), positions_path(spool, rel)
     try:
         doc: dict[str, Any] = json.loads(side.read_text())
-        if doc.get("size") == st.st_size and doc.get("mtime_ns") == st.st_mtime_ns:
+        if doc.get("size") == st.st_size and doc.get("mtime_ns") == st.st_mtime_ns and \
+                doc.get("index_version") == INDEX_VERSION and \
+                (not doc.get("positions") or pos.exists()):
             return doc
     except (OSError, ValueError):
         pass
-    doc = run_index(path, binary)
-    doc["size"], doc["mtime_ns"] = st.st_size, st.st_mtime_ns
+    try:
+        pos.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        write_sidecar = False
+    doc = run_index(path, binary, pos if write_sidecar else None)
+    doc["size"], doc["mtime_ns"], doc["index_version"] = st.st_size, st.st_mtime_ns, INDEX_VERSION
     doc["path"] = rel
     if write_sidecar:
         try:
@@ -184,6 +200,7 @@ def row_from_index(rel: str, doc: dict[str, Any], interface_hint: str | None = N
         "writer_drops": drops.get("osdrop") if drops else None,
         "format": doc.get("format", ""), "compressed": int(bool(doc.get("compressed"))),
         "damage": doc.get("damage"), "indexed": 0 if doc.get("damage") else 1,
+        "positions": int(bool(doc.get("positions"))),
         "protocols": json.dumps(doc.get("protocols", {}), sort_keys=True),
         "state": "damaged" if doc.get("damage") else "closed", "steps": "{}",
     }
@@ -241,10 +258,8 @@ def forget(spool: str | os.PathLike[str], path: str | os.PathLike[str]) -> None:
     try:
         sp = Path(spool)
         rel = relative(sp, path)
-        try:
-            sidecar_path(sp, rel).unlink()
-        except FileNotFoundError:
-            pass
+        for side in (sidecar_path(sp, rel), positions_path(sp, rel)):
+            side.unlink(missing_ok=True)
         if not catalog_path(sp).exists():
             return
         db = connect(sp)
@@ -353,6 +368,19 @@ def rebuild(spool: str | os.PathLike[str], binary: str | None = None) -> Rebuild
             os.replace(path, aside)
             for suffix in ("-wal", "-shm"):
                 Path(str(path) + suffix).unlink(missing_ok=True)
+    if path.exists():
+        # A catalog of another schema is made again from scratch (the rows come from the files).
+        probe = sqlite3.connect(path, timeout=10)
+        try:
+            tables = {r[0] for r in probe.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            version = probe.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() \
+                if "meta" in tables else None
+            if tables and (version is None or version[0] != str(SCHEMA_VERSION)):
+                with probe:
+                    for table in ("addrs", "ports", "files", "meta"):
+                        probe.execute(f"DROP TABLE IF EXISTS {table}")
+        finally:
+            probe.close()
     hints = _journal_interfaces(sp)
     binary = binary or find_pcap_binary()
     entries = []
@@ -403,6 +431,7 @@ def row_dict(row: sqlite3.Row) -> dict[str, Any]:
     d = {c: row[c] for c in ROW_COLUMNS}
     d["compressed"] = bool(d["compressed"])
     d["indexed"] = bool(d["indexed"])
+    d["positions"] = bool(d["positions"])
     d["steps"] = json.loads(d["steps"])
     d["protocols"] = json.loads(row["protocols"])
     return d

@@ -82,7 +82,8 @@ def _extract(args: argparse.Namespace) -> int:
         raise
     extract.journal(spool, q, result, None)
     print(f"sluice extract: {result.packets} packet(s) from {len(result.files)} file(s) and {len(result.parts)} "
-          f"open file(s), {result.skipped_by_index} file(s) of the window ruled out by the index, "
+          f"open file(s) ({result.picked} read only where the filter's addresses are), "
+          f"{result.skipped_by_index} file(s) of the window ruled out by the index, "
           f"{result.seconds:.2f} s -> {'stdout' if q.output == '-' else q.output}", file=sys.stderr)
     return 0
 

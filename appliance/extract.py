@@ -47,6 +47,7 @@ class ExtractResult:
     parts: list[str]
     skipped_by_index: int
     seconds: float
+    picked: int = 0  # files read only at their positions
 
 
 def invoking_user() -> tuple[str, bool]:
@@ -111,19 +112,56 @@ def _open_parts(spool: Path, q: Query) -> list[tuple[str, int]]:
     return found
 
 
-def choose_files(spool: Path, q: Query) -> tuple[list[str], int]:
-    """Closed files (absolute paths, in merge order) that may hold matches; and how many files of
-    the window the index ruled out."""
+@dataclass
+class Chosen:
+    path: str                      # absolute
+    pick: list[str] | None = None  # read only the records of these keys (sluice-pcap pick arguments)
+    positions: str = ""
+
+
+# Reading the records of an address at their offsets beats reading the file through when they are
+# at most this share of its packets.
+PICK_SHARE = 0.25
+MAX_PICKS = 256
+
+
+def choose_files(spool: Path, q: Query) -> tuple[list[Chosen], int]:
+    """Closed files (in merge order) that may hold matches, each read whole or, when the filter
+    needs certain addresses and the file's positions say where their records are, only those;
+    and how many files of the window the index ruled out."""
+    plan = filterplan.plan(q.filter)
+    need = filterplan.pick_keys(plan)
+    need = need if need and len(need) <= 64 else None
+    addr_keys = [catalog.addr_key(k) for k in need or () if not isinstance(k, tuple)]
+    port_keys = [k for k in need or () if isinstance(k, tuple)]
+    pick_args = [a for k in sorted(need or (), key=str) for a in
+                 (("--port", f"{catalog.PROTO_NAMES[k[0]]}/{k[1]}") if isinstance(k, tuple) else ("--addr", str(k)))]
     db = catalog.connect(spool, readonly=True)
     try:
         window = list(catalog.rows(db, q.from_ns, q.to_ns, q.interfaces))
         ids = {r["id"] for r in window}
         unindexed = {r["id"] for r in window if not r["indexed"]}
         protocols = {r["id"]: {int(k) for k in json.loads(r["protocols"])} for r in window}
-        keep = _eval(filterplan.plan(q.filter), db, ids - unindexed, protocols) | unindexed
+        keep = _eval(plan, db, ids - unindexed, protocols) | unindexed
+        chosen = []
+        for r in window:
+            if r["id"] not in keep:
+                continue
+            c = Chosen(str(spool / r["path"]))
+            if need and r["positions"] and sum(1 for x in chosen if x.pick) < MAX_PICKS:
+                held = 0
+                if addr_keys:
+                    held += db.execute(f"SELECT SUM(packets) FROM addrs WHERE file_id = ? AND addr IN "
+                                       f"({', '.join('?' * len(addr_keys))})", (r["id"], *addr_keys)).fetchone()[0] or 0
+                for proto, port in port_keys:
+                    held += db.execute("SELECT SUM(packets) FROM ports WHERE file_id = ? AND proto = ? AND port = ?",
+                                       (r["id"], proto, port)).fetchone()[0] or 0
+                if held <= PICK_SHARE * r["packets"]:
+                    c.pick = pick_args
+                    c.positions = str(catalog.positions_path(spool, r["path"]))
+            chosen.append(c)
     finally:
         db.close()
-    chosen = [str(spool / r["path"]) for r in window if r["id"] in keep]
     return chosen, len(window) - len(chosen)
 
 
@@ -182,29 +220,61 @@ def run(spool: str | os.PathLike[str], q: Query, binary: str | None = None) -> E
         q.filter = None
     parts = _open_parts(sp, q)
     try:
-        files, skipped = choose_files(sp, q)
+        chosen, skipped = choose_files(sp, q)
         part_inodes = {(os.fstat(fd).st_dev, os.fstat(fd).st_ino) for _, fd in parts}
-        files = [f for f in files if (os.stat(f).st_dev, os.stat(f).st_ino) not in part_inodes]
-        inputs = files + [f"/dev/fd/{fd}" for _, fd in parts]
+        chosen = [c for c in chosen if (os.stat(c.path).st_dev, os.stat(c.path).st_ino) not in part_inodes]
+        files = [c.path for c in chosen]
         cmd = [binary, "merge", "--json", "--format", q.format, "--precision", "ns",
                "--from", epoch_arg(q.from_ns), "--to", epoch_arg(q.to_ns), "-o", q.output]
         if q.filter:
             cmd += ["--filter", q.filter]
         for _, fd in parts:
             cmd += ["--growing", f"/dev/fd/{fd}"]
-        if not inputs:
+        if not chosen and not parts:
             if q.filter:  # still refuse a filter libpcap refuses
                 _check_filter(binary, q.filter)
             _write_empty(q.output, q.format)
             packets = 0
         else:
-            proc = subprocess.run(cmd + inputs, stdout=None if q.output == "-" else subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True, pass_fds=[fd for _, fd in parts])
-            packets = _merge_result(proc)
+            packets = _merge(binary, cmd, chosen, parts, q.output)
     finally:
         for _, fd in parts:
             os.close(fd)
-    return ExtractResult(packets, files, [p for p, _ in parts], skipped, time.monotonic() - t0)
+    return ExtractResult(packets, files, [p for p, _ in parts], skipped, time.monotonic() - t0,
+                         sum(1 for c in chosen if c.pick))
+
+
+def _merge(binary: str, cmd: list[str], chosen: list[Chosen], parts: list[tuple[str, int]], output: str) -> int:
+    """One merge pass over the chosen files (the picked ones through `sluice-pcap pick` pipes)
+    and the open .part files; packets written."""
+    picks: list[subprocess.Popen[bytes]] = []
+    inputs = []
+    try:
+        for c in chosen:
+            if c.pick:
+                argv = [binary, "pick", "--positions", c.positions, *c.pick, "-o", "-", c.path]
+                picks.append(subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+                assert picks[-1].stdout is not None
+                inputs.append(f"/dev/fd/{picks[-1].stdout.fileno()}")
+            else:
+                inputs.append(c.path)
+        fds = [fd for _, fd in parts] + [p.stdout.fileno() for p in picks if p.stdout is not None]
+        proc = subprocess.run(cmd + inputs + [f"/dev/fd/{fd}" for _, fd in parts],
+                              stdout=None if output == "-" else subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              pass_fds=fds)
+    finally:
+        for p in picks:
+            if p.stdout is not None:
+                p.stdout.close()  # a pick still writing gets EPIPE and ends
+            p.wait()
+    failed = [p for p in picks if p.returncode != 0]
+    if failed and output != "-":
+        # Positions that no longer describe their file: read the files through instead.
+        return _merge(binary, cmd, [Chosen(c.path) for c in chosen], parts, output)
+    if failed:
+        assert failed[0].stderr is not None
+        raise SluiceError(_pcap_error(failed[0].stderr.read().decode()), 1)
+    return _merge_result(proc)
 
 
 def _check_filter(binary: str, expr: str) -> None:
@@ -240,7 +310,8 @@ def journal(spool: str | os.PathLike[str], q: Query, result: ExtractResult | Non
     }
     if result is not None:
         fields.update(packets=result.packets, files=len(result.files), parts=len(result.parts),
-                      skipped_by_index=result.skipped_by_index, seconds=round(result.seconds, 3))
+                      skipped_by_index=result.skipped_by_index, picked=result.picked,
+                      seconds=round(result.seconds, 3))
     if error is not None:
         fields["error"] = error
     try:

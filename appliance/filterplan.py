@@ -184,3 +184,25 @@ def plan(expr: str | None) -> Plan:
         return result
     except (ValueError, IndexError):
         return Any()
+
+
+PortKey = tuple[int, int]  # (IP protocol, port)
+PickKey = IpAddress | PortKey
+
+
+def pick_keys(p: Plan) -> frozenset[PickKey] | None:
+    """Addresses and (protocol, port) pairs of which every packet the filter matches holds one
+    (None: no such short list), so only the records holding them need reading."""
+    if isinstance(p, Addr):
+        return frozenset({p.addr})
+    if isinstance(p, Port) and p.low == p.high:
+        return frozenset((proto, p.low) for proto in p.protos)
+    if isinstance(p, And):
+        left, right = pick_keys(p.left), pick_keys(p.right)
+        if left is None or right is None:
+            return left if right is None else right
+        return left if len(left) <= len(right) else right
+    if isinstance(p, Or):
+        left, right = pick_keys(p.left), pick_keys(p.right)
+        return None if left is None or right is None else left | right
+    return None

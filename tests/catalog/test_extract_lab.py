@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.root, pytest.mark.netns]
 
 FILTERS = ["", "host 192.0.2.1", "net 198.51.100.0/24", "port 8080", "udp port 9999 or icmp6", "vlan",
            "vlan and udp", "icmp", "ip6 and not icmp6", "tcp[tcpflags] & tcp-syn != 0",
-           "host 198.51.100.2 and tcp", "host 203.0.113.99"]
+           "host 198.51.100.2 and tcp", "host 203.0.113.99", "host 2001:db8::1", "udp port 9999 and host 192.0.2.1"]
 
 
 def _bounds(spool: Spool) -> list[dict]:
@@ -40,8 +40,7 @@ def _windows(spool: Spool) -> dict[str, tuple[int, int, list[str]]]:
     last = max(r["last_ns"] for r in files)
     return {
         "whole spool, both interfaces": (first, last + 1, []),
-        "inside one file": (inside["first_ns"] + (inside["last_ns"] - inside["first_ns"]) // 4,
-                            inside["last_ns"] - (inside["last_ns"] - inside["first_ns"]) // 4, ["rx0"]),
+        "inside one file": (inside["first_ns"] + 1, inside["last_ns"], ["rx0"]),  # all but its first and last
         "across a rotation": ((a["first_ns"] + a["last_ns"]) // 2, (b["first_ns"] + b["last_ns"]) // 2 + 1, ["rx0"]),
         "before the spool (empty)": (first - 10**10, first - 10**9, []),
     }
@@ -103,6 +102,15 @@ def test_index_rules_out_files_and_journal_says_who(spool: Spool, tmp_path: Path
     assert ev["packets"] == len([ln for ln in dump(tmp_path / "h.pcapng").splitlines() if not ln.startswith("\t")])
     assert ev["skipped_by_index"] >= len(rx1_files)  # host 192.0.2.1 is never on rx1
     assert {p: p.stat().st_mtime_ns for p in spool.files()} == before  # the spool is untouched
+
+
+def test_rare_address_is_read_at_its_positions(spool: Spool, tmp_path: Path) -> None:
+    """ping6 is a small share of each rx0 file: those records are read where they are (pick)."""
+    from_ns, to_ns, _ = _windows(spool)["whole spool, both interfaces"]
+    _extract(spool, tmp_path, from_ns, to_ns, "host 2001:db8::1", [])
+    ev = list(read_events(spool.dir / "journal.jsonl", "extract"))[-1]
+    assert ev["filter"] == "host 2001:db8::1" and ev["picked"] >= 1 and ev["packets"] > 0
+    assert all(r["positions"] for r in rows(spool.dir))
 
 
 def test_stdout_streams_to_tcpdump(spool: Spool, tmp_path: Path) -> None:

@@ -69,3 +69,19 @@ P80, P443 = fp.Port((6, 17, 132), 80, 80), fp.Port((6, 17, 132), 443, 443)
 ])
 def test_filter_plans(expr: str, plan: fp.Plan) -> None:
     assert fp.plan(expr) == plan
+
+
+@pytest.mark.parametrize("expr, keys", [
+    ("host 198.51.100.7", {A.addr}),
+    ("host 198.51.100.7 and port 80", {A.addr}),
+    ("host 198.51.100.7 or host 198.51.100.8", {A.addr, B.addr}),
+    ("udp port 5060", {(17, 5060)}),
+    ("port 53", {(6, 53), (17, 53), (132, 53)}),
+    ("host 198.51.100.7 or icmp", None),
+    ("portrange 1-5", None),
+    ("tcp[tcpflags] & tcp-syn != 0", None),
+    ("net 198.51.100.0/24", None),
+])
+def test_pick_keys(expr: str, keys: set | None) -> None:
+    got = fp.pick_keys(fp.plan(expr))
+    assert (None if got is None else set(got)) == keys

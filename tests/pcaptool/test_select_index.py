@@ -113,3 +113,31 @@ def test_index_counts_equal_tcpdump(captures):
         assert doc["protocols"].get("17", 0) == _tcpdump_count(src, "udp")
     mixed = json.loads(run("index", captures.mixed_ng, check=True).stdout)  # Ethernet and raw IP
     assert len(mixed["interfaces"]) == 2 and mixed["addresses"]
+
+
+def test_pick_then_filter_equals_filter_of_the_whole_file(captures, tmp_path):
+    """The records pick reads at their positions, filtered, are exactly the whole file filtered."""
+    for src in (captures.span_ng, captures.span_ns):
+        pos = tmp_path / f"{src.name}.pos"
+        doc = json.loads(run("index", "--positions", pos, src, check=True).stdout)
+        assert doc["positions"] and doc["sorted"] and pos.exists()
+        keys = [("--addr", a, f"host {a}") for a in doc["addresses"]]
+        keys += [("--port", k, f"{k.split('/')[0]} port {k.split('/')[1]}") for k in doc["ports"]]
+        for flag, key, bpf in keys:
+            picked, ours, whole = tmp_path / "picked", tmp_path / "ours", tmp_path / "whole"
+            run("pick", "--positions", pos, flag, key, "-o", picked, src, check=True)
+            assert picked.stat().st_size < src.stat().st_size or flag == "--addr"
+            run("merge", "--filter", bpf, "-o", ours, picked, check=True)
+            run("merge", "--filter", bpf, "-o", whole, src, check=True)
+            assert ours.read_bytes() == whole.read_bytes(), (src.name, bpf)
+            assert packets(ours, tmp_path)  # every key of the index selects something
+
+
+def test_pick_refuses_positions_of_another_file(captures, tmp_path):
+    pos = tmp_path / "ng.pos"
+    run("index", "--positions", pos, captures.span_ng, check=True)
+    proc = run("pick", "--positions", pos, "--addr", "192.0.2.1", "-o", tmp_path / "x", captures.span_ns)
+    assert proc.returncode == 2 and "do not describe it" in one_error_line(proc)
+    proc = run("pick", "--positions", captures.span_ng, "--addr", "192.0.2.1", "-o", tmp_path / "x", captures.span_ng)
+    assert proc.returncode == 2 and "not a positions file" in one_error_line(proc)
+    assert not (tmp_path / "x").exists()

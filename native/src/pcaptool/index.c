@@ -11,6 +11,7 @@
  * Exit 0; 1 when the file is damaged (the JSON then says where, with what was read before).
  */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,7 +24,19 @@
 struct addr_slot {
     uint8_t a[16]; /* IPv4 as ::ffff:a.b.c.d */
     uint64_t packets;
+    uint32_t id;   /* order of first appearance */
     bool used;
+    bool port;     /* a (protocol, port) key of the positions, not an address */
+};
+
+/* Where each address's packets are: (address id, record offset) for every packet and address. */
+struct positions {
+    bool on;
+    uint32_t *ids;
+    uint64_t *offs;
+    size_t n, cap;
+    uint8_t (*addrs)[16]; /* by id */
+    size_t naddrs, addrcap;
 };
 
 struct index {
@@ -32,6 +45,8 @@ struct index {
     uint64_t (*ports)[65536]; /* [0] tcp, [1] udp, [2] sctp */
     uint64_t protos[256];
     uint64_t packets, bytes, captured, first, last;
+    uint64_t cur_off;  /* offset of the record being indexed */
+    struct positions pos;
 };
 
 static uint64_t addr_hash(const uint8_t *a)
@@ -42,7 +57,7 @@ static uint64_t addr_hash(const uint8_t *a)
     return h;
 }
 
-static int addr_add(struct index *x, const uint8_t a[16])
+static int addr_add_kind(struct index *x, const uint8_t a[16], bool port)
 {
     if (2 * (x->n + 1) > x->cap) {
         size_t cap = x->cap ? x->cap * 2 : 1024;
@@ -67,10 +82,42 @@ static int addr_add(struct index *x, const uint8_t a[16])
     if (!x->slots[k].used) {
         memcpy(x->slots[k].a, a, 16);
         x->slots[k].used = true;
-        x->n++;
+        x->slots[k].port = port;
+        x->slots[k].id = (uint32_t)x->n++;
+        if (x->pos.on) {
+            if (x->pos.naddrs == x->pos.addrcap) {
+                size_t cap = x->pos.addrcap ? x->pos.addrcap * 2 : 1024;
+                uint8_t(*na)[16] = realloc(x->pos.addrs, cap * 16);
+                if (!na)
+                    return -1;
+                x->pos.addrs = na;
+                x->pos.addrcap = cap;
+            }
+            memcpy(x->pos.addrs[x->pos.naddrs++], a, 16);
+        }
     }
     x->slots[k].packets++;
+    if (x->pos.on) {
+        if (x->pos.n == x->pos.cap) {
+            size_t cap = x->pos.cap ? x->pos.cap * 2 : 65536;
+            uint32_t *ni = realloc(x->pos.ids, cap * sizeof *ni);
+            if (ni)
+                x->pos.ids = ni;
+            uint64_t *no = ni ? realloc(x->pos.offs, cap * sizeof *no) : NULL;
+            if (!no)
+                return -1;
+            x->pos.offs = no;
+            x->pos.cap = cap;
+        }
+        x->pos.ids[x->pos.n] = x->slots[k].id;
+        x->pos.offs[x->pos.n++] = x->cur_off;
+    }
     return 0;
+}
+
+static int addr_add(struct index *x, const uint8_t a[16])
+{
+    return addr_add_kind(x, a, false);
 }
 
 static int addr4(struct index *x, const uint8_t *p)
@@ -86,15 +133,30 @@ static int addr_pair4(struct index *x, const uint8_t *a, const uint8_t *b)
     return addr4(x, a) < 0 || (memcmp(a, b, 4) != 0 && addr4(x, b) < 0) ? -1 : 0;
 }
 
-static void port_pair(struct index *x, uint8_t proto, const uint8_t *l4, uint32_t left)
+/* The positions key of (proto, port): ff:'S':'L':'P', zeros, proto, port (big-endian). Were a
+ * real IPv6 address ever the same bytes, its records would only be read in addition: the merge
+ * filter decides. */
+static int port_key(struct index *x, uint8_t proto, uint16_t port)
+{
+    uint8_t key[16] = {0xff, 'S', 'L', 'P'};
+    key[13] = proto;
+    key[14] = (uint8_t)(port >> 8);
+    key[15] = (uint8_t)port;
+    return addr_add_kind(x, key, true);
+}
+
+static int port_pair(struct index *x, uint8_t proto, const uint8_t *l4, uint32_t left)
 {
     int k = proto == 6 ? 0 : proto == 17 ? 1 : proto == 132 ? 2 : -1;
     if (k < 0 || left < 4)
-        return;
+        return 0;
     uint16_t sp = be16(l4), dp = be16(l4 + 2);
     x->ports[k][sp]++;
     if (dp != sp)
         x->ports[k][dp]++;
+    if (!x->pos.on)
+        return 0;
+    return port_key(x, proto, sp) < 0 || (dp != sp && port_key(x, proto, dp) < 0) ? -1 : 0;
 }
 
 /* Index one frame's network header. Returns -1 only when out of memory. */
@@ -113,17 +175,18 @@ static int index_frame(struct index *x, const struct pr_packet *pkt)
         uint32_t ihl = (uint32_t)(l3[0] & 0x0f) * 4;
         bool first_fragment = (be16(l3 + 6) & 0x1fff) == 0;
         if (first_fragment && ihl >= 20 && n > ihl)
-            port_pair(x, l3[9], l3 + ihl, n - ihl);
+            return port_pair(x, l3[9], l3 + ihl, n - ihl);
     } else if (et == 0x86dd && n >= 40 && (l3[0] >> 4) == 6) {
         if (addr_add(x, l3 + 8) < 0 || (memcmp(l3 + 8, l3 + 24, 16) != 0 && addr_add(x, l3 + 24) < 0))
             return -1;
         x->protos[l3[6]]++;
-        port_pair(x, l3[6], l3 + 40, n - 40);
+        if (port_pair(x, l3[6], l3 + 40, n - 40) < 0)
+            return -1;
         /* libpcap's `tcp`, `udp`, ... also look behind a fragment header. */
         if (l3[6] == 44 && n >= 48) {
             x->protos[l3[40]]++;
             if ((be16(l3 + 42) & 0xfff8) == 0)
-                port_pair(x, l3[40], l3 + 48, n - 48);
+                return port_pair(x, l3[40], l3 + 48, n - 48);
         }
     } else if ((et == 0x0806 || et == 0x8035) && n >= 28 && be16(l3 + 2) == 0x0800 && l3[4] == 6 && l3[5] == 4) {
         if (addr_pair4(x, l3 + 14, l3 + 24) < 0)
@@ -185,7 +248,8 @@ static bool closing_isbs(const char *path, uint64_t *ifrecv, uint64_t *ifdrop, u
     return found;
 }
 
-static void print_index(const struct index *x, const char *path, const pr_reader *r, const char *damage)
+static void print_index(const struct index *x, const char *path, const pr_reader *r, const char *damage, bool sorted,
+                        bool positions)
 {
     struct json j;
     json_begin(&j);
@@ -203,6 +267,8 @@ static void print_index(const struct index *x, const char *path, const pr_reader
         json_raw(&j, "last_ns", "null");
     }
     json_str(&j, "damage", damage);
+    json_bool(&j, "sorted", sorted);
+    json_bool(&j, "positions", positions);
     uint64_t ifrecv, ifdrop, osdrop;
     if (!pr_compressed(r) && pr_format(r) == PR_FORMAT_PCAPNG && closing_isbs(path, &ifrecv, &ifdrop, &osdrop))
         fprintf(j.f, ", \"drops\": {\"ifrecv\": %llu, \"ifdrop\": %llu, \"osdrop\": %llu}",
@@ -223,7 +289,7 @@ static void print_index(const struct index *x, const char *path, const pr_reader
     int k = 0;
     for (size_t i = 0; i < x->cap; i++) {
         const struct addr_slot *s = &x->slots[i];
-        if (!s->used)
+        if (!s->used || s->port)
             continue;
         char text[INET6_ADDRSTRLEN];
         static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
@@ -251,9 +317,71 @@ static void print_index(const struct index *x, const char *path, const pr_reader
     json_end(&j);
 }
 
-static int index_one(const char *path, bool as_json)
+static const uint8_t (*sort_addrs)[16];
+
+static int by_addr(const void *a, const void *b)
 {
-    (void)as_json;
+    return memcmp(sort_addrs[*(const uint32_t *)a], sort_addrs[*(const uint32_t *)b], 16);
+}
+
+static int put64(FILE *f, uint64_t v)
+{
+    return fwrite(&v, 8, 1, f) == 1 ? 0 : -1;
+}
+
+/* The positions file (see pick.c): "SLPOS001", u64 header_end, u64 file size, u64 addresses,
+ * u64 offsets; per address in byte order {16 bytes, u64 first, u64 count}; then the offsets,
+ * each address's ascending. Little-endian (this machine's order; read back only here). */
+static int write_positions(const struct index *x, const char *out, uint64_t header_end, uint64_t size)
+{
+    const struct positions *p = &x->pos;
+    size_t na = p->naddrs;
+    uint64_t *start = calloc(na + 1, sizeof *start), *fill = calloc(na + 1, sizeof *fill);
+    uint64_t *grouped = malloc((p->n ? p->n : 1) * sizeof *grouped);
+    uint32_t *order = malloc((na ? na : 1) * sizeof *order);
+    char tmp[4200];
+    int rc = -1;
+    FILE *f = NULL;
+    if (!start || !fill || !grouped || !order || snprintf(tmp, sizeof tmp, "%s.%ld.tmp", out, (long)getpid()) >=
+                                                       (int)sizeof tmp)
+        goto done;
+    for (size_t i = 0; i < p->n; i++)
+        start[p->ids[i] + 1]++;
+    for (size_t k = 0; k < na; k++)
+        start[k + 1] += start[k];
+    memcpy(fill, start, (na + 1) * sizeof *fill);
+    for (size_t i = 0; i < p->n; i++)
+        grouped[fill[p->ids[i]]++] = p->offs[i];
+    for (size_t k = 0; k < na; k++)
+        order[k] = (uint32_t)k;
+    sort_addrs = (const uint8_t(*)[16])p->addrs;
+    qsort(order, na, sizeof *order, by_addr);
+    if (!(f = fopen(tmp, "wb")))
+        goto done;
+    bool ok = fwrite("SLPOS001", 8, 1, f) == 1 && put64(f, header_end) == 0 && put64(f, size) == 0 &&
+              put64(f, na) == 0 && put64(f, p->n) == 0;
+    for (size_t k = 0; k < na && ok; k++)
+        ok = fwrite(p->addrs[order[k]], 16, 1, f) == 1 && put64(f, start[order[k]]) == 0 &&
+             put64(f, start[order[k] + 1] - start[order[k]]) == 0;
+    ok = ok && (p->n == 0 || fwrite(grouped, sizeof *grouped, p->n, f) == p->n);
+    ok = (fclose(f) == 0) && ok;
+    f = NULL;
+    if (ok && rename(tmp, out) == 0)
+        rc = 0;
+    else
+        unlink(tmp);
+done:
+    if (rc)
+        tool_fail(EXIT_FAIL, "index", "%s: cannot write the positions: %s", out, strerror(errno));
+    free(start);
+    free(fill);
+    free(grouped);
+    free(order);
+    return rc;
+}
+
+static int index_one(const char *path, const char *positions_out)
+{
     pr_reader *r;
     int rc = tool_open(&r, path, PR_STRICT, "index");
     if (rc)
@@ -264,9 +392,20 @@ static int index_one(const char *path, bool as_json)
         pr_close(r);
         return tool_fail(EXIT_FAIL, "index", "out of memory");
     }
+    /* Positions are file offsets only when the file is not compressed. */
+    x.pos.on = positions_out && !pr_compressed(r);
+    bool sorted = true, same_ifaces = true;
+    uint64_t header_end = 0;
+    size_t ifaces_at_first = 0;
     struct pr_packet pkt;
     int got;
     while ((got = pr_next(r, &pkt)) == 1) {
+        if (x.packets == 0) {
+            header_end = pkt.offset;
+            ifaces_at_first = pr_iface_count(r);
+        }
+        sorted &= x.packets == 0 || pkt.ts_ns >= x.last;
+        same_ifaces &= pr_iface_count(r) == ifaces_at_first;
         if (x.packets == 0 || pkt.ts_ns < x.first)
             x.first = pkt.ts_ns;
         if (x.packets == 0 || pkt.ts_ns > x.last)
@@ -274,10 +413,22 @@ static int index_one(const char *path, bool as_json)
         x.packets++;
         x.bytes += pkt.origlen;
         x.captured += pkt.caplen;
+        x.cur_off = pkt.offset;
         if (index_frame(&x, &pkt) < 0) {
             rc = tool_fail(EXIT_FAIL, "index", "out of memory");
             break;
         }
+    }
+    bool positions = false;
+    if (!rc && x.pos.on && got == 0 && same_ifaces && sorted) {
+        struct stat st;
+        if (stat(path, &st) != 0)
+            rc = tool_fail(EXIT_FAIL, "index", "%s: %s", path, strerror(errno));
+        else if (write_positions(&x, positions_out, x.packets ? header_end : (uint64_t)st.st_size,
+                                 (uint64_t)st.st_size) == 0)
+            positions = true;
+        else
+            rc = EXIT_FAIL;
     }
     if (!rc) {
         char damage[256] = "";
@@ -287,15 +438,40 @@ static int index_one(const char *path, bool as_json)
                      (unsigned long long)d->record, d->what, pr_damage_name(d->kind));
             rc = EXIT_FAIL;
         }
-        print_index(&x, path, r, got < 0 ? damage : NULL);
+        print_index(&x, path, r, got < 0 ? damage : NULL, sorted, positions);
     }
     free(x.slots);
     free(x.ports);
+    free(x.pos.ids);
+    free(x.pos.offs);
+    free(x.pos.addrs);
     pr_close(r);
     return rc;
 }
 
 int cmd_index(int argc, char **argv)
 {
-    return tool_each_file(argc, argv, "index", index_one);
+    enum { OPT_POSITIONS = 1400 };
+    static const struct option opts[] = {{"json", no_argument, 0, OPT_JSON},
+                                         {"positions", required_argument, 0, OPT_POSITIONS},
+                                         {0, 0, 0, 0}};
+    static const char *use = "usage: sluice-pcap index [--positions OUT] FILE...";
+    const char *positions = NULL;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (c == OPT_POSITIONS)
+            positions = optarg;
+        else if (c != OPT_JSON)
+            return tool_fail(EXIT_USAGE, "index", "%s", use);
+    }
+    if (optind >= argc || (positions && argc - optind != 1))
+        return tool_fail(EXIT_USAGE, "index", "%s (--positions: one FILE)", use);
+    int worst = 0;
+    for (int i = optind; i < argc; i++) {
+        int rc = index_one(argv[i], positions);
+        if (rc > worst)
+            worst = rc;
+    }
+    return worst;
 }
