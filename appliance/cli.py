@@ -15,26 +15,33 @@ from appliance import __version__
 from appliance.errors import SluiceError
 
 COMMAND_MODULES = (
+    "appliance.catalog_commands",
     "appliance.lab.commands",
     "appliance.nic.commands",
     "appliance.run",
     "appliance.supervise_commands",
 )
 
+# Commands whose module is imported alone when one of them is run, so they start without the
+# others' imports (pyroute2 alone takes half a second): `sluice extract ... | tcpdump -r -`.
+LIGHT_COMMANDS = {"catalog": "appliance.catalog_commands", "extract": "appliance.catalog_commands"}
 
-def build_parser() -> argparse.ArgumentParser:
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sluice", description="Sluice packet-capture appliance")
     parser.add_argument("--version", action="version", version=f"sluice {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name in COMMAND_MODULES:
+    words = [a for a in (argv if argv is not None else sys.argv[1:]) if not a.startswith("-")]
+    light = LIGHT_COMMANDS.get(words[0]) if words else None
+    for name in (light,) if light else COMMAND_MODULES:
         importlib.import_module(name).register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

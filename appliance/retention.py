@@ -14,6 +14,7 @@ import os
 import time
 from dataclasses import dataclass, field
 
+from appliance.catalog import forget as catalog_forget
 from appliance.config import FreeFloor
 from appliance.journal import Journal
 from appliance.watchdogs.disk import CaptureFile, capture_files, statvfs
@@ -80,6 +81,7 @@ def enforce(spool: str | os.PathLike[str], floor: FreeFloor, margin: FreeFloor, 
         except OSError as exc:
             log.warning("retention: cannot delete %s: %s", f.path, exc)
             continue
+        catalog_forget(spool, f.path)  # the file leaves the catalog in the same step
         result.deleted.append(f)
         result.freed_bytes += f.size
         if journal is not None:

@@ -23,6 +23,7 @@ from typing import Any
 
 from appliance import __version__
 from appliance import config as config_mod
+from appliance.catalog import on_writer_record as catalog_file_closed
 from appliance.config import Config
 from appliance.errors import SluiceError
 from appliance.journal import Journal, last_record
@@ -145,6 +146,7 @@ class Supervisor:
     # -- the writers' records (called on their reader threads) -------------------------------------
 
     def _on_record(self, interface: str, record: dict[str, Any]) -> None:
+        catalog_file_closed(self.cfg.spool, interface, record)  # queued: never waits
         if self.journal is None:
             return
         kind = record.get("type")

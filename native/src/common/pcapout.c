@@ -119,6 +119,9 @@ static int put_shb(pcapout *po)
     return 0;
 }
 
+static int open_tmp(pcapout *po, const char *path, char *err, size_t errlen);
+static int po_setup(pcapout *po, pcapout **out, const struct po_options *opt, char *err, size_t errlen);
+
 int po_open(pcapout **out, const char *path, const struct po_options *opt, char *err, size_t errlen)
 {
     pcapout *po = calloc(1, sizeof *po);
@@ -130,6 +133,22 @@ int po_open(pcapout **out, const char *path, const struct po_options *opt, char 
         return -1;
     }
     po->opt = *opt;
+    if (strcmp(path, "-") == 0) {
+        /* Standard output: streamed as written, no temporary name (a reader sees it grow). */
+        po->fd = dup(STDOUT_FILENO);
+        if (po->fd < 0) {
+            snprintf(err, errlen, "standard output: %s", strerror(errno));
+            po_abort(po);
+            return -1;
+        }
+    } else if (open_tmp(po, path, err, errlen) < 0) {
+        return -1;
+    }
+    return po_setup(po, out, opt, err, errlen);
+}
+
+static int open_tmp(pcapout *po, const char *path, char *err, size_t errlen)
+{
     char *d = strdup(path), *b = strdup(path);
     size_t tl = strlen(path) + 64;
     po->tmp = malloc(tl);
@@ -152,6 +171,11 @@ int po_open(pcapout **out, const char *path, const struct po_options *opt, char 
         po_abort(po);
         return -1;
     }
+    return 0;
+}
+
+static int po_setup(pcapout *po, pcapout **out, const struct po_options *opt, char *err, size_t errlen)
+{
     if (opt->zstd_level > 0) {
         po->cctx = ZSTD_createCCtx();
         po->zcap = ZSTD_CStreamOutSize() * 8;
@@ -237,7 +261,7 @@ int po_commit(pcapout *po, char *err, size_t errlen)
     if (rc == 0 && close(po->fd) < 0)
         rc = failf(po, "close");
     po->fd = -1;
-    if (rc == 0 && rename(po->tmp, po->path) < 0)
+    if (rc == 0 && po->tmp && rename(po->tmp, po->path) < 0)
         rc = failf(po, "rename");
     if (rc < 0) {
         snprintf(err, errlen, "%s", po->err);

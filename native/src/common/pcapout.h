@@ -2,7 +2,8 @@
  *
  * Promises: the output goes to a hidden temporary name in the destination's directory and gets
  * its final name only in po_commit(), so an interrupted job never leaves a half file under the
- * final name (po_abort() removes the temporary). Buffered writes; optional zstd compression.
+ * final name (po_abort() removes the temporary); the path "-" is standard output, streamed as
+ * it is written. Buffered writes; optional zstd compression.
  * pcap output holds one link type; asking for a second is refused (use pcapng).
  * Errors are returned with a message in po_error(), never printed.
  */

@@ -1,12 +1,12 @@
 /* convert: pcap <-> pcapng, µs <-> ns, zstd in or out; packets and times unchanged. */
-#include "tool.h"
+#include "select.h"
 
 int cmd_convert(int argc, char **argv)
 {
     static const char *use = "usage: sluice-pcap convert [--format pcap|pcapng] [--precision us|ns] "
-                             "[--compress none|zstd[:LEVEL]] [--json] IN OUT";
+                             "[--compress none|zstd[:LEVEL]] [--from T] [--to T] [--filter EXPR] [--json] IN OUT";
     struct copy_job job;
-    int rc = tool_copy_cmd(argc, argv, "convert", use, PR_STRICT, &job);
+    int rc = select_copy_cmd(argc, argv, "convert", use, &job);
     if (rc)
         return rc;
     const struct po_options po = job.po;

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tool.h"
+#include "select.h"
 
 #define MAX_OUT_IFS 4096
 
@@ -147,9 +147,10 @@ int cmd_merge(int argc, char **argv)
     static const struct option opts[] = {OUT_LONG_OPTIONS,
                                          {"offset", required_argument, 0, OPT_OFFSET},
                                          {"output", required_argument, 0, 'o'},
+                                         SELECT_LONG_OPTIONS,
                                          {0, 0, 0, 0}};
     static const char *use = "usage: sluice-pcap merge [--offset FILE=SECONDS]... [--format F] [--json] "
-                             "-o OUT IN...";
+                             "[--from T] [--to T] [--filter EXPR] [--growing IN]... -o OUT IN...";
     struct out_opts oo = OUT_OPTS_INIT;
     bool as_json = false;
     const char *out_path = NULL;
@@ -157,11 +158,16 @@ int cmd_merge(int argc, char **argv)
     int64_t off_ns[256];
     size_t noff = 0;
     int c, rc = 0;
+    struct select sel;
+    select_init(&sel, "merge");
     optind = 1;
     while ((c = tool_getopt(argc, argv, "o:", opts, &oo, &as_json, "merge")) != -1) {
-        if (c == OPT_BAD_VALUE)
-            return EXIT_USAGE;
-        if (c == 'o')
+        int sel_opt = c == OPT_BAD_VALUE ? -1 : select_option(&sel, c, optarg);
+        if (sel_opt < 0)
+            rc = EXIT_USAGE;
+        else if (sel_opt)
+            continue;
+        else if (c == 'o')
             out_path = optarg;
         else if (c == OPT_OFFSET && noff < 256 && parse_offset(optarg, &off_file[noff], &off_ns[noff]) == 0)
             noff++;
@@ -182,7 +188,7 @@ int cmd_merge(int argc, char **argv)
         if (!found)
             rc = tool_fail(EXIT_USAGE, "merge", "--offset names %s, which is not an input", off_file[k]);
     }
-    if (!rc && tool_refuse_overwrite("merge", out_path, argv + optind, argc - optind))
+    if (!rc && strcmp(out_path, "-") != 0 && tool_refuse_overwrite("merge", out_path, argv + optind, argc - optind))
         rc = EXIT_USAGE;
     struct merge *m = rc ? NULL : calloc(1, sizeof *m);
     if (!rc && !m)
@@ -216,7 +222,7 @@ int cmd_merge(int argc, char **argv)
         }
         all_pcap &= pr_format(in->r) == PR_FORMAT_PCAP;
     }
-    uint64_t packets = 0;
+    uint64_t packets = 0, seen = 0;
     if (!rc) {
         struct po_options po_opt = {
             .format = oo.format >= 0 ? (enum pr_format)oo.format : all_pcap ? PR_FORMAT_PCAP : PR_FORMAT_PCAPNG,
@@ -229,7 +235,7 @@ int cmd_merge(int argc, char **argv)
     for (size_t i = 0; m && !rc && i < m->n; i++) {
         int got = advance(&m->in[i]);
         if (got < 0)
-            rc = tool_read_error(m->in[i].r, m->in[i].path, "merge");
+            rc = select_read_end(&sel, m->in[i].r, m->in[i].path);
         else if (got == 1)
             m->heap[m->hn++] = i;
     }
@@ -245,15 +251,23 @@ int cmd_merge(int argc, char **argv)
             rc = EXIT_FAIL;
             break;
         }
-        if (po_write(m->po, (uint32_t)oif, in->key, in->pkt.data, in->pkt.caplen, in->pkt.origlen) < 0) {
+        seen++;
+        int keep = select_match(&sel, in->r, &in->pkt);
+        if (keep < 0) {
+            rc = -keep;
+            break;
+        }
+        if (keep && po_write(m->po, (uint32_t)oif, in->key, in->pkt.data, in->pkt.caplen, in->pkt.origlen) < 0) {
             rc = tool_fail(EXIT_FAIL, "merge", "%s", po_error(m->po));
             break;
         }
-        packets++;
+        packets += (uint64_t)keep;
         progress_update(&pg, in->r, packets);
         int got = advance(in);
-        if (got < 0) {
-            rc = tool_read_error(in->r, in->path, "merge");
+        if (got < 0 && (rc = select_read_end(&sel, in->r, in->path)) == 0)
+            got = 0;
+        if (rc) {
+            break;
         } else if (got == 0) {
             m->heap[0] = m->heap[--m->hn];
             sift_down(m, 0);
@@ -275,10 +289,11 @@ int cmd_merge(int argc, char **argv)
         } else if (po_commit(m->po, err, sizeof err) < 0) {
             rc = tool_fail(EXIT_FAIL, "merge", "%s", err);
         } else {
+            select_output_done(out_path);
             char text[96], js[96];
             snprintf(text, sizeof text, "%zu inputs, %zu interfaces", m->n, m->nifs);
             snprintf(js, sizeof js, "\"inputs\": %zu, \"interfaces\": %zu", m->n, m->nifs);
-            print_summary(as_json, "merge", packets, packets, 0, text, js);
+            print_summary(as_json, "merge", seen, packets, 0, text, js);
         }
     }
     for (size_t i = 0; m && i < m->n; i++) {
@@ -292,5 +307,6 @@ int cmd_merge(int argc, char **argv)
     }
     for (size_t k = 0; k < noff; k++)
         free(off_file[k]);
+    select_free(&sel);
     return rc;
 }

@@ -27,6 +27,8 @@ int cmd_merge(int argc, char **argv);
 int cmd_flows(int argc, char **argv);
 int cmd_anonymize(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
+int cmd_index(int argc, char **argv);
+int cmd_pick(int argc, char **argv);
 
 /* "sluice-pcap CMD: message" on stderr, once. Returns code. */
 int tool_fail(int code, const char *cmd, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

@@ -1,0 +1,322 @@
+"""`sluice extract`: the packets of a spool in a time window that match a tcpdump filter, merged
+across files and interfaces in timestamp order, as one capture (pcapng, ns timestamps).
+
+The catalog and each file's index choose the files (filterplan.py says which index entries a
+filter needs); one `sluice-pcap merge --from --to --filter` pass does the work in C. The
+writers' current `.part` files are read too, up to their last whole record (`--growing`),
+through a descriptor opened before the catalog is read, so a file that closes meanwhile is read
+once. The spool is never changed; each extract appends one `extract` event to its journal.
+"""
+
+from __future__ import annotations
+
+import calendar
+import json
+import os
+import pwd
+import struct
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from appliance import catalog, filterplan
+from appliance.errors import SluiceError
+from appliance.journal import Journal
+from appliance.timespec import epoch_arg, format_ns
+
+PART_SUFFIX = ".part"
+
+
+@dataclass
+class Query:
+    from_ns: int
+    to_ns: int
+    filter: str | None = None
+    interfaces: list[str] = field(default_factory=list)
+    output: str = "-"
+    format: str = "pcapng"
+
+
+@dataclass
+class ExtractResult:
+    packets: int
+    files: list[str]
+    parts: list[str]
+    skipped_by_index: int
+    seconds: float
+    picked: int = 0  # files read only at their positions
+
+
+def invoking_user() -> tuple[str, bool]:
+    """Who asked: the sudo caller when run through sudo, else the process's user."""
+    sudo_user = os.environ.get("SUDO_USER")
+    if os.getuid() == 0 and sudo_user:
+        return sudo_user, True
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name, False
+    except KeyError:
+        return str(os.getuid()), False
+
+
+def _eval(plan: filterplan.Plan, db: Any, ids: set[int], protocols: dict[int, set[int]]) -> set[int]:
+    """The candidate files (of ids) that may hold a packet the plan's filter matches."""
+    if isinstance(plan, filterplan.And):
+        left = _eval(plan.left, db, ids, protocols)
+        return _eval(plan.right, db, left, protocols) if left else left
+    if isinstance(plan, filterplan.Or):
+        return _eval(plan.left, db, ids, protocols) | _eval(plan.right, db, ids, protocols)
+    if isinstance(plan, filterplan.Addr):
+        cur = db.execute("SELECT file_id FROM addrs WHERE addr = ?", (catalog.addr_key(plan.addr),))
+    elif isinstance(plan, filterplan.Net):
+        lo, hi = plan.net.network_address, plan.net.broadcast_address
+        cur = db.execute("SELECT file_id FROM addrs WHERE addr BETWEEN ? AND ?",
+                         (catalog.addr_key(lo), catalog.addr_key(hi)))
+    elif isinstance(plan, filterplan.Port):
+        cur = db.execute(f"SELECT DISTINCT file_id FROM ports WHERE proto IN ({', '.join('?' * len(plan.protos))}) "
+                         "AND port BETWEEN ? AND ?", (*plan.protos, plan.low, plan.high))
+    elif isinstance(plan, filterplan.Proto):
+        return {i for i in ids if plan.proto in protocols[i]}
+    else:
+        return set(ids)
+    return ids & {r[0] for r in cur}
+
+
+def _open_parts(spool: Path, q: Query) -> list[tuple[str, int]]:
+    """(path, fd) of every .part that may hold packets of the window, opened read-only now."""
+    found = []
+    for root, dirs, names in os.walk(spool):
+        dirs[:] = [d for d in dirs if not d.startswith(".") and d != "lost+found"]
+        for name in names:
+            if not name.endswith(PART_SUFFIX) or name.startswith("."):
+                continue
+            m = catalog.FILE_NAME.match(name[: -len(PART_SUFFIX)])
+            if m and q.interfaces and m.group("iface") not in q.interfaces:
+                continue
+            if m:
+                start = calendar.timegm(time.strptime(m.group("start")[:15], "%Y%m%dT%H%M%S"))
+                start_ns = start * 10**9 + int(m.group("start")[16:25])
+                if start_ns >= q.to_ns:
+                    continue
+            path = Path(root) / name
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue  # closed meanwhile: the catalog has it
+            if os.fstat(fd).st_mtime_ns < q.from_ns or os.fstat(fd).st_size == 0:
+                os.close(fd)
+                continue
+            found.append((str(path), fd))
+    return found
+
+
+@dataclass
+class Chosen:
+    path: str                      # absolute
+    pick: list[str] | None = None  # read only the records of these keys (sluice-pcap pick arguments)
+    positions: str = ""
+
+
+# Reading the records of an address at their offsets beats reading the file through when they are
+# at most this share of its packets.
+PICK_SHARE = 0.25
+MAX_PICKS = 256
+
+
+def choose_files(spool: Path, q: Query) -> tuple[list[Chosen], int]:
+    """Closed files (in merge order) that may hold matches, each read whole or, when the filter
+    needs certain addresses and the file's positions say where their records are, only those;
+    and how many files of the window the index ruled out."""
+    plan = filterplan.plan(q.filter)
+    need = filterplan.pick_keys(plan)
+    need = need if need and len(need) <= 64 else None
+    addr_keys = [catalog.addr_key(k) for k in need or () if not isinstance(k, tuple)]
+    port_keys = [k for k in need or () if isinstance(k, tuple)]
+    pick_args = [a for k in sorted(need or (), key=str) for a in
+                 (("--port", f"{catalog.PROTO_NAMES[k[0]]}/{k[1]}") if isinstance(k, tuple) else ("--addr", str(k)))]
+    db = catalog.connect(spool, readonly=True)
+    try:
+        window = list(catalog.rows(db, q.from_ns, q.to_ns, q.interfaces))
+        ids = {r["id"] for r in window}
+        unindexed = {r["id"] for r in window if not r["indexed"]}
+        protocols = {r["id"]: {int(k) for k in json.loads(r["protocols"])} for r in window}
+        keep = _eval(plan, db, ids - unindexed, protocols) | unindexed
+        chosen = []
+        for r in window:
+            if r["id"] not in keep:
+                continue
+            c = Chosen(str(spool / r["path"]))
+            if need and r["positions"] and sum(1 for x in chosen if x.pick) < MAX_PICKS:
+                held = 0
+                if addr_keys:
+                    held += db.execute(f"SELECT SUM(packets) FROM addrs WHERE file_id = ? AND addr IN "
+                                       f"({', '.join('?' * len(addr_keys))})", (r["id"], *addr_keys)).fetchone()[0] or 0
+                for proto, port in port_keys:
+                    held += db.execute("SELECT SUM(packets) FROM ports WHERE file_id = ? AND proto = ? AND port = ?",
+                                       (r["id"], proto, port)).fetchone()[0] or 0
+                if held <= PICK_SHARE * r["packets"]:
+                    c.pick = pick_args
+                    c.positions = str(catalog.positions_path(spool, r["path"]))
+            chosen.append(c)
+    finally:
+        db.close()
+    return chosen, len(window) - len(chosen)
+
+
+def _empty_capture(fmt: str) -> bytes:
+    """A capture with no packets (one Ethernet interface, ns timestamps), for a window no file
+    touches: what the merge would write with inputs that hold nothing in the window."""
+    if fmt == "pcap":
+        return struct.pack("<IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 262144, 1)
+    shb = struct.pack("<IIIHHq", 0x0A0D0D0A, 28, 0x1A2B3C4D, 1, 0, -1) + struct.pack("<I", 28)
+    opts = struct.pack("<HHB3x", 9, 1, 9) + struct.pack("<HH", 0, 0)
+    idb_len = 20 + len(opts)
+    idb = struct.pack("<IIHHI", 1, idb_len, 1, 0, 262144) + opts + struct.pack("<I", idb_len)
+    return shb + idb
+
+
+def _check_output(spool: Path, output: str) -> None:
+    if output == "-":
+        return
+    out = Path(output).absolute()
+    parent = out.parent
+    if not parent.is_dir():
+        raise SluiceError(f"output {output}: no such directory {parent}", 2)
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise SluiceError(f"output {output}: cannot write in {parent} (permission denied)", 2)
+    if out.is_dir():
+        raise SluiceError(f"output {output}: is a directory", 2)
+    try:
+        out.resolve().relative_to(spool.resolve())
+    except ValueError:
+        return
+    raise SluiceError(f"output {output}: inside the spool {spool}; an extract never changes the spool", 2)
+
+
+def _write_empty(output: str, fmt: str) -> None:
+    data = _empty_capture(fmt)
+    if output == "-":
+        sys.stdout.flush()
+        os.write(sys.stdout.fileno(), data)
+        return
+    tmp = Path(output).absolute().with_name(f".{Path(output).name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, output)
+
+
+def run(spool: str | os.PathLike[str], q: Query, binary: str | None = None) -> ExtractResult:
+    """Extract q from the spool into q.output; the library call behind `sluice extract`."""
+    t0 = time.monotonic()
+    sp = Path(spool)
+    if q.from_ns >= q.to_ns:
+        raise SluiceError(f"--from {format_ns(q.from_ns)} is not before --to {format_ns(q.to_ns)}", 2)
+    if q.format not in ("pcapng", "pcap"):
+        raise SluiceError(f"--format must be pcapng or pcap, not '{q.format}'", 2)
+    _check_output(sp, q.output)
+    binary = binary or catalog.find_pcap_binary()
+    if q.filter is not None and not q.filter.strip():
+        q.filter = None
+    parts = _open_parts(sp, q)
+    try:
+        chosen, skipped = choose_files(sp, q)
+        part_inodes = {(os.fstat(fd).st_dev, os.fstat(fd).st_ino) for _, fd in parts}
+        chosen = [c for c in chosen if (os.stat(c.path).st_dev, os.stat(c.path).st_ino) not in part_inodes]
+        files = [c.path for c in chosen]
+        cmd = [binary, "merge", "--json", "--format", q.format, "--precision", "ns",
+               "--from", epoch_arg(q.from_ns), "--to", epoch_arg(q.to_ns), "-o", q.output]
+        if q.filter:
+            cmd += ["--filter", q.filter]
+        for _, fd in parts:
+            cmd += ["--growing", f"/dev/fd/{fd}"]
+        if not chosen and not parts:
+            if q.filter:  # still refuse a filter libpcap refuses
+                _check_filter(binary, q.filter)
+            _write_empty(q.output, q.format)
+            packets = 0
+        else:
+            packets = _merge(binary, cmd, chosen, parts, q.output)
+    finally:
+        for _, fd in parts:
+            os.close(fd)
+    return ExtractResult(packets, files, [p for p, _ in parts], skipped, time.monotonic() - t0,
+                         sum(1 for c in chosen if c.pick))
+
+
+def _merge(binary: str, cmd: list[str], chosen: list[Chosen], parts: list[tuple[str, int]], output: str) -> int:
+    """One merge pass over the chosen files (the picked ones through `sluice-pcap pick` pipes)
+    and the open .part files; packets written."""
+    picks: list[subprocess.Popen[bytes]] = []
+    inputs = []
+    try:
+        for c in chosen:
+            if c.pick:
+                argv = [binary, "pick", "--positions", c.positions, *c.pick, "-o", "-", c.path]
+                picks.append(subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+                assert picks[-1].stdout is not None
+                inputs.append(f"/dev/fd/{picks[-1].stdout.fileno()}")
+            else:
+                inputs.append(c.path)
+        fds = [fd for _, fd in parts] + [p.stdout.fileno() for p in picks if p.stdout is not None]
+        proc = subprocess.run(cmd + inputs + [f"/dev/fd/{fd}" for _, fd in parts],
+                              stdout=None if output == "-" else subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              pass_fds=fds)
+    finally:
+        for p in picks:
+            if p.stdout is not None:
+                p.stdout.close()  # a pick still writing gets EPIPE and ends
+            p.wait()
+    failed = [p for p in picks if p.returncode != 0]
+    if failed and output != "-":
+        # Positions that no longer describe their file: read the files through instead.
+        return _merge(binary, cmd, [Chosen(c.path) for c in chosen], parts, output)
+    if failed:
+        assert failed[0].stderr is not None
+        raise SluiceError(_pcap_error(failed[0].stderr.read().decode()), 1)
+    return _merge_result(proc)
+
+
+def _check_filter(binary: str, expr: str) -> None:
+    proc = subprocess.run([binary, "convert", "--filter", expr, "/dev/null", "/dev/null"], capture_output=True,
+                          text=True)
+    if "--filter" in proc.stderr:
+        raise SluiceError(_pcap_error(proc.stderr), 2)
+
+
+def _pcap_error(stderr: str) -> str:
+    lines = [ln for ln in stderr.strip().splitlines() if not ln.startswith("{")]
+    msg = lines[-1] if lines else "sluice-pcap failed"
+    return msg.split(": ", 1)[1] if msg.startswith("sluice-pcap ") and ": " in msg else msg
+
+
+def _merge_result(proc: subprocess.CompletedProcess[str]) -> int:
+    if proc.returncode != 0:
+        raise SluiceError(_pcap_error(proc.stderr), 2 if proc.returncode == 2 else 1)
+    text = (proc.stdout or "") + "\n" + proc.stderr
+    for line in reversed(text.strip().splitlines()):
+        if line.startswith("{"):
+            return int(json.loads(line)["packets_out"])
+    raise SluiceError("sluice-pcap merge gave no summary", 1)
+
+
+def journal(spool: str | os.PathLike[str], q: Query, result: ExtractResult | None, error: str | None) -> None:
+    """One `extract` event in SPOOL/journal.jsonl (a journal that cannot be written is reported)."""
+    user, via_sudo = invoking_user()
+    fields: dict[str, Any] = {
+        "user": user, "sudo": via_sudo, "uid": os.getuid(),
+        "from": format_ns(q.from_ns), "to": format_ns(q.to_ns), "from_ns": q.from_ns, "to_ns": q.to_ns,
+        "filter": q.filter, "interfaces": q.interfaces, "output": q.output, "format": q.format,
+    }
+    if result is not None:
+        fields.update(packets=result.packets, files=len(result.files), parts=len(result.parts),
+                      skipped_by_index=result.skipped_by_index, picked=result.picked,
+                      seconds=round(result.seconds, 3))
+    if error is not None:
+        fields["error"] = error
+    try:
+        with Journal(Path(spool) / "journal.jsonl") as j:
+            j.append("extract", **fields)
+    except OSError as exc:
+        print(f"sluice extract: journal {Path(spool) / 'journal.jsonl'}: {exc.strerror}: not journaled",
+              file=sys.stderr)

@@ -1,0 +1,143 @@
+"""sluice-pcap convert/merge --from/--to/--filter against editcap -A/-B and tcpdump; the growing
+input; sluice-pcap index against tcpdump's own counts."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+import pytest
+
+from tests.conftest import SLUICE_PCAP
+from tests.pcaptool.pcapfiles import one_error_line, packets, run
+
+pytestmark = [pytest.mark.root, pytest.mark.netns]
+
+FILTERS = ["icmp", "icmp6 or net 198.51.100.0/28", "udp", "tcp port 80", "ip6", "tcp[tcpflags] & tcp-syn != 0", "arp"]
+
+
+def _ts(ns: int) -> str:
+    return f"{ns // 10**9}.{ns % 10**9:09d}"
+
+
+def _peer(src, tmp, from_ns, to_ns, bpf):  # noqa: ANN001, ANN202
+    cut, out = tmp / "cut.pcapng", tmp / "peer.pcap"
+    subprocess.run(["editcap", "-A", _ts(from_ns), "-B", _ts(to_ns), str(src), str(cut)], check=True,
+                   capture_output=True)
+    subprocess.run(["tcpdump", "-r", str(cut), "-w", str(out), "--time-stamp-precision=nano", bpf], check=True,
+                   capture_output=True)
+    return packets(out, tmp)
+
+
+@pytest.mark.parametrize("bpf", FILTERS)
+def test_convert_window_and_filter_equal_editcap_and_tcpdump(captures, tmp_path, bpf):
+    allp = packets(captures.span_ng, tmp_path)
+    from_ns, to_ns = allp[len(allp) // 5][0], allp[4 * len(allp) // 5][0]
+    out = tmp_path / "ours.pcapng"
+    summary = json.loads(run("convert", "--json", "--from", _ts(from_ns), "--to", _ts(to_ns), "--filter", bpf,
+                             captures.span_ng, out, check=True).stdout)
+    ours = packets(out, tmp_path)
+    assert ours == _peer(captures.span_ng, tmp_path, from_ns, to_ns, bpf)
+    assert summary["packets_out"] == len(ours) and summary["packets_in"] == len(allp)
+    assert all(from_ns <= ts < to_ns for ts, _ in ours)
+
+
+def test_merge_filter_equals_mergecap_then_tcpdump(captures, tmp_path):
+    inputs = [captures.span_ns, captures.host_ns]
+    merged, peer = tmp_path / "m.pcap", tmp_path / "peer.pcap"
+    subprocess.run(["mergecap", "-F", "nsecpcap", "-w", str(merged), *map(str, inputs)], check=True)
+    subprocess.run(["tcpdump", "-r", str(merged), "-w", str(peer), "--time-stamp-precision=nano", "icmp or udp"],
+                   check=True, capture_output=True)
+    ours = tmp_path / "ours.pcap"
+    run("merge", "--filter", "icmp or udp", "-o", ours, *inputs, check=True)
+    assert ours.read_bytes() == peer.read_bytes()
+    streamed = subprocess.run(["sh", "-c", f"{SLUICE_PCAP} merge --filter 'icmp or udp' -o - "
+                               f"{inputs[0]} {inputs[1]} | tcpdump -r - -w - --time-stamp-precision=nano"],
+                              capture_output=True, check=True)
+    assert streamed.stdout == peer.read_bytes()
+
+
+def test_growing_input_ends_at_its_last_whole_record(captures, tmp_path):
+    whole = captures.span_ng.read_bytes()
+    cut = tmp_path / "growing.pcapng"
+    cut.write_bytes(whole[: len(whole) * 2 // 3] + b"\0" * 8192)  # a torn block, then unwritten space
+    strict = run("merge", "-o", tmp_path / "x.pcapng", cut)
+    assert strict.returncode == 1 and "damaged" in one_error_line(strict)
+    out = tmp_path / "ok.pcapng"
+    run("merge", "--growing", cut, "-o", out, cut, check=True)
+    got = packets(out, tmp_path)
+    assert 0 < len(got) and got == packets(captures.span_ng, tmp_path)[: len(got)]
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--filter", "host and ("], "--filter 'host and ('"),
+    (["--from", "2026-11-29 25:00:00"], "is not a time"),
+    (["--to", "12abc"], "is not a time"),
+])
+def test_bad_selection_exit_2_nothing_written(captures, tmp_path, args, says):
+    for cmd in (["convert", *args, captures.span_ng, tmp_path / "o.pcapng"],
+                ["merge", *args, "-o", tmp_path / "o.pcapng", captures.span_ng]):
+        proc = run(*cmd)
+        assert proc.returncode == 2 and says in one_error_line(proc)
+        assert list(tmp_path.iterdir()) == []
+
+
+def test_rfc3339_bounds_equal_epoch_bounds(captures, tmp_path):
+    a, b = tmp_path / "a.pcapng", tmp_path / "b.pcapng"
+    allp = packets(captures.span_ng, tmp_path)
+    mid = allp[len(allp) // 2][0]
+    rfc = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(mid // 10**9)) + f".{mid % 10**9:09d}+00:00"
+    run("convert", "--from", rfc, captures.span_ng, a, check=True)
+    run("convert", "--from", _ts(mid), captures.span_ng, b, check=True)
+    assert packets(a, tmp_path) == packets(b, tmp_path) and packets(a, tmp_path)[0][0] == mid
+
+
+def _tcpdump_count(path, bpf):  # noqa: ANN001, ANN202
+    out = subprocess.run(["tcpdump", "-r", str(path), "-n", bpf], capture_output=True, text=True, check=True)
+    return len(out.stdout.splitlines())
+
+
+def test_index_counts_equal_tcpdump(captures):
+    """Each address, (protocol, port) and protocol count is the number of packets tcpdump's
+    `host A`, `PROTO port P`, `icmp`/`udp` match: the index never misses what a filter finds."""
+    for src in (captures.span_ns, captures.span_ng):
+        doc = json.loads(run("index", src, check=True).stdout)
+        assert doc["packets"] == _tcpdump_count(src, "") and doc["addresses"] and doc["ports"]
+        for addr, n in doc["addresses"].items():
+            assert n == _tcpdump_count(src, f"host {addr}"), (src, addr)
+        for key, n in doc["ports"].items():
+            proto, port = key.split("/")
+            assert n == _tcpdump_count(src, f"{proto} port {port}"), (src, key)
+        assert doc["protocols"].get("1", 0) == _tcpdump_count(src, "icmp")
+        assert doc["protocols"].get("17", 0) == _tcpdump_count(src, "udp")
+    mixed = json.loads(run("index", captures.mixed_ng, check=True).stdout)  # Ethernet and raw IP
+    assert len(mixed["interfaces"]) == 2 and mixed["addresses"]
+
+
+def test_pick_then_filter_equals_filter_of_the_whole_file(captures, tmp_path):
+    """The records pick reads at their positions, filtered, are exactly the whole file filtered."""
+    for src in (captures.span_ng, captures.span_ns):
+        pos = tmp_path / f"{src.name}.pos"
+        doc = json.loads(run("index", "--positions", pos, src, check=True).stdout)
+        assert doc["positions"] and doc["sorted"] and pos.exists()
+        keys = [("--addr", a, f"host {a}") for a in doc["addresses"]]
+        keys += [("--port", k, f"{k.split('/')[0]} port {k.split('/')[1]}") for k in doc["ports"]]
+        for flag, key, bpf in keys:
+            picked, ours, whole = tmp_path / "picked", tmp_path / "ours", tmp_path / "whole"
+            run("pick", "--positions", pos, flag, key, "-o", picked, src, check=True)
+            assert picked.stat().st_size < src.stat().st_size or flag == "--addr"
+            run("merge", "--filter", bpf, "-o", ours, picked, check=True)
+            run("merge", "--filter", bpf, "-o", whole, src, check=True)
+            assert ours.read_bytes() == whole.read_bytes(), (src.name, bpf)
+            assert packets(ours, tmp_path)  # every key of the index selects something
+
+
+def test_pick_refuses_positions_of_another_file(captures, tmp_path):
+    pos = tmp_path / "ng.pos"
+    run("index", "--positions", pos, captures.span_ng, check=True)
+    proc = run("pick", "--positions", pos, "--addr", "192.0.2.1", "-o", tmp_path / "x", captures.span_ns)
+    assert proc.returncode == 2 and "do not describe it" in one_error_line(proc)
+    proc = run("pick", "--positions", captures.span_ng, "--addr", "192.0.2.1", "-o", tmp_path / "x", captures.span_ng)
+    assert proc.returncode == 2 and "not a positions file" in one_error_line(proc)
+    assert not (tmp_path / "x").exists()
