@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "appliance.nic.commands",
     "appliance.run",
     "appliance.supervise_commands",
+    "appliance.update",
 )
 
 
