@@ -361,7 +361,9 @@ def wait_healthy(config_path: str, unit: str | None = SUPERVISOR_UNIT, timeout: 
     while True:
         health = check_health(config_path, unit)
         streak = streak + 1 if health.ok else 0
-        if streak >= rounds or time.monotonic() + interval > deadline:
+        # A config this version refuses does not fix itself: no point waiting for it.
+        refused = not health.checks[0].ok and health.checks[0].name == "config"
+        if streak >= rounds or refused or time.monotonic() + interval > deadline:
             return health
         time.sleep(interval)
 
