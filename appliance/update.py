@@ -218,8 +218,14 @@ def tell_journal(config_path: str, event: str, **fields: Any) -> None:
         journal.append(event, **fields)
 
 
+def _rauc_argv(rauc_conf: str, *args: str) -> list[str]:
+    """rauc with the box's config; --conf only when it is not the default (install and status
+    talk to rauc.service over D-Bus, which has its own)."""
+    return ["rauc", *([] if rauc_conf == RAUC_CONF else [f"--conf={rauc_conf}"]), *args]
+
+
 def _rauc(rauc_conf: str, *args: str) -> None:
-    proc = subprocess.run(["rauc", f"--conf={rauc_conf}", *args], capture_output=True, text=True, check=False)
+    proc = subprocess.run(_rauc_argv(rauc_conf, *args), capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise SluiceError(f"rauc {' '.join(args)} failed: {_rauc_error(proc.stderr)}", exit_code=1)
 
@@ -248,8 +254,8 @@ def install(bundle: str, paths: Paths) -> BundleInfo:
         raise
     fields = {"bundle": bundle, "version": info.version, "commit": info.commit, **running}
     tell_journal(paths.config, "update_install_started", **fields)
-    proc = subprocess.run(["rauc", f"--conf={paths.rauc_conf}", "install", bundle],
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(_rauc_argv(paths.rauc_conf, "install", bundle), capture_output=True, text=True,
+                          check=False)
     if proc.returncode != 0:
         reason = _rauc_error(proc.stderr)
         tell_journal(paths.config, "update_install_failed", reason=reason, **fields)
