@@ -254,7 +254,8 @@ def install(bundle: str, paths: Paths) -> BundleInfo:
         raise
     fields = {"bundle": bundle, "version": info.version, "commit": info.commit, **running}
     tell_journal(paths.config, "update_install_started", **fields)
-    proc = subprocess.run(_rauc_argv(paths.rauc_conf, "install", bundle), capture_output=True, text=True,
+    # rauc's progress lines go through to the operator; its stderr gives the reason on failure.
+    proc = subprocess.run(_rauc_argv(paths.rauc_conf, "install", bundle), stderr=subprocess.PIPE, text=True,
                           check=False)
     if proc.returncode != 0:
         reason = _rauc_error(proc.stderr)
