@@ -38,30 +38,32 @@ def test_health_follows_a_real_supervisor(lab, loop_ext4: Path, tmp_path: Path) 
     if not SLUICE_CAPTURE.exists():
         pytest.fail(f"{SLUICE_CAPTURE} is missing: `make native` builds it")
     config = write_config(tmp_path / "sluice.toml", lab.capture_if, loop_ext4, extra="[nic]\ntune = false\n")
+    # sluice-capture, unless the test has told the writer to fail.
+    flag, wrapper = tmp_path / "fail-writer", tmp_path / "sluice-capture"
+    wrapper.write_text(f'#!/bin/sh\n[ -e "{flag}" ] && [ "$1" != "--recover" ] && exit 1\n'
+                       f'exec "{SLUICE_CAPTURE}" "$@"\n')
+    wrapper.chmod(0o755)
+    config.write_text(config.read_text().replace(f'binary = "{SLUICE_CAPTURE}"', f'binary = "{wrapper}"'))
+    assert str(wrapper) in config.read_text()
     sup = Supervise(lab.capture_ns, config, loop_ext4)
     with sup:
         rc, lines = health(lab.capture_ns, config, timeout=30)
         assert rc == 0, lines
         assert lines == {"config": "ok", "supervisor": "ok", "spool-mounted": "ok", "metrics": "ok", "writers": "ok"}
 
-        # A writer that stops sending stats (stopped, not dead: the supervisor's stall timer runs).
-        writer = sup.state()["writers"][0]["pid"]
-        os.kill(writer, signal.SIGSTOP)
-        try:
-            deadline = time.monotonic() + 15
-            while True:
-                rc, lines = health(lab.capture_ns, config)
-                if rc == 1 or time.monotonic() > deadline:
-                    break
-                time.sleep(0.5)
-            assert rc == 1
-            assert lines["writers"] == f"FAIL no stats from the writer of {lab.capture_if}"
-            assert lines["supervisor"] == "ok" and lines["spool-mounted"] == "ok"
-        finally:
-            try:
-                os.kill(writer, signal.SIGCONT)
-            except ProcessLookupError:
-                pass  # the supervisor already replaced the stalled writer
+        # The writer dies and cannot come back (its binary fails while the flag exists): no stats.
+        flag.touch()
+        os.kill(sup.state()["writers"][0]["pid"], signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while True:
+            rc, lines = health(lab.capture_ns, config)
+            if rc == 1 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert rc == 1
+        assert lines["writers"] == f"FAIL no stats from the writer of {lab.capture_if}"
+        assert lines["supervisor"] == "ok" and lines["spool-mounted"] == "ok" and lines["metrics"] == "ok"
+        flag.unlink()
         rc, lines = health(lab.capture_ns, config, timeout=60)
         assert rc == 0, lines
 
