@@ -4,6 +4,7 @@
 #   make bench  Sluice and its peers side by side
 #   make native the C programs in native/build/
 #   make image  the bootable appliance image in image/out/; make image-test boots it under qemu
+#   make bundle a signed update bundle of it; make image-update-test the A/B update cycle in qemu
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -50,7 +51,7 @@ lint: venv
 	$(VENV)/bin/ruff check appliance tests bench
 
 # What provisioning/ installs on a box: wheels (Sluice + pinned deps) and native binaries.
-.PHONY: provisioning-artifacts image image-test
+.PHONY: provisioning-artifacts image image-test bundle image-update-test
 provisioning-artifacts: venv native
 	provisioning/build-artifacts
 
@@ -63,6 +64,16 @@ image: provisioning-artifacts
 image-test: $(if $(wildcard image/out/root.ext4),,image)
 	scripts/install-deps deps/apt-image/image.txt
 	image/boot-test
+
+# A signed RAUC bundle of the root filesystem `make image` built (docs/image.md: updates).
+bundle: $(if $(wildcard image/out/root.ext4),,image)
+	scripts/install-deps deps/apt-image/image.txt
+	image/bundle
+
+# The A/B update and rollback cycle under qemu (OVMF + GRUB); not part of `make test`.
+image-update-test: $(if $(wildcard image/out/disk.img),,image)
+	scripts/install-deps deps/apt-image/image.txt
+	image/update-test
 
 clean:
 	$(MAKE) -C native clean

@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "appliance.nic.commands",
     "appliance.run",
     "appliance.supervise_commands",
+    "appliance.update",
 )
 
 # Commands whose module is imported alone when one of them is run, so they start without the

@@ -176,6 +176,33 @@ def appliance_families(snapshot: Snapshot) -> list[Metric]:
     return [files, nbytes, info]
 
 
+def update_families(u: dict[str, Any] | None) -> list[Metric]:
+    """Firmware updates (appliance/update.py): what runs, what is pending, how updates ended."""
+    if not u:
+        return []
+    info = _gauge("sluice_update_info", "always 1; the running release and the root slot GRUB booted",
+                  ["version", "commit", "slot"])
+    info.add_metric([u["version"], u["commit"], u["slot"]], 1.0)
+    pending = _gauge("sluice_update_pending", "1 while an installed update has not yet proved itself")
+    pending.add_metric([], 1.0 if u["pending"] else 0.0)
+    fams: list[Metric] = [info, pending]
+    for key, doc in (("installs", "bundles installed into the other slot"),
+                     ("succeeded", "updates whose new slot captured and was marked good"),
+                     ("rollbacks", "updates that failed and left the box on the previous slot")):
+        fam = _counter(f"sluice_update_{key}", doc)
+        fam.add_metric([], float(u[f"{key}_total"]))
+        fams.append(fam)
+    last = u.get("last")
+    if last:
+        ok = _gauge("sluice_update_last_succeeded", "1 when the last finished update succeeded, 0 when it "
+                    "rolled back; labels say which", ["version", "slot"])
+        ok.add_metric([str(last.get("version")), str(last.get("slot"))], 1.0 if last["result"] == "succeeded" else 0.0)
+        at = _gauge("sluice_update_last_timestamp_seconds", "when the last update finished (unix time)")
+        at.add_metric([], float(last.get("at") or 0))
+        fams += [ok, at]
+    return fams
+
+
 def families(snapshot: Snapshot) -> list[Metric]:
     return [
         *writer_families(snapshot.get("writers", [])),
@@ -185,6 +212,7 @@ def families(snapshot: Snapshot) -> list[Metric]:
         *smart_families(snapshot.get("smart", [])),
         *nic_families(snapshot.get("nic", [])),
         *appliance_families(snapshot),
+        *update_families(snapshot.get("update")),
     ]
 
 

@@ -29,6 +29,7 @@ from appliance.errors import SluiceError
 from appliance.journal import Journal, last_record
 from appliance.metrics import MetricsServer, Snapshot
 from appliance.retention import enforce as enforce_retention
+from appliance.update import update_status
 from appliance.watchdogs import disk as disk_wd
 from appliance.watchdogs import nic as nic_wd
 from appliance.watchdogs import raid as raid_wd
@@ -438,6 +439,7 @@ class Supervisor:
             "retention": {"deleted_files_total": self._retention_files,
                           "deleted_bytes_total": self._retention_bytes,
                           "min_free": str(self.cfg.get("retention", "min_free"))},
+            "update": update_status(),
         }
 
     def publish(self) -> None:

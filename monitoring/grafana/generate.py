@@ -261,6 +261,19 @@ def box_dashboard() -> gd.Dashboard:
                           (f"sluice_raid_degraded{{{BOX}}}", "{{array}} degraded"),
                           (f"sluice_raid_sync_progress_ratio{{{BOX}}}", "{{array}} sync progress"), width=8))
         .with_panel(graph("SMART healthy", "none", (f"sluice_smart_healthy{{{BOX}}}", "{{device}}"), width=8))
+        .with_row(gd.Row("Firmware updates"))
+        .with_panel(graph("Release and slot", "none",
+                          (f"sluice_update_info{{{BOX}}}", "{{version}} ({{commit}}) slot {{slot}}"),
+                          (f"sluice_update_pending{{{BOX}}}", "update pending"), width=8,
+                          description="The running release and root slot; pending while an installed "
+                                      "update has not yet proved it captures."))
+        .with_panel(graph("Updates", "none",
+                          (f"sluice_update_installs_total{{{BOX}}}", "installed"),
+                          (f"sluice_update_succeeded_total{{{BOX}}}", "succeeded"),
+                          (f"sluice_update_rollbacks_total{{{BOX}}}", "rolled back"), width=8))
+        .with_panel(graph("Last update", "none",
+                          (f"sluice_update_last_succeeded{{{BOX}}}", "{{version}} succeeded (1) / rolled back (0)"),
+                          (f"time() - sluice_update_last_timestamp_seconds{{{BOX}}}", "seconds ago"), width=8))
     )
 
 

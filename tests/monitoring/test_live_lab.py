@@ -36,8 +36,9 @@ RULES = REPO / "monitoring" / "prometheus" / "rules"
 EXAMPLE_CONFIG = REPO / "monitoring" / "prometheus" / "prometheus.yml"
 BOX = "127.0.0.1"  # the example config's relabelling: the target's host, without the port
 FIXTURES = REPO / "tests" / "fixtures"
-# Metrics the lab cannot have: SMART is off (no real disks to ask).
-ABSENT_IN_LAB = {"sluice_smart_healthy"}
+# Metrics the lab cannot have: no SMART disks to ask; no update has finished on the lab's machine
+# (no /var/lib/sluice/update.json).
+ABSENT_IN_LAB = {"sluice_smart_healthy", "sluice_update_last_succeeded", "sluice_update_last_timestamp_seconds"}
 
 # sluice-capture, unless the test has told the writer to fail (recovery runs keep working).
 WRAPPER = """#!/bin/sh

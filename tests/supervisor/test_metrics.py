@@ -29,7 +29,15 @@ def scrape(port: int) -> dict[str, object]:
     return {f.name: f for f in text_string_to_metric_families(body)}
 
 
-def test_every_contract_metric_is_exported(tmp_path: Path) -> None:
+def test_every_contract_metric_is_exported(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    # A box that has had one update roll back (the state kept on its data partition).
+    from appliance import supervisor as supervisor_mod
+    from appliance import update
+    paths = update.Paths(state=str(tmp_path / "update.json"), release=str(tmp_path / "release"),
+                         cmdline=str(tmp_path / "cmdline"))
+    update.UpdateState(last={"version": "2.0", "slot": "B", "result": "failed", "at": 1.0e9}, installs_total=1,
+                       rollbacks_total=1).save(paths.state)
+    monkeypatch.setattr(supervisor_mod, "update_status", lambda: update.update_status(paths))
     cfg = config.loads(f"""
 [capture]
 interfaces = ["lo"]
@@ -71,6 +79,10 @@ listen = "127.0.0.1:0"
     assert samples["sluice_capture_packets_total"].labels == {"interface": "lo"}
     assert samples["sluice_nic_link_up"].value == 1.0  # lo is up
     assert samples["sluice_build_info"].labels["version"]
+    assert samples["sluice_update_last_succeeded"].labels == {"version": "2.0", "slot": "B"}
+    assert samples["sluice_update_last_succeeded"].value == 0
+    assert samples["sluice_update_rollbacks_total"].value == 1
+    assert samples["sluice_update_info"].labels["slot"] == "none"
     # The same snapshot, as `sluice status` prints it from status.json.
     from appliance.status import format_status, load_state
     state = load_state(tmp_path / "status.json")
