@@ -14,7 +14,10 @@
 
 struct blockq;
 
-struct blockq *blockq_create(size_t block_size, unsigned nblocks, char *err, size_t errlen);
+/* cancelled (may be NULL) is asked between steps of faulting the memory in: when it says yes,
+ * NULL is returned (errno EINTR). */
+struct blockq *blockq_create(size_t block_size, unsigned nblocks, int (*cancelled)(void), char *err,
+                             size_t errlen);
 void blockq_destroy(struct blockq *q);
 struct block *blockq_get_free(struct blockq *q, int wait);
 void blockq_put_free(struct blockq *q, struct block *b);

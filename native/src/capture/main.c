@@ -235,7 +235,7 @@ static int setup(struct run *r, char *err, size_t errlen)
     if (stop_pending())
         return 1;
     size_t bs = o->buffer_bytes >= (32u << 20) ? (4u << 20) : (1u << 20);
-    r->q = blockq_create(bs, (unsigned)(o->buffer_bytes / bs), err, errlen);
+    r->q = blockq_create(bs, (unsigned)(o->buffer_bytes / bs), stop_pending, err, errlen);
     if (r->q == NULL)
         return 1;
     r->st.buffer_bytes = o->buffer_bytes;
