@@ -121,7 +121,9 @@ def sample(metrics: dict, name: str, **labels: str) -> float:
 
 
 def capture_files(spool: Path) -> list[Path]:
-    return sorted(p for p in spool.rglob("*") if p.is_file() and ".pcap" in p.name)
+    """Capture files; not what lives in hidden folders (the catalog's SPOOL/.index) or hidden files."""
+    return sorted(p for p in spool.rglob("*") if p.is_file() and ".pcap" in p.name
+                  and not any(part.startswith(".") for part in p.relative_to(spool).parts))
 
 
 def pid_alive(pid: int) -> bool:
