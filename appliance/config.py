@@ -146,6 +146,19 @@ def _mb_or_auto(lo: int, hi: int) -> Callable[[Any], int | str]:
     return check
 
 
+def ram_bytes() -> int:
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def writer_memory_mb(ring: int | str, buffer: int | str, workers: int, ram: int) -> tuple[int, int]:
+    """The ring (per worker) and buffer MiB one sluice-capture takes, `auto` resolved as the writer
+    does (native/src/capture/memplan.h; tests/capture/test_contract.py compares the two)."""
+    mib = 1 << 20
+    ring_mb = min(max(ram // 64 // max(workers, 1) // mib, 64), 256) if ring == "auto" else int(ring)
+    buffer_mb = min(max(ram // 16 // mib, 64), 4096) // 4 * 4 if buffer == "auto" else int(buffer)
+    return ring_mb, buffer_mb
+
+
 def _worker_cpus(v: Any) -> str | list[int]:
     if v == "auto":
         return "auto"
@@ -415,6 +428,12 @@ def validate(data: dict[str, Any], source: str = "") -> Config:
     if isinstance(cap["worker_cpus"], list) and cap["worker_cpus"] and len(cap["worker_cpus"]) != cap["workers"]:
         raise _fail(where, f"[capture] worker_cpus = {_show(cap['worker_cpus'])} is not allowed with workers = "
                            f"{cap['workers']} (allowed: one CPU per worker, or \"auto\")")
+    ring_mb, buffer_mb = writer_memory_mb(cap["ring_mb"], cap["buffer_mb"], cap["workers"], ram_bytes())
+    if ring_mb * cap["workers"] + buffer_mb > ram_bytes() // 2 // (1 << 20):
+        raise _fail(where, f"[capture] ring_mb = {_show(cap['ring_mb'])} x workers = {cap['workers']} + buffer_mb = "
+                           f"{_show(cap['buffer_mb'])} is more than half of this machine's "
+                           f"{ram_bytes() >> 20} MiB of memory (allowed: at most {ram_bytes() // 2 >> 20} MiB "
+                           "per writer, or \"auto\")")
     if cap["backend"] == "pcap" and cap["workers"] != 1:
         raise _fail(where, f"[capture] workers = {cap['workers']} is not allowed with backend = \"pcap\" "
                            "(allowed: 1)")

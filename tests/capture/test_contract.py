@@ -88,6 +88,18 @@ def test_choices_and_levels_are_the_writers(contract) -> None:
     assert not accepts("capture", "compression", f"zstd:{c['level_min'] - 1}")
 
 
+def test_auto_memory_and_its_limit_are_the_writers(contract) -> None:
+    flags, ram = contract["flags"], contract["flags"]["memory"]["ram_bytes"]
+    assert ram == config.ram_bytes()
+    assert config.writer_memory_mb("auto", "auto", 1, ram) == (flags["ring_mb"]["auto"]["here_one_worker"],
+                                                               flags["buffer_mb"]["auto"]["here"])
+    half_mb = int(ram * flags["memory"]["max_share_of_ram"]) >> 20
+    base = '[capture]\ninterfaces = ["x0"]\nspool = "/tmp/s"\nworkers = 2\nbuffer_mb = 64\n'
+    config.loads(base + f"ring_mb = {(half_mb - 64) // 2}\n")
+    with pytest.raises(config.ConfigError, match="more than half of this machine's"):
+        config.loads(base + f"ring_mb = {(half_mb - 64) // 2 + 1}\n")
+
+
 def test_file_names_are_the_writers(contract) -> None:
     files = contract["files"]
     assert files["part_suffix"] == ".part"
