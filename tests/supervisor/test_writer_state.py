@@ -68,3 +68,23 @@ def test_drop_ratio_and_rates_per_interval(tmp_path: Path) -> None:
     assert st.drop_ratio == 0.0  # not running: no current ratio is claimed
     assert w._last["drop_ratio"] == 150 / 1000
     assert w.totals()["kernel_drops"] == 100 and w.totals()["packets"] == 1900
+
+
+def test_writer_log_lines_keep_their_level() -> None:
+    import logging
+
+    from appliance.writer import writer_log_level
+    assert writer_log_level("sluice-capture: error: interface rx0 disappeared") == (logging.ERROR,
+                                                                                     "interface rx0 disappeared")
+    assert writer_log_level("sluice-capture: warning: io_uring unavailable") == (logging.WARNING,
+                                                                                  "io_uring unavailable")
+    assert writer_log_level("sluice-capture: recover x: a running writer holds it") == (
+        logging.INFO, "recover x: a running writer holds it")
+
+
+def test_worker_cpus_resolve() -> None:
+    from appliance.writer import resolve_worker_cpus
+    assert resolve_worker_cpus("auto", [2, 3], 1) == [2]
+    assert resolve_worker_cpus("auto", [2], 2) is None  # fewer IRQ CPUs than workers: not pinned
+    assert resolve_worker_cpus("auto", None, 1) is None  # not tuned
+    assert resolve_worker_cpus([5, 4], [2, 3], 2) == [5, 4] and resolve_worker_cpus([], [2], 1) is None
