@@ -16,6 +16,7 @@ from appliance.errors import SluiceError
 
 COMMAND_MODULES = (
     "appliance.catalog_commands",
+    "appliance.conns.commands",
     "appliance.lab.commands",
     "appliance.nic.commands",
     "appliance.run",
