@@ -56,8 +56,8 @@ class ConnsCollector:
         for kind, n in sorted(events.items()):
             c.add_metric([kind], n)
         yield c
-        yield CounterMetricFamily("sluice_conns_untracked", "new sockets not tracked: the table was full",
-                                  value=untracked)
+        yield GaugeMetricFamily("sluice_conns_untracked_sockets",
+                                "sockets of the last dump left untracked: the table is full", value=untracked)
         yield CounterMetricFamily("sluice_conns_destroy_overruns",
                                   "times the kernel dropped destroy notifications (receive buffer full)",
                                   value=overruns)
@@ -150,14 +150,30 @@ def netns_id() -> str | None:
 
 
 class JsonLog:
-    """One JSON object a line, flushed after every line (a reader tails it live)."""
+    """One JSON object a line, flushed after every line (a reader tails it live).
 
-    def __init__(self, out: IO[str]) -> None:
-        self.out = out
+    SIGHUP asks for the file to be reopened at the next line (after logrotate moved it away).
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.out = open_log(path)
+        self.reopen_requested = False
+
+    def request_reopen(self, *_: Any) -> None:
+        self.reopen_requested = True
 
     def __call__(self, event: Event) -> None:
+        if self.reopen_requested and self.path != "-":
+            self.reopen_requested = False
+            self.out.close()
+            self.out = open_log(self.path)
         self.out.write(json.dumps({"v": LOG_VERSION, **event}, separators=(",", ":")) + "\n")
         self.out.flush()
+
+    def close(self) -> None:
+        if self.out is not sys.stdout:
+            self.out.close()
 
 
 def open_log(path: str) -> IO[str]:
@@ -182,11 +198,13 @@ def serve_metrics(agent: Agent, host: str, port: int) -> int:
 def run(interval: float, log_path: str | None, duration: float | None, metrics: tuple[str, int] | None,
         max_sockets: int, host: str | None) -> int:
     """The command: log events to log_path, or show the live table when log_path is None."""
-    out = open_log(log_path) if log_path is not None else None
-    emit: Callable[[Event], None] = JsonLog(out) if out is not None else (lambda _e: None)
+    out = JsonLog(log_path) if log_path is not None else None
+    emit: Callable[[Event], None] = out if out is not None else (lambda _e: None)
     agent = Agent(interval, emit, host=host, max_sockets=max_sockets)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, agent.stop)
+    if out is not None:
+        signal.signal(signal.SIGHUP, out.request_reopen)
     try:
         if metrics is not None:
             serve_metrics(agent, *metrics)
@@ -206,6 +224,6 @@ def run(interval: float, log_path: str | None, duration: float | None, metrics: 
         pass  # the reader of `--log -` went away: nothing more to say
     finally:
         agent.close()
-        if out is not None and out is not sys.stdout:
+        if out is not None:
             out.close()
     return 0

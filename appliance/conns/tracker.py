@@ -16,7 +16,7 @@ socket instead of opening a new one. Sockets that were never bound (port 0 at bo
 nothing on the wire and are not logged.
 
 Memory is bounded: at most `max_sockets` live sockets are tracked (more are counted as
-untracked), and the recently-closed cookies (kept so a TIME_WAIT left-over is not reported as a
+untracked in each dump), and the recently-closed cookies (kept so a TIME_WAIT left-over is not reported as a
 new socket) are capped and expire.
 """
 
@@ -117,6 +117,7 @@ class Tracker:
     def on_dump(self, socks: list[SockInfo], ts_ns: int | None = None) -> None:
         ts_ns = ts_ns if ts_ns is not None else time.time_ns()
         self.owners.update({s.inode for s in socks if s.inode})
+        self.untracked = 0  # sockets of this dump left out (the table is full)
         seen = {s.cookie for s in socks}
         vanished = {five_tuple(t.sock): c for c, t in self.table.items() if c not in seen}
         for s in socks:

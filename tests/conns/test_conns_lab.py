@@ -4,6 +4,7 @@ sockets that opened and closed between two dumps are still logged (destroy notif
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -144,3 +145,29 @@ def test_live_table_and_metrics(lab, tmp_path: Path) -> None:
     rows = [line for line in screen.split("\x1b[H")[-1].splitlines() if "LISTEN" in line]
     assert any(f":{HTTP_PORT}" in r and "python3" in r and str(server_pid(h1.ns, "python3")) in r for r in rows)
     assert any(f":{IPERF_PORT}" in r and "iperf3" in r for r in rows)
+
+
+def test_memory_bound_and_log_reopen(lab, tmp_path: Path) -> None:
+    h1, h2 = lab.host("h1"), lab.host("h2")
+    # h1 holds two listeners (HTTP, iperf3): with room for one socket, the other is counted, not kept
+    bounded = ConnsAgent(h1.ns, tmp_path / "bounded.jsonl", extra=["--max-sockets", "1"])
+    agent = ConnsAgent(h2.ns, tmp_path / "h2.jsonl")
+    (tmp_path / "h2.jsonl").rename(tmp_path / "h2.jsonl.1")  # what logrotate does
+    agent.proc.send_signal(signal.SIGHUP)
+    curl = _held_http(h2.ns, h1.ipv4)
+    time.sleep(0.5)
+    _request(curl)
+    agent.log = tmp_path / "h2.jsonl"
+    agent.wait_for(lambda e: e.get("pid") == curl.pid and e["event"] == "closed")
+    events = agent.stop()
+    assert events[0]["event"] == "opened" and not any(e["event"] == "start" for e in events)
+    old = (tmp_path / "h2.jsonl.1").read_text().splitlines()
+    assert old and str(curl.pid) not in "".join(old)
+    # the TIME_WAIT left-over of the closed connection is not logged as a new socket
+    ports = [e["local_port"] for e in events if e.get("pid") == curl.pid]
+    assert not [e for e in events if e["event"] == "opened" and e["state"] == "TIME_WAIT"
+                and e["local_port"] in ports]
+    stop = bounded.stop()[-1]
+    assert stop["untracked"] >= 1
+    opened = [e for e in bounded.events() if e["event"] == "opened"]
+    assert len(opened) == 1
