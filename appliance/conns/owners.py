@@ -61,10 +61,12 @@ class Owners:
     def __init__(self) -> None:
         self._by_inode: dict[int, list[int]] = {}
         self._procs: dict[tuple[int, float], Proc] = {}
+        self._checked: dict[int, Proc | None] = {}  # pid -> its process, checked since the last dump
         self.scans = 0
 
     def update(self, live_inodes: set[int]) -> None:
         """Forget inodes no longer alive; map the new ones with one /proc scan if there are any."""
+        self._checked.clear()
         for inode in [i for i in self._by_inode if i not in live_inodes]:
             del self._by_inode[inode]
         unknown = {i for i in live_inodes if i and i not in self._by_inode}
@@ -80,6 +82,13 @@ class Owners:
         return self._by_inode.get(inode, [])
 
     def proc(self, pid: int) -> Proc | None:
+        if pid in self._checked:
+            return self._checked[pid]
+        found = self._proc(pid)
+        self._checked[pid] = found
+        return found
+
+    def _proc(self, pid: int) -> Proc | None:
         try:
             p = psutil.Process(pid)
             key = (pid, p.create_time())

@@ -1,4 +1,4 @@
-"""The kernel's view of TCP and UDP sockets, from sock_diag netlink (pyroute2's DiagSocket).
+"""The kernel's view of TCP and UDP sockets, from sock_diag netlink.
 
 Two sources, both in the network namespace the caller runs in:
 - `dump()`: every TCP and UDP socket, IPv4 and IPv6, in any state (SOCK_DIAG_BY_FAMILY), with
@@ -11,17 +11,18 @@ Two sources, both in the network namespace the caller runs in:
   therefore still seen, without its owner. The notification is queued on our netlink socket;
   if the receive buffer overflows the kernel drops them and recv reports ENOBUFS, which we count.
 
-A socket's identity is its cookie: unique per socket while the host runs, kept by the kernel
-when a TCP socket turns into its TIME_WAIT mini-socket, present in dumps and in notifications.
+Messages are decoded by diagwire.py (struct; pyroute2 supplies the constants and is the
+reference the decoder is tested against).
+
+A socket's identity is its cookie: unique per socket while the host runs, present in dumps and
+in notifications (a TCP socket's TIME_WAIT mini-socket gets a cookie of its own: tracker.py).
 """
 
 from __future__ import annotations
 
 import errno
-import ipaddress
 import socket
 from dataclasses import dataclass
-from typing import Any
 
 from pyroute2.netlink import NETLINK_SOCK_DIAG
 from pyroute2.netlink.diag import (
@@ -30,13 +31,11 @@ from pyroute2.netlink.diag import (
     SKNLGRP_INET_TCP_DESTROY,
     SKNLGRP_INET_UDP_DESTROY,
     SS_ALL,
-    DiagSocket,
-    MarshalDiag,
 )
 
+from appliance.conns.diagwire import INET_DIAG_INFO, DiagRecord, DumpSocket, parse
 from appliance.errors import SluiceError
 
-INET_DIAG_INFO = 2  # the extension bit (1 << (INET_DIAG_INFO - 1)) asks for tcp_info
 DESTROY_GROUPS = (SKNLGRP_INET_TCP_DESTROY, SKNLGRP_INET_UDP_DESTROY, SKNLGRP_INET6_TCP_DESTROY,
                   SKNLGRP_INET6_UDP_DESTROY)
 RCVBUF = 4 * 1024 * 1024  # room for a burst of destroy notifications between two reads
@@ -71,13 +70,6 @@ class SockInfo:
                 "retransmits": self.retransmits}
 
 
-def _addr(text: str) -> tuple[int, str]:
-    ip = ipaddress.ip_address(text)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return 4, str(ip.ipv4_mapped)
-    return ip.version, str(ip)
-
-
 def _state(proto: str, number: int) -> str:
     if proto == "tcp":
         return TCP_STATES.get(number, f"STATE_{number}")
@@ -85,56 +77,38 @@ def _state(proto: str, number: int) -> str:
     return {1: "CONNECTED", 7: "UNCONNECTED"}.get(number, f"STATE_{number}")
 
 
-def from_diag(msg: Any, proto: str | None = None) -> SockInfo | None:
-    """A SockInfo from an inet_diag_msg (a dump answer or a destroy notification)."""
+def from_record(rec: DiagRecord, proto: str | None = None) -> SockInfo | None:
+    """A SockInfo from a decoded inet_diag_msg (a dump answer or a destroy notification)."""
     if proto is None:
-        number = msg.get_attr("INET_DIAG_PROTOCOL")
-        if number is None:
-            return None
-        proto = PROTOS.get(int(number, 16) if isinstance(number, str) else int(number))
+        proto = PROTOS.get(rec.protocol) if rec.protocol is not None else None
         if proto is None:
             return None
-    family, local = _addr(msg["idiag_src"])
-    _, remote = _addr(msg["idiag_dst"])
-    info = msg.get_attr("INET_DIAG_INFO") if proto == "tcp" else None
-    sock = SockInfo(cookie=int(msg["idiag_cookie"]), proto=proto, family=family,
-                    state=_state(proto, int(msg["idiag_state"])), local_addr=local,
-                    local_port=int(msg["idiag_sport"]), remote_addr=remote,
-                    remote_port=int(msg["idiag_dport"]), inode=int(msg["idiag_inode"]))
-    if msg["idiag_inode"]:
-        sock.uid = int(msg["idiag_uid"])
-    if info is not None:
-        sock.bytes_sent = int(info["tcpi_bytes_acked"])
-        sock.bytes_received = int(info["tcpi_bytes_received"])
-        sock.retransmits = int(info["tcpi_total_retrans"])
+    family, local, remote = rec.endpoints()
+    sock = SockInfo(cookie=rec.cookie, proto=proto, family=family, state=_state(proto, rec.state),
+                    local_addr=local, local_port=rec.sport, remote_addr=remote, remote_port=rec.dport,
+                    inode=rec.inode, uid=rec.uid if rec.inode else None)
+    if proto == "tcp" and rec.bytes_acked is not None:
+        sock.bytes_sent, sock.bytes_received, sock.retransmits = (rec.bytes_acked, rec.bytes_received,
+                                                                  rec.total_retrans)
     return sock
-
-
-def _open_diag() -> DiagSocket:
-    try:
-        diag = DiagSocket()
-        diag.bind()
-    except OSError as exc:
-        raise SluiceError(f"sock_diag netlink socket: {exc.strerror or exc}") from None
-    return diag
 
 
 class Dumper:
     """Dumps of every TCP and UDP socket (IPv4 and IPv6) over one sock_diag socket."""
 
     def __init__(self) -> None:
-        self._diag = _open_diag()
+        try:
+            self._diag = DumpSocket(NETLINK_SOCK_DIAG)
+        except OSError as exc:
+            raise SluiceError(f"sock_diag netlink socket: {exc.strerror or exc}") from None
 
     def dump(self) -> list[SockInfo]:
         found: list[SockInfo] = []
         for family in (socket.AF_INET, socket.AF_INET6):
             for number, proto in PROTOS.items():
                 ext = 1 << (INET_DIAG_INFO - 1) if proto == "tcp" else 0
-                for msg in self._diag.get_sock_stats(family=family, protocol=number, states=SS_ALL,
-                                                     extensions=ext):
-                    if msg.get("idiag_family") not in (socket.AF_INET, socket.AF_INET6):
-                        continue  # NLMSG_DONE and errors
-                    sock = from_diag(msg, proto)
+                for rec in self._diag.dump(family, number, SS_ALL, ext):
+                    sock = from_record(rec, proto)
                     if sock is not None:
                         found.append(sock)
         return found
@@ -144,15 +118,11 @@ class Dumper:
 
 
 class DestroyListener:
-    """The kernel's socket-destroy notifications for TCP and UDP, IPv4 and IPv6.
-
-    A plain AF_NETLINK socket (so select() sees every datagram the kernel queued: pyroute2's own
-    socket reads ahead into a buffer of its own), decoded with pyroute2's sock_diag marshal.
-    """
+    """The kernel's socket-destroy notifications for TCP and UDP, IPv4 and IPv6, on a netlink
+    socket bound to the four multicast groups; select() on fileno() says when some are waiting."""
 
     def __init__(self) -> None:
         self.overruns = 0  # times the kernel dropped notifications (receive buffer full)
-        self._marshal = MarshalDiag()
         groups = 0
         for group in DESTROY_GROUPS:
             groups |= 1 << (group - 1)
@@ -181,9 +151,9 @@ class DestroyListener:
                     self.overruns += 1
                     continue
                 raise
-            for msg in self._marshal.parse(data):
-                if msg.get("idiag_family") in (socket.AF_INET, socket.AF_INET6):
-                    sock = from_diag(msg)
+            for rec in parse(data):
+                if isinstance(rec, DiagRecord):
+                    sock = from_record(rec)
                     if sock is not None:
                         found.append(sock)
 
