@@ -131,7 +131,7 @@ def test_live_table_and_metrics(lab, tmp_path: Path) -> None:
                                     "127.0.0.1:9751"))
     deadline = time.monotonic() + 20
     metrics = ""
-    while time.monotonic() < deadline and "sluice_conns_sockets" not in metrics:
+    while time.monotonic() < deadline and "sluice_conns_sockets{" not in metrics:  # after the first dump
         time.sleep(0.3)
         got = subprocess.run(["ip", "netns", "exec", h1.ns, "curl", "-s", "http://127.0.0.1:9751/metrics"],
                              capture_output=True, text=True, cwd=REPO)
