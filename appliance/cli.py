@@ -17,8 +17,10 @@ from appliance.errors import SluiceError
 COMMAND_MODULES = (
     "appliance.catalog_commands",
     "appliance.conns.commands",
+    "appliance.gaps.commands",
     "appliance.lab.commands",
     "appliance.nic.commands",
+    "appliance.notes.commands",
     "appliance.run",
     "appliance.supervise_commands",
     "appliance.update",

@@ -1,0 +1,1 @@
+"""sluice gaps: the gap ledger (every second per interface whole or lossy, with the cause)."""

@@ -1,0 +1,1 @@
+"""sluice notes: timestamped notes in the capture journal."""

@@ -1,0 +1,106 @@
+"""The gap ledger against a real capture with known losses: sluice-capture on a veth link under a
+trafgen stream is frozen (SIGSTOP: its ring overflows, the kernel drops), then killed and started
+again (writer down), and the journal records a clock step. Every second of those events is found
+lossy with its cause, the drops are counted to the packet, and no second in which nothing could
+be lost (no traffic, writer running) is marked lossy. (Seconds of traffic outside the freeze are
+not asserted whole: on a loaded 2-core machine a starved writer may really drop there.)"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from appliance.gaps import ledger
+from tests.capture.conftest import capture_binary, link, start_writer, stop_trafgen, trafgen, trafgen_conf  # noqa: F401
+from tests.conftest import REPO, require_tool
+
+pytestmark = [pytest.mark.root, pytest.mark.netns]
+
+
+def _covered(runs: list[ledger.Gap], cause: str) -> set[int]:
+    return {s for g in runs if g.cause == cause for s in range(int(g.start), int(g.end))}
+
+
+def test_ledger_finds_every_lost_second(link, capture_binary, tmp_path: Path) -> None:  # noqa: F811
+    require_tool("trafgen")
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    args = ["-i", link.rx, "-w", str(spool), "--ring-mb", "4", "--host", "t"]
+    first = start_writer(capture_binary, link.cap, args)
+    first.wait_ready()
+    t_ready = time.time()
+    time.sleep(2.5)  # idle: nothing to lose
+    t_traffic = time.time()
+    gen = trafgen(link.h, link.tx, trafgen_conf(tmp_path, 1442), count=100000, gap_us=200)
+    time.sleep(1.0)
+    t_freeze = time.time()
+    first.proc.send_signal(signal.SIGSTOP)
+    time.sleep(2.2)  # a whole second lies inside
+    t_thaw = time.time()
+    first.proc.send_signal(signal.SIGCONT)
+    first.wait_for(lambda d: d["type"] == "stats" and d["ts"] > t_thaw)
+    stop_trafgen(gen)
+    t_quiet = time.time()
+    time.sleep(3.0)  # quiet again
+    t_kill = time.time()
+    first.stop(signal.SIGKILL)
+    time.sleep(2.2)
+    t_restart = time.time()
+    second = start_writer(capture_binary, link.cap, args)
+    second.wait_ready()
+    time.sleep(0.5)
+    assert second.stop() == 0, second.stderr_text()
+    t_end = time.time()
+
+    stats = tmp_path / "stats.jsonl"
+    stats.write_text("".join(first.raw + second.raw))
+    step_at = t_end + 1.3
+    journal = tmp_path / "journal.jsonl"
+    journal.write_text(json.dumps({"ts": step_at, "event": "time_step", "step_seconds": -0.8}) + "\n"
+                       + json.dumps({"ts": t_end, "event": "note", "text": "not a loss"}) + "\n")
+
+    runs = ledger.ledger(t_traffic - 2, t_end + 3, journal, [stats])
+    assert {g.interface for g in runs} == {link.rx}
+
+    # the freeze: the kernel dropped, the ledger counts exactly what the writer reported
+    drops = [g for g in runs if g.cause == "kernel_drops"]
+    reported = max(d["kernel_drops"] for d in first.lines if d["type"] == "stats")
+    assert reported > 500 and second.final()["kernel_drops"] == 0
+    assert sum(g.lost for g in drops) == reported
+    frozen = set(range(math.ceil(t_freeze), math.floor(t_thaw)))
+    assert frozen and frozen <= _covered(runs, "kernel_drops")
+    assert _covered(runs, "kernel_drops") <= set(range(math.floor(t_traffic) - 1, math.ceil(t_quiet) + 1))
+
+    # the kill: from the last line of the dead writer to the first of the new one
+    down = _covered(runs, "writer_down")
+    assert set(range(math.ceil(t_kill), math.floor(t_restart))) <= down
+    assert down <= set(range(math.floor(t_kill) - 1, math.ceil(t_restart) + 2))
+    assert all(g.lost is None for g in runs if g.cause == "writer_down")  # nobody could count
+
+    # the clock step: its second, on the interface
+    assert _covered(runs, "clock_stepped") == {math.floor(step_at)}
+
+    # no traffic, writer running: whole (a stats interval reaches 0.2 s past each end)
+    idle = set(range(math.ceil(t_ready), math.floor(t_traffic - 0.3))) | set(
+        range(math.floor(t_quiet + 0.3) + 1, math.floor(t_kill - 0.3)))
+    assert len(idle) >= 2
+    assert not any(s in idle for g in runs for s in range(int(g.start), int(g.end)))
+
+    # the command prints the same runs
+    cli = subprocess.run([sys.executable, "-m", "appliance.cli", "gaps", "--from", str(t_traffic - 2),
+                          "--to", str(t_end + 3), "--stats", str(stats), "--journal", str(journal), "--json"],
+                         cwd=REPO, capture_output=True, text=True)
+    assert cli.returncode == 0, cli.stderr
+    assert [json.loads(line) for line in cli.stdout.splitlines()] == [ledger.to_json(g) for g in runs]
+    table = subprocess.run([sys.executable, "-m", "appliance.cli", "gaps", "--from", str(t_traffic - 2),
+                            "--to", str(t_end + 3), "--stats", str(stats), "--journal", str(journal)],
+                           cwd=REPO, capture_output=True, text=True)
+    assert table.returncode == 0 and len(table.stdout.splitlines()) == len(runs) + 1
+    assert f"kernel_drops   {drops[0].lost}" in table.stdout or "kernel_drops" in table.stdout
