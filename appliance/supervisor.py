@@ -26,6 +26,7 @@ from appliance import config as config_mod
 from appliance.catalog import on_writer_record as catalog_file_closed
 from appliance.config import Config
 from appliance.errors import SluiceError
+from appliance.gaps.statslog import StatsLog
 from appliance.journal import Journal, last_record
 from appliance.metrics import MetricsServer, Snapshot
 from appliance.retention import enforce as enforce_retention
@@ -85,6 +86,7 @@ class Supervisor:
         self.cfg = cfg
         self.config_path = config_path
         self.journal: Journal | None = None
+        self.stats_log = StatsLog(cfg.spool / "stats")
         self.metrics: MetricsServer | None = None
         self.slots: dict[str, WriterSlot] = {}
         self.binary = ""
@@ -148,9 +150,11 @@ class Supervisor:
 
     def _on_record(self, interface: str, record: dict[str, Any]) -> None:
         catalog_file_closed(self.cfg.spool, interface, record)  # queued: never waits
+        kind = record.get("type")
+        if kind in ("stats", "final"):
+            self.stats_log.append(interface, record)  # for the gap ledger (sluice gaps)
         if self.journal is None:
             return
-        kind = record.get("type")
         if kind == "file":
             self.journal.append("file_closed", interface=interface, path=record.get("path"),
                                 packets=record.get("packets"), bytes=record.get("bytes"),
@@ -495,6 +499,8 @@ class Supervisor:
             new.capture_dir.mkdir(parents=True, exist_ok=True)
             self.journal.close()
             self.journal = Journal(new.journal_path)
+            self.stats_log.close()
+            self.stats_log = StatsLog(new.spool / "stats")
         # The writer's flags changed: restart each writer with the new ones (interfaces may come or go).
         now = time.monotonic()
         for ifname, slot in list(self.slots.items()):
@@ -529,6 +535,7 @@ class Supervisor:
                 pass
             self.journal.append("supervisor_stop", pid=os.getpid())
             self.journal.close()
+        self.stats_log.close()
         if self.metrics is not None:
             self.metrics.stop()
 
