@@ -18,7 +18,16 @@ from pathlib import Path
 import pytest
 
 from appliance.gaps import ledger
-from tests.capture.conftest import capture_binary, link, start_writer, stop_trafgen, trafgen, trafgen_conf  # noqa: F401
+from tests.capture.conftest import (  # noqa: F401
+    capture_binary,
+    link,
+    mount_tmpfs,
+    start_writer,
+    stop_trafgen,
+    trafgen,
+    trafgen_conf,
+    umount,
+)
 from tests.conftest import REPO, require_tool
 
 pytestmark = [pytest.mark.root, pytest.mark.netns]
@@ -104,3 +113,44 @@ def test_ledger_finds_every_lost_second(link, capture_binary, tmp_path: Path) ->
                            cwd=REPO, capture_output=True, text=True)
     assert table.returncode == 0 and len(table.stdout.splitlines()) == len(runs) + 1
     assert f"kernel_drops   {drops[0].lost}" in table.stdout or "kernel_drops" in table.stdout
+
+
+def test_ledger_of_a_full_disk(link, capture_binary, tmp_path: Path) -> None:  # noqa: F811
+    """A 6 MiB spool fills under a trafgen stream: the seconds the writer reported ENOSPC are
+    `disk_error`, the packets it had to drop are `writer_drops` counted to the packet, and the
+    seconds before the disk filled are whole."""
+    require_tool("trafgen")
+    disk = tmp_path / "disk"
+    mount_tmpfs(disk, "6M")
+    try:
+        w = start_writer(capture_binary, link.cap, ["-i", link.rx, "-w", str(disk), "--rotate-size", "1M",
+                                                    "--buffer-mb", "4", "--host", "full"])
+        w.wait_ready()
+        time.sleep(2.5)  # idle
+        t_traffic = time.time()
+        gen = trafgen(link.h, link.tx, trafgen_conf(tmp_path, 1200), count=60000, gap_us=200)
+        try:
+            full = w.wait_for(lambda d: d["type"] == "stats" and d["disk_error"] == "ENOSPC", timeout=60)
+            w.wait_for(lambda d: d["type"] == "stats" and d["ts"] > full["ts"] + 2.0, timeout=20)
+        finally:
+            stop_trafgen(gen)
+        assert w.stop() == 0, w.stderr_text()
+    finally:
+        umount(disk)
+    stats = tmp_path / "stats.jsonl"
+    stats.write_text("".join(w.raw))
+    lines = [d for d in w.lines if d["type"] in ("stats", "final")]
+    runs = ledger.ledger(lines[0]["ts"], lines[-1]["ts"] + 1, None, [stats])
+
+    final = w.final()
+    assert final["writer_drops"] > 0 and final["kernel_drops"] == 0
+    assert sum(g.lost for g in runs if g.cause == "writer_drops") == final["writer_drops"]
+    reported = {math.floor(d["ts"]) for d in lines if d.get("disk_error")}
+    assert reported and reported <= _covered(runs, "disk_error")
+    # every disk_error second lies between the line before the first report and the last report
+    first = max(d["ts"] for d in lines if d["ts"] < min(x["ts"] for x in lines if x.get("disk_error")))
+    last = max(d["ts"] for d in lines if d.get("disk_error"))
+    assert _covered(runs, "disk_error") <= set(range(math.floor(first), math.floor(last) + 1))
+    # idle before the stream: whole
+    idle = set(range(math.ceil(lines[0]["ts"]), math.floor(t_traffic - 0.3)))
+    assert idle and not any(s in idle for g in runs for s in range(int(g.start), int(g.end)))
