@@ -110,7 +110,8 @@ def test_storage_is_left_for_first_boot_with_guarded_script(provisioned: Provisi
 
 def test_units_enabled_and_capture_spoilers_masked(provisioned: Provisioned) -> None:
     wants = in_root(provisioned, "/etc/systemd/system/multi-user.target.wants")
-    for unit in ("sluice.service", "sluice-firewall.service", "chrony.service", "systemd-networkd.service"):
+    for unit in ("sluice.service", "sluice-firewall.service", "sluice-conns.service", "chrony.service",
+                 "systemd-networkd.service"):
         assert (wants / unit).is_symlink(), unit
     for unit in ("plocate-updatedb.timer", "apt-daily-upgrade.timer", "unattended-upgrades.service"):
         assert os.readlink(in_root(provisioned, f"/etc/systemd/system/{unit}")) == "/dev/null"
@@ -124,8 +125,11 @@ def test_units_enabled_and_capture_spoilers_masked(provisioned: Provisioned) -> 
     # systemd itself accepts the units (offline, inside the tree).
     result = chroot(provisioned, "systemd-analyze", "verify", "--man=no",
                     "/etc/systemd/system/sluice-storage-setup.service",
-                    "/etc/systemd/system/sluice-firewall.service")
+                    "/etc/systemd/system/sluice-firewall.service",
+                    "/etc/systemd/system/sluice-conns.service")
     assert "error" not in result.stderr.lower() or "Failed to" in result.stderr, result.stderr
+    conns = in_root(provisioned, "/etc/systemd/system/sluice-conns.service").read_text()
+    assert "sluice conns --log /var/log/sluice/conns.jsonl" in conns and "--metrics 127.0.0.1:9751" in conns
 
 
 def test_nic_tuning_hooks_cover_appearance_and_link_up(provisioned: Provisioned) -> None:
