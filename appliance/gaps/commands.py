@@ -50,8 +50,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                        description="Every second of [--from, --to) per interface is whole or lossy; this prints "
                                    "the lossy runs with their cause and the packets lost (? where none could "
                                    "count them). See docs/gaps.md.")
-    p.add_argument("--from", dest="start", required=True, metavar="TIME", help="ISO 8601 (UTC unless a zone is "
-                                                                              "given) or unix seconds")
+    p.add_argument("--from", dest="start", required=True, metavar="TIME", help="RFC 3339 (UTC unless a zone is given), "
+                                                                              "unix seconds, now, or -15m")
     p.add_argument("--to", dest="end", required=True, metavar="TIME")
     p.add_argument("--config", default=DEFAULT_CONFIG, help="read SPOOL/journal.jsonl and SPOOL/stats/*.jsonl "
                                                             f"(default {DEFAULT_CONFIG})")

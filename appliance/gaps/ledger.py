@@ -9,7 +9,8 @@ Sources, each giving intervals of loss:
   old and the first of the new is `writer_down`; so is a silence longer than `stall_after` (no
   stats while the process was frozen or hung).
 - the journal: `writer_exit` .. `writer_start`/`writer_restart` and `supervisor_stop` ..
-  `supervisor_start` (writer down), `disk_error` .. `disk_error_cleared`, `time_step` (the
+  `supervisor_start`, and `supervisor_unclean_stop` (from the dead supervisor's last event to the
+  restart) (writer down), `disk_error` .. `disk_error_cleared`, `time_step` (the
   second of the step: clock stepped, timestamps around it are not to be trusted), and
   `maintenance` events with `start`/`end` (a maintenance window).
 A second is lossy for a cause when one of its intervals overlaps the second; the ledger prints
@@ -86,6 +87,9 @@ def from_journal(records: Iterable[dict[str, Any]], until: float) -> list[Gap]:
             gaps.append(Gap(iface, down.pop(iface), ts, "writer_down"))
         elif event == "supervisor_stop":
             supervisor_down = ts
+        elif event == "supervisor_unclean_stop" and isinstance(r.get("last_event_ts"), int | float):
+            # the previous supervisor died: nothing captured from its last event to this restart
+            gaps.append(Gap(ALL, float(r["last_event_ts"]), ts, "writer_down"))
         elif event == "supervisor_start" and supervisor_down is not None:
             gaps.append(Gap(ALL, supervisor_down, ts, "writer_down"))
             supervisor_down = None

@@ -58,7 +58,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     nsub.required = True
     a = nsub.add_parser("add", help="append a note to the journal")
     a.add_argument("text", nargs="+", help="the note")
-    a.add_argument("--at", metavar="TIME", help="the time the note is about (ISO 8601 or unix seconds; default now)")
+    a.add_argument("--at", metavar="TIME",
+                   help="the time the note is about (RFC 3339, unix seconds, -10m; default now)")
     a.add_argument("--author", help="who writes it (default: the user, or the one behind sudo)")
     _where(a)
     a.set_defaults(func=_cmd_add)
