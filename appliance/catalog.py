@@ -127,6 +127,14 @@ def connect(spool: str | os.PathLike[str], readonly: bool = False) -> sqlite3.Co
         if not path.exists():
             raise SluiceError(f"{path}: no catalog; `sluice catalog rebuild --spool {spool}` builds it", 2)
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+        try:
+            version = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        except sqlite3.DatabaseError:
+            version = None
+        if version is None or version[0] != str(SCHEMA_VERSION):
+            db.close()
+            raise SluiceError(f"{path}: not a catalog of this version; `sluice catalog rebuild --spool {spool}` "
+                              "makes it again", 2)
     else:
         db = sqlite3.connect(path, timeout=10)
         db.execute("PRAGMA journal_mode=WAL")
