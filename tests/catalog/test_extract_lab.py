@@ -15,6 +15,7 @@ from appliance import catalog, retention
 from appliance.config import FreeFloor
 from appliance.journal import Journal, read_events
 from appliance.timespec import epoch_arg
+from tests.capture.conftest import mount_tmpfs, umount
 from tests.catalog.conftest import Spool, dump, peer_pipeline, rows, sluice
 
 pytestmark = [pytest.mark.root, pytest.mark.netns]
@@ -171,17 +172,23 @@ def test_rebuild_gives_the_same_rows(spool: Spool, tmp_path: Path) -> None:
 
 
 def test_retention_removes_the_row(spool: Spool, tmp_path: Path) -> None:
-    copy = tmp_path / "spool"
-    shutil.copytree(spool.dir, copy, symlinks=True)
-    before = rows(copy)
-    oldest = min((p for p in copy.rglob("*.pcapng")), key=lambda p: (p.stat().st_mtime, p.name))
-    free = shutil.disk_usage(copy).free
-    with Journal(copy / "journal.jsonl") as j:
-        result = retention.enforce(copy, FreeFloor(nbytes=free + 1), FreeFloor(nbytes=0), j)
-    assert [f.path for f in result.deleted] == [oldest]
-    rel = str(oldest.relative_to(copy))
-    assert [r["path"] for r in rows(copy)] == [r["path"] for r in before if r["path"] != rel]
-    assert not catalog.sidecar_path(copy, rel).exists()
+    mnt = tmp_path / "fs"
+    mnt.mkdir()
+    mount_tmpfs(mnt, "256M")  # a filesystem of its own: free space no one else changes
+    try:
+        copy = mnt / "spool"
+        shutil.copytree(spool.dir, copy, symlinks=True)
+        before = rows(copy)
+        oldest = min((p for p in copy.rglob("*.pcapng")), key=lambda p: (p.stat().st_mtime, p.name))
+        free = shutil.disk_usage(copy).free
+        with Journal(copy / "journal.jsonl") as j:
+            result = retention.enforce(copy, FreeFloor(nbytes=free + 1), FreeFloor(nbytes=0), j)
+        assert [f.path for f in result.deleted] == [oldest]
+        rel = str(oldest.relative_to(copy))
+        assert [r["path"] for r in rows(copy)] == [r["path"] for r in before if r["path"] != rel]
+        assert not catalog.sidecar_path(copy, rel).exists() and not catalog.positions_path(copy, rel).exists()
+    finally:
+        umount(mnt)
 
 
 @pytest.mark.parametrize("args, exit_code, says", [
