@@ -401,6 +401,14 @@ def rebuild(spool: str | os.PathLike[str], binary: str | None = None) -> Rebuild
         after = side.stat().st_mtime_ns if side.exists() else None
         reindexed += before is None or before != after
         entries.append((row_from_index(rel, doc, hints.get(rel)), doc))
+    from appliance.pipeline import journal_steps, state_of  # the pipeline's results, kept in the journal
+
+    done = journal_steps(sp)
+    for row, _doc in entries:
+        steps = done.get(row["path"])
+        if steps:
+            row["steps"] = json.dumps(steps, sort_keys=True)
+            row["state"] = state_of(steps) if state_of(steps) != "closed" else row["state"]
     entries.sort(key=lambda e: (e[0]["first_ns"] or 0, e[0]["path"]))
     db = connect(sp)
     try:

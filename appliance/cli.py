@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "appliance.catalog_commands",
     "appliance.lab.commands",
     "appliance.nic.commands",
+    "appliance.pipeline_commands",
     "appliance.run",
     "appliance.supervise_commands",
     "appliance.update",
@@ -25,7 +26,8 @@ COMMAND_MODULES = (
 
 # Commands whose module is imported alone when one of them is run, so they start without the
 # others' imports (pyroute2 alone takes half a second): `sluice extract ... | tcpdump -r -`.
-LIGHT_COMMANDS = {"catalog": "appliance.catalog_commands", "extract": "appliance.catalog_commands"}
+LIGHT_COMMANDS = {"catalog": "appliance.catalog_commands", "extract": "appliance.catalog_commands",
+                  "pipeline": "appliance.pipeline_commands"}
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:

@@ -1,0 +1,174 @@
+"""The post-capture pipeline, first steps (issue 15): every closed file of the catalog is backed
+up to every configured target and checked, in that order, each step's result recorded in the
+catalog (`files.steps`, `files.state`) and in the journal (`pipeline_step`), from which
+`sluice catalog rebuild` restores it.
+
+1. backup: for each target directory, the file is copied to `TARGET/<path under the spool>`
+   under a hidden temporary name, fsynced, renamed, its folder fsynced, then read back and its
+   sha256 compared with the original's. A file is backed up only when every target holds a
+   verified copy; a target that fails (full, gone, read-only) leaves the file not backed up, with
+   no temporary left, and the next pass tries again. A copy already there with the right sha256
+   is not written again.
+2. check: `sluice-pcap check` of the original.
+
+Each step is idempotent: a second pass over the same files does nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from appliance import catalog
+from appliance.config import Config
+from appliance.errors import SluiceError
+from appliance.journal import Journal, read_events
+
+log = logging.getLogger("sluice.pipeline")
+
+STEPS = ("backup", "check")
+CHUNK = 4 << 20
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def copy_verified(src: Path, dst: Path, digest: str) -> bool:
+    """src to dst (temporary name, fsync, rename, read back): True when written, False when a
+    verified copy was there already. OSError or SluiceError when the target fails."""
+    if dst.exists() and dst.stat().st_size == src.stat().st_size and sha256_file(dst) == digest:
+        return False
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.sluice-tmp")
+    try:
+        with open(src, "rb") as fin, open(tmp, "wb") as fout:
+            while chunk := fin.read(CHUNK):
+                fout.write(chunk)
+            fout.flush()
+            os.fsync(fout.fileno())
+        os.replace(tmp, dst)
+        _fsync_dir(dst.parent)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if sha256_file(dst) != digest:
+        raise SluiceError(f"{dst}: the copy reads back with another sha256", 1)
+    return True
+
+
+def backup(spool: Path, rel: str, targets: list[str]) -> dict[str, Any]:
+    t0 = time.monotonic()
+    digest = sha256_file(spool / rel)
+    written, errors = [], []
+    for target in targets:
+        try:
+            if copy_verified(spool / rel, Path(target) / rel, digest):
+                written.append(target)
+        except (OSError, SluiceError) as exc:
+            errors.append(f"{target}: {getattr(exc, 'strerror', None) or exc}")
+    result: dict[str, Any] = {"ok": not errors and bool(targets), "sha256": digest, "targets": targets,
+                              "written": written, "seconds": round(time.monotonic() - t0, 3)}
+    if errors:
+        result["error"] = "; ".join(errors)
+    return result
+
+
+def check(spool: Path, rel: str) -> dict[str, Any]:
+    t0 = time.monotonic()
+    proc = subprocess.run([catalog.find_pcap_binary(), "check", "--json", str(spool / rel)], capture_output=True,
+                          text=True)
+    result: dict[str, Any] = {"ok": proc.returncode == 0, "seconds": round(time.monotonic() - t0, 3)}
+    if proc.returncode != 0:
+        result["error"] = (proc.stdout.strip() or proc.stderr.strip())[-500:]
+    return result
+
+
+def state_of(steps: dict[str, Any]) -> str:
+    if steps.get("check", {}).get("ok"):
+        return "checked"
+    if steps.get("check"):
+        return "damaged"
+    if steps.get("backup", {}).get("ok"):
+        return "backed_up"
+    return "closed"
+
+
+@dataclass
+class PassResult:
+    done: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STEPS, 0))
+    failed: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STEPS, 0))
+    files: int = 0
+
+
+def run_once(cfg: Config) -> PassResult:
+    """One pass over every closed file of the catalog: each step not done yet, in order."""
+    spool = cfg.spool
+    targets = cfg.get("pipeline", "backup")
+    if not targets:
+        raise SluiceError("[pipeline] backup: no backup target configured; the pipeline backs up first", 2)
+    for t in targets:
+        if not Path(t).is_dir():
+            raise SluiceError(f"[pipeline] backup: {t}: no such directory", 2)
+    result = PassResult()
+    db = catalog.connect(spool)
+    journal = Journal(cfg.journal_path)
+    try:
+        for row in list(db.execute("SELECT path, steps FROM files ORDER BY first_ns, path")):
+            rel, steps = row["path"], json.loads(row["steps"])
+            result.files += 1
+            if not (spool / rel).exists():
+                continue
+            for step in STEPS:
+                if steps.get(step, {}).get("ok"):
+                    continue
+                if step == "check" and not steps.get("backup", {}).get("ok"):
+                    break  # nothing before its copy is safe
+                if step == "check" and "check" in steps:
+                    continue  # a damaged file stays damaged: checking again changes nothing
+                outcome = backup(spool, rel, targets) if step == "backup" else check(spool, rel)
+                steps[step] = {**outcome, "at": round(time.time(), 3)}
+                with db:
+                    db.execute("UPDATE files SET steps = ?, state = ? WHERE path = ?",
+                               (json.dumps(steps, sort_keys=True), state_of(steps), rel))
+                journal.append("pipeline_step", path=rel, step=step, **steps[step])
+                if outcome["ok"]:
+                    result.done[step] += 1
+                else:
+                    result.failed[step] += 1
+                    log.warning("pipeline %s %s: %s", step, rel, outcome.get("error"))
+                    break
+    finally:
+        journal.close()
+        db.close()
+    return result
+
+
+def journal_steps(spool: Path) -> dict[str, dict[str, Any]]:
+    """The last result of each step of each file, as the journal has it (for catalog rebuild)."""
+    found: dict[str, dict[str, Any]] = {}
+    for ev in read_events(spool / "journal.jsonl", "pipeline_step"):
+        rel, step = ev.get("path"), ev.get("step")
+        if isinstance(rel, str) and step in STEPS:
+            fields = {k: v for k, v in ev.items() if k not in ("ts", "event", "path", "step")}
+            found.setdefault(rel, {})[step] = fields
+    return found

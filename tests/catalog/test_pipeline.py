@@ -1,0 +1,90 @@
+"""sluice pipeline run --once (issue 15, first steps): backup to every target verified by sha256,
+then check; idempotent; a target that fills up leaves the file not backed up and nothing half;
+the results survive a catalog rebuild (from the journal)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from appliance.journal import read_events
+from tests.capture.conftest import mount_tmpfs, umount
+from tests.catalog.conftest import Spool, rows, sluice
+
+pytestmark = [pytest.mark.root, pytest.mark.netns]
+
+
+def _config(tmp: Path, spool: Path, targets: list[Path]) -> Path:
+    cfg = tmp / "sluice.toml"
+    cfg.write_text(f'[capture]\ninterfaces = ["rx0"]\nspool = "{spool}"\nhost = "lab"\n'
+                   f'[pipeline]\nbackup = [{", ".join(json.dumps(str(t)) for t in targets)}]\n')
+    return cfg
+
+
+def _sha(p: Path) -> str:
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+def test_backup_then_check_once_and_only_once(spool: Spool, tmp_path: Path) -> None:
+    copy = tmp_path / "spool"
+    shutil.copytree(spool.dir, copy, symlinks=True)
+    a, b = tmp_path / "backup-a", tmp_path / "backup-b"
+    a.mkdir()
+    b.mkdir()
+    cfg = _config(tmp_path, copy, [a, b])
+    proc = sluice("pipeline", "run", "--once", "--config", str(cfg))
+    assert proc.returncode == 0, proc.stderr.decode()
+    files = [r["path"] for r in rows(copy)]
+    for rel in files:
+        for target in (a, b):
+            assert _sha(target / rel) == _sha(copy / rel)
+    assert not [p for p in a.rglob(".*sluice-tmp")] and not [p for p in b.rglob(".*sluice-tmp")]
+    after = rows(copy)
+    assert {r["state"] for r in after} == {"checked"}
+    assert all(r["steps"]["backup"]["sha256"] == _sha(copy / r["path"]) for r in after)
+    mtimes = {p: p.stat().st_mtime_ns for p in a.rglob("*.pcapng")}
+    proc = sluice("pipeline", "run", "--once", "--config", str(cfg))
+    assert proc.returncode == 0 and b"backup 0 done" in proc.stdout and b"check 0 done" in proc.stdout
+    assert {p: p.stat().st_mtime_ns for p in a.rglob("*.pcapng")} == mtimes  # nothing written again
+    # the results survive a lost catalog: rebuild takes them from the journal
+    for suffix in ("", "-wal", "-shm"):
+        (copy / f"catalog.sqlite{suffix}").unlink(missing_ok=True)
+    assert sluice("catalog", "rebuild", "--spool", str(copy)).returncode == 0
+    assert rows(copy) == after
+    assert len(list(read_events(copy / "journal.jsonl", "pipeline_step"))) == 2 * len(files)
+
+
+def test_a_target_that_fills_up_is_retried_and_leaves_nothing_half(spool: Spool, tmp_path: Path) -> None:
+    copy = tmp_path / "spool"
+    shutil.copytree(spool.dir, copy, symlinks=True)
+    big = max(copy.rglob("*.pcapng"), key=lambda p: p.stat().st_size)
+    small, ok = tmp_path / "small", tmp_path / "ok"
+    ok.mkdir()
+    mount_tmpfs(small, f"{max(big.stat().st_size // 2, 4096)}")
+    try:
+        cfg = _config(tmp_path, copy, [ok, small])
+        proc = sluice("pipeline", "run", "--once", "--config", str(cfg))
+        assert proc.returncode == 1, proc.stderr.decode()
+        rel = str(big.relative_to(copy))
+        row = next(r for r in rows(copy) if r["path"] == rel)
+        assert row["state"] == "closed" and not row["steps"]["backup"]["ok"]
+        assert "No space left" in row["steps"]["backup"]["error"] and "check" not in row["steps"]
+        assert not (small / rel).exists() and not list(small.rglob(".*sluice-tmp"))
+        subprocess.run(["mount", "-o", "remount,size=64M", str(small)], check=True)
+        proc = sluice("pipeline", "run", "--once", "--config", str(cfg))
+        assert proc.returncode == 0, proc.stdout.decode() + proc.stderr.decode()
+        assert _sha(small / rel) == _sha(big) and {r["state"] for r in rows(copy)} == {"checked"}
+    finally:
+        umount(small)
+
+
+def test_pipeline_refuses_a_missing_target(spool: Spool, tmp_path: Path) -> None:
+    cfg = _config(tmp_path, spool.dir, [tmp_path / "nowhere"])
+    proc = sluice("pipeline", "run", "--once", "--config", str(cfg))
+    err = proc.stderr.decode()
+    assert proc.returncode == 2 and "no such directory" in err and len(err.strip().splitlines()) == 1
