@@ -224,7 +224,7 @@ def run(spool: str | os.PathLike[str], q: Query, binary: str | None = None) -> E
         part_inodes = {(os.fstat(fd).st_dev, os.fstat(fd).st_ino) for _, fd in parts}
         chosen = [c for c in chosen if (os.stat(c.path).st_dev, os.stat(c.path).st_ino) not in part_inodes]
         files = [c.path for c in chosen]
-        cmd = [binary, "merge", "--json", "--format", q.format, "--precision", "ns",
+        cmd = [binary, "merge", "--json", "--format", q.format, "--precision", "ns", "--compress", "none",
                "--from", epoch_arg(q.from_ns), "--to", epoch_arg(q.to_ns), "-o", q.output]
         if q.filter:
             cmd += ["--filter", q.filter]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from appliance.config import FreeFloor
 from appliance.journal import Journal, read_events
 from appliance.timespec import epoch_arg
 from tests.capture.conftest import mount_tmpfs, umount
-from tests.catalog.conftest import Spool, dump, peer_pipeline, rows, sluice
+from tests.catalog.conftest import SLUICE_PCAP, Spool, dump, peer_pipeline, rows, sluice
 
 pytestmark = [pytest.mark.root, pytest.mark.netns]
 
@@ -225,3 +226,25 @@ def test_no_data_is_zero_packets_exit_0(spool: Spool, tmp_path: Path) -> None:
         assert proc.returncode == 0, proc.stderr.decode()
         assert b"0 packet(s)" in proc.stderr
         assert dump(out) == ""
+
+
+def test_compressed_files_give_the_same_extract(spool: Spool, tmp_path: Path) -> None:
+    """zstd files have no positions (offsets in a compressed stream are not file offsets): they
+    are read through, with the same result."""
+    copy = tmp_path / "spool"
+    shutil.copytree(spool.dir, copy, symlinks=True)
+    for p in list(copy.rglob("*.pcapng")):
+        zst = p.with_name(p.name + ".zst")
+        subprocess.run([str(SLUICE_PCAP), "convert", "--compress", "zstd", str(p), str(zst)], check=True,
+                       capture_output=True)
+        p.unlink()
+    assert sluice("catalog", "rebuild", "--spool", str(copy)).returncode == 0
+    assert all(r["compressed"] and not r["positions"] for r in rows(copy))
+    from_ns, to_ns, _ = _windows(spool)["whole spool, both interfaces"]
+    for bpf in ("host 2001:db8::1", "udp port 9999", "vlan"):
+        plain = dump(_extract(spool, tmp_path, from_ns, to_ns, bpf, []))
+        out = tmp_path / "z.pcapng"
+        proc = sluice("extract", "--spool", str(copy), "--from", epoch_arg(from_ns), "--to", epoch_arg(to_ns),
+                      "--filter", bpf, "-o", str(out))
+        assert proc.returncode == 0, proc.stderr.decode()
+        assert dump(out) == plain and plain
