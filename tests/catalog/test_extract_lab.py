@@ -248,3 +248,13 @@ def test_compressed_files_give_the_same_extract(spool: Spool, tmp_path: Path) ->
                       "--filter", bpf, "-o", str(out))
         assert proc.returncode == 0, proc.stderr.decode()
         assert dump(out) == plain and plain
+
+
+def test_format_pcap_for_old_tools(spool: Spool, tmp_path: Path) -> None:
+    from_ns, to_ns, _ = _windows(spool)["whole spool, both interfaces"]
+    out = tmp_path / "old.pcap"
+    proc = sluice("extract", "--spool", str(spool.dir), "--from", epoch_arg(from_ns), "--to", epoch_arg(to_ns),
+                  "--filter", "icmp", "--format", "pcap", "-o", str(out))
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert out.read_bytes()[:4] == bytes.fromhex("4d3cb2a1")  # pcap, nanosecond magic
+    assert dump(out) == dump(_extract(spool, tmp_path, from_ns, to_ns, "icmp", []))
