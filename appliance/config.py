@@ -140,6 +140,12 @@ def _backup_targets(v: Any) -> list[str]:
     return list(v)
 
 
+def _optional_abs_path(v: Any) -> str:
+    if not isinstance(v, str) or (v and not v.startswith("/")) or "\0" in v:
+        raise ValueError
+    return v
+
+
 ROTATE_SIZE_MAX = 1 << 42  # 4T: sluice-capture --print-contract (tests/capture/test_contract.py)
 
 
@@ -353,6 +359,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "pipeline": {
         "backup": Key([], _backup_targets, "a list of distinct absolute directory paths",
                       "backup targets: every closed file is copied to each and verified by sha256"),
+        "processed": Key("", _optional_abs_path, "an absolute directory path, or empty (repair and dedup off)",
+                         "where the repaired and de-duplicated copies go"),
     },
 }
 

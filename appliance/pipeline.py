@@ -1,7 +1,7 @@
 """The post-capture pipeline, first steps (issue 15): every closed file of the catalog is backed
-up to every configured target and checked, in that order, each step's result recorded in the
-catalog (`files.steps`, `files.state`) and in the journal (`pipeline_step`), from which
-`sluice catalog rebuild` restores it.
+up to every configured target, checked, repaired when damaged and de-duplicated, in that order,
+each step's result recorded in the catalog (`files.steps`, `files.state`) and in the journal
+(`pipeline_step`), from which `sluice catalog rebuild` restores it.
 
 1. backup: for each target directory, the file is copied to `TARGET/<path under the spool>`
    under a hidden temporary name, fsynced, renamed, its folder fsynced, then read back and its
@@ -9,7 +9,12 @@ catalog (`files.steps`, `files.state`) and in the journal (`pipeline_step`), fro
    verified copy; a target that fails (full, gone, read-only) leaves the file not backed up, with
    no temporary left, and the next pass tries again. A copy already there with the right sha256
    is not written again.
-2. check: `sluice-pcap check` of the original.
+2. check: `sluice-pcap check` of the original (`valid` false: damaged).
+3. repair (with `[pipeline] processed`): a damaged file is repaired into
+   `PROCESSED/repaired/<path>` (`sluice-pcap repair`); the original stays as it is.
+4. dedup (with `processed`): the SPAN copies go, into `PROCESSED/<path>` (`sluice-pcap dedup`,
+   from the repaired copy when there is one). sluice-pcap writes each output under a temporary
+   name and renames it when whole, so an interrupted step leaves nothing half.
 
 Each step is idempotent: a second pass over the same files does nothing.
 """
@@ -33,7 +38,7 @@ from appliance.journal import Journal, read_events
 
 log = logging.getLogger("sluice.pipeline")
 
-STEPS = ("backup", "check")
+STEPS = ("backup", "check", "repair", "dedup")
 CHUNK = 4 << 20
 
 
@@ -97,17 +102,51 @@ def check(spool: Path, rel: str) -> dict[str, Any]:
     t0 = time.monotonic()
     proc = subprocess.run([catalog.find_pcap_binary(), "check", "--json", str(spool / rel)], capture_output=True,
                           text=True)
-    result: dict[str, Any] = {"ok": proc.returncode == 0, "seconds": round(time.monotonic() - t0, 3)}
+    result: dict[str, Any] = {"ok": proc.returncode in (0, 1), "valid": proc.returncode == 0,
+                              "seconds": round(time.monotonic() - t0, 3)}
     if proc.returncode != 0:
-        result["error"] = (proc.stdout.strip() or proc.stderr.strip())[-500:]
+        result["damage" if proc.returncode == 1 else "error"] = (proc.stdout.strip() or proc.stderr.strip())[-500:]
     return result
 
 
+def _pcap_step(cmd: str, src: Path, out: Path) -> dict[str, Any]:
+    """`sluice-pcap CMD --json SRC OUT` (OUT replaced whole or not at all)."""
+    t0 = time.monotonic()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run([catalog.find_pcap_binary(), cmd, "--json", str(src), str(out)], capture_output=True,
+                          text=True)
+    result: dict[str, Any] = {"ok": proc.returncode == 0, "seconds": round(time.monotonic() - t0, 3)}
+    if proc.returncode == 0:
+        summary = json.loads(proc.stdout.strip().splitlines()[-1])
+        result.update(output=str(out), sha256=sha256_file(out), packets_in=summary["packets_in"],
+                      packets_out=summary["packets_out"])
+    else:
+        result["error"] = proc.stderr.strip()[-500:]
+    return result
+
+
+def repair(spool: Path, rel: str, processed: Path, steps: dict[str, Any]) -> dict[str, Any]:
+    if steps.get("check", {}).get("valid"):
+        return {"ok": True, "needed": False}
+    return {**_pcap_step("repair", spool / rel, processed / "repaired" / rel), "needed": True}
+
+
+def dedup(spool: Path, rel: str, processed: Path, steps: dict[str, Any]) -> dict[str, Any]:
+    repaired = steps.get("repair", {}).get("output")
+    return _pcap_step("dedup", Path(repaired) if repaired else spool / rel, processed / rel)
+
+
+def _still_there(outcome: dict[str, Any]) -> bool:
+    """A recorded output is still the one written (else the step runs again)."""
+    out = outcome.get("output")
+    return not out or (Path(out).exists() and sha256_file(out) == outcome.get("sha256"))
+
+
 def state_of(steps: dict[str, Any]) -> str:
+    if steps.get("dedup", {}).get("ok"):
+        return "processed"
     if steps.get("check", {}).get("ok"):
-        return "checked"
-    if steps.get("check"):
-        return "damaged"
+        return "checked" if steps["check"].get("valid") else "damaged"
     if steps.get("backup", {}).get("ok"):
         return "backed_up"
     return "closed"
@@ -129,6 +168,7 @@ def run_once(cfg: Config) -> PassResult:
     for t in targets:
         if not Path(t).is_dir():
             raise SluiceError(f"[pipeline] backup: {t}: no such directory", 2)
+    processed = Path(cfg.get("pipeline", "processed")) if cfg.get("pipeline", "processed") else None
     result = PassResult()
     db = catalog.connect(spool)
     journal = Journal(cfg.journal_path)
@@ -139,13 +179,20 @@ def run_once(cfg: Config) -> PassResult:
             if not (spool / rel).exists():
                 continue
             for step in STEPS:
-                if steps.get(step, {}).get("ok"):
+                if steps.get(step, {}).get("ok") and _still_there(steps[step]):
                     continue
-                if step == "check" and not steps.get("backup", {}).get("ok"):
+                if step != "backup" and not steps.get("backup", {}).get("ok"):
                     break  # nothing before its copy is safe
-                if step == "check" and "check" in steps:
-                    continue  # a damaged file stays damaged: checking again changes nothing
-                outcome = backup(spool, rel, targets) if step == "backup" else check(spool, rel)
+                if step in ("repair", "dedup") and processed is None:
+                    break
+                if step == "backup":
+                    outcome = backup(spool, rel, targets)
+                elif step == "check":
+                    outcome = check(spool, rel)
+                elif step == "repair":
+                    outcome = repair(spool, rel, processed, steps)  # type: ignore[arg-type]
+                else:
+                    outcome = dedup(spool, rel, processed, steps)  # type: ignore[arg-type]
                 steps[step] = {**outcome, "at": round(time.time(), 3)}
                 with db:
                     db.execute("UPDATE files SET steps = ?, state = ? WHERE path = ?",

@@ -14,7 +14,7 @@ import pytest
 
 from appliance.journal import read_events
 from tests.capture.conftest import mount_tmpfs, umount
-from tests.catalog.conftest import Spool, rows, sluice
+from tests.catalog.conftest import SLUICE_PCAP, Spool, rows, sluice
 
 pytestmark = [pytest.mark.root, pytest.mark.netns]
 
@@ -88,3 +88,46 @@ def test_pipeline_refuses_a_missing_target(spool: Spool, tmp_path: Path) -> None
     proc = sluice("pipeline", "run", "--once", "--config", str(cfg))
     err = proc.stderr.decode()
     assert proc.returncode == 2 and "no such directory" in err and len(err.strip().splitlines()) == 1
+
+
+def _count(p: Path) -> int:
+    out = subprocess.run(["tcpdump", "-r", str(p), "-n"], capture_output=True, text=True)
+    return len(out.stdout.splitlines())
+
+
+def test_damaged_file_repaired_span_copies_removed(spool: Spool, tmp_path: Path) -> None:
+    """A damaged file (cut inside a record) is repaired into a copy, the original kept as it is;
+    a file with every packet twice (what a SPAN port sends) loses its copies; both processed."""
+    copy = tmp_path / "spool"
+    shutil.copytree(spool.dir, copy, symlinks=True)
+    files = sorted((p for p in copy.rglob("*.pcapng")), key=lambda p: p.stat().st_size)
+    damaged, doubled = files[-1], files[-2]
+    data = damaged.read_bytes()
+    damaged.write_bytes(data[: len(data) * 2 // 3 + 7])
+    twice = tmp_path / "twice.pcapng"
+    subprocess.run([str(SLUICE_PCAP), "merge", "-o", str(twice), str(doubled), str(doubled)], check=True,
+                   capture_output=True)
+    original_count = _count(doubled)
+    shutil.copyfile(twice, doubled)
+    assert sluice("catalog", "rebuild", "--spool", str(copy)).returncode == 0
+    backup, processed = tmp_path / "backup", tmp_path / "processed"
+    backup.mkdir()
+    cfg = _config(tmp_path, copy, [backup])
+    cfg.write_text(cfg.read_text() + f'processed = "{processed}"\n')
+    damaged_bytes = damaged.read_bytes()
+    proc = sluice("pipeline", "run", "--once", "--config", str(cfg))
+    assert proc.returncode == 0, proc.stdout.decode() + proc.stderr.decode()
+    by_path = {r["path"]: r for r in rows(copy)}
+    rel_d, rel_t = str(damaged.relative_to(copy)), str(doubled.relative_to(copy))
+    d = by_path[rel_d]["steps"]
+    assert not d["check"]["valid"] and d["repair"]["needed"] and d["repair"]["packets_out"] > 0
+    assert damaged.read_bytes() == damaged_bytes  # the original stays as it was
+    repaired = processed / "repaired" / rel_d
+    assert subprocess.run([str(SLUICE_PCAP), "check", str(repaired)], capture_output=True).returncode == 0
+    assert _count(processed / rel_d) == d["dedup"]["packets_out"] > 0
+    t = by_path[rel_t]["steps"]
+    assert t["check"]["valid"] and not t["repair"]["needed"]
+    assert t["dedup"]["packets_in"] == 2 * original_count and t["dedup"]["packets_out"] == original_count
+    assert {r["state"] for r in by_path.values()} == {"processed"}
+    again = sluice("pipeline", "run", "--once", "--config", str(cfg))
+    assert again.returncode == 0 and b"dedup 0 done" in again.stdout and b"repair 0 done" in again.stdout
