@@ -21,10 +21,12 @@ Each step is idempotent: a second pass over the same files does nothing.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
 import os
+import re
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -159,8 +161,25 @@ class PassResult:
     files: int = 0
 
 
+# Temporaries a pass cut short (kill -9) leaves: ours (.NAME.sluice-tmp) and sluice-pcap's
+# (.NAME.PID.tmp). Only one pass runs at a time (the lock), so any found at the start are stale.
+TEMPORARY = re.compile(r"^\..+\.(sluice-tmp|\d+\.tmp)$")
+
+
+def sweep_temporaries(dirs: list[Path]) -> int:
+    removed = 0
+    for top in dirs:
+        for root, _dirs, names in os.walk(top):
+            for name in names:
+                if TEMPORARY.match(name):
+                    Path(root, name).unlink(missing_ok=True)
+                    removed += 1
+    return removed
+
+
 def run_once(cfg: Config) -> PassResult:
-    """One pass over every closed file of the catalog: each step not done yet, in order."""
+    """One pass over every closed file of the catalog: each step not done yet, in order. Only one
+    pass runs at a time (SPOOL/.pipeline.lock); it starts by removing what a killed pass left."""
     spool = cfg.spool
     targets = cfg.get("pipeline", "backup")
     if not targets:
@@ -169,6 +188,20 @@ def run_once(cfg: Config) -> PassResult:
         if not Path(t).is_dir():
             raise SluiceError(f"[pipeline] backup: {t}: no such directory", 2)
     processed = Path(cfg.get("pipeline", "processed")) if cfg.get("pipeline", "processed") else None
+    lock = os.open(spool / ".pipeline.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(lock)
+        raise SluiceError(f"{spool / '.pipeline.lock'}: another pipeline pass is running", 2) from None
+    try:
+        sweep_temporaries([Path(t) for t in targets] + ([processed] if processed else []))
+        return _pass(cfg, spool, targets, processed)
+    finally:
+        os.close(lock)
+
+
+def _pass(cfg: Config, spool: Path, targets: list[str], processed: Path | None) -> PassResult:
     result = PassResult()
     db = catalog.connect(spool)
     journal = Journal(cfg.journal_path)

@@ -8,6 +8,8 @@ import hashlib
 import json
 import shutil
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ import pytest
 from appliance.journal import read_events
 from tests.capture.conftest import mount_tmpfs, umount
 from tests.catalog.conftest import SLUICE_PCAP, Spool, rows, sluice
+from tests.conftest import REPO
 
 pytestmark = [pytest.mark.root, pytest.mark.netns]
 
@@ -131,3 +134,37 @@ def test_damaged_file_repaired_span_copies_removed(spool: Spool, tmp_path: Path)
     assert {r["state"] for r in by_path.values()} == {"processed"}
     again = sluice("pipeline", "run", "--once", "--config", str(cfg))
     assert again.returncode == 0 and b"dedup 0 done" in again.stdout and b"repair 0 done" in again.stdout
+
+
+def _outputs(*dirs: Path) -> dict[str, str]:
+    return {str(p.relative_to(d)): _sha(p) for d in dirs for p in d.rglob("*") if p.is_file()}
+
+
+def test_kill_9_at_any_moment_then_resume_gives_the_same_result(spool: Spool, tmp_path: Path) -> None:
+    def setup(name: str) -> tuple[Path, Path, Path, Path]:
+        base = tmp_path / name
+        copy = base / "spool"
+        shutil.copytree(spool.dir, copy, symlinks=True)
+        backup, processed = base / "backup", base / "processed"
+        backup.mkdir()
+        cfg = _config(base, copy, [backup])
+        cfg.write_text(cfg.read_text() + f'processed = "{processed}"\n')
+        return copy, backup, processed, cfg
+
+    ref_spool, ref_backup, ref_processed, ref_cfg = setup("ref")
+    assert sluice("pipeline", "run", "--once", "--config", str(ref_cfg)).returncode == 0
+    copy, backup, processed, cfg = setup("killed")
+    argv = [sys.executable, "-m", "appliance.cli", "pipeline", "run", "--once", "--config", str(cfg)]
+    kills = 0
+    for delay in (0.35, 0.5, 0.65, 0.8, 0.95, 1.1):
+        proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        if proc.poll() is None:
+            proc.kill()
+            kills += 1
+        proc.wait()
+    assert kills >= 1
+    done = sluice("pipeline", "run", "--once", "--config", str(cfg))
+    assert done.returncode == 0, done.stderr.decode()
+    assert _outputs(backup, processed) == _outputs(ref_backup, ref_processed)  # no temporary, same bytes
+    assert [(r["path"], r["state"]) for r in rows(copy)] == [(r["path"], r["state"]) for r in rows(ref_spool)]
