@@ -127,6 +127,14 @@ def connect(spool: str | os.PathLike[str], readonly: bool = False) -> sqlite3.Co
         if not path.exists():
             raise SluiceError(f"{path}: no catalog; `sluice catalog rebuild --spool {spool}` builds it", 2)
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+        try:
+            version = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        except sqlite3.DatabaseError:
+            version = None
+        if version is None or version[0] != str(SCHEMA_VERSION):
+            db.close()
+            raise SluiceError(f"{path}: not a catalog of this version; `sluice catalog rebuild --spool {spool}` "
+                              "makes it again", 2)
     else:
         db = sqlite3.connect(path, timeout=10)
         db.execute("PRAGMA journal_mode=WAL")
@@ -393,6 +401,14 @@ def rebuild(spool: str | os.PathLike[str], binary: str | None = None) -> Rebuild
         after = side.stat().st_mtime_ns if side.exists() else None
         reindexed += before is None or before != after
         entries.append((row_from_index(rel, doc, hints.get(rel)), doc))
+    from appliance.pipeline import journal_steps, state_of  # the pipeline's results, kept in the journal
+
+    done = journal_steps(sp)
+    for row, _doc in entries:
+        steps = done.get(row["path"])
+        if steps:
+            row["steps"] = json.dumps(steps, sort_keys=True)
+            row["state"] = state_of(steps) if state_of(steps) != "closed" else row["state"]
     entries.sort(key=lambda e: (e[0]["first_ns"] or 0, e[0]["path"]))
     db = connect(sp)
     try:

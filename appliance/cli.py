@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "appliance.lab.commands",
     "appliance.nic.commands",
     "appliance.notes.commands",
+    "appliance.pipeline_commands",
     "appliance.run",
     "appliance.supervise_commands",
     "appliance.update",
@@ -28,7 +29,8 @@ COMMAND_MODULES = (
 
 # Commands whose module is imported alone when one of them is run, so they start without the
 # others' imports (pyroute2 alone takes half a second): `sluice extract ... | tcpdump -r -`.
-LIGHT_COMMANDS = {"catalog": "appliance.catalog_commands", "extract": "appliance.catalog_commands"}
+LIGHT_COMMANDS = {"catalog": "appliance.catalog_commands", "extract": "appliance.catalog_commands",
+                  "pipeline": "appliance.pipeline_commands"}
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:

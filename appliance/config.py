@@ -130,6 +130,22 @@ def _path(v: Any) -> str:
     return v
 
 
+def _backup_targets(v: Any) -> list[str]:
+    """Backup targets: absolute directory paths, each once (remote ssh:// targets are not
+    supported yet)."""
+    if not isinstance(v, list) or not all(isinstance(t, str) and t.startswith("/") and "\0" not in t for t in v):
+        raise ValueError
+    if len(set(v)) != len(v):
+        raise ValueError
+    return list(v)
+
+
+def _optional_abs_path(v: Any) -> str:
+    if not isinstance(v, str) or (v and not v.startswith("/")) or "\0" in v:
+        raise ValueError
+    return v
+
+
 ROTATE_SIZE_MAX = 1 << 42  # 4T: sluice-capture --print-contract (tests/capture/test_contract.py)
 
 
@@ -339,6 +355,12 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "mtu": Key(0, _optional_mtu, "0 (leave as is) or an integer 68..65535", "MTU of capture interfaces"),
         "hw_timestamps": Key(True, _bool, "true or false", "enable NIC hardware timestamping"),
         "irq_cpus": Key([], _cpu_list, "a list of CPU numbers (empty = leave as is)", "CPUs for the NIC's IRQs"),
+    },
+    "pipeline": {
+        "backup": Key([], _backup_targets, "a list of distinct absolute directory paths",
+                      "backup targets: every closed file is copied to each and verified by sha256"),
+        "processed": Key("", _optional_abs_path, "an absolute directory path, or empty (repair and dedup off)",
+                         "where the repaired and de-duplicated copies go"),
     },
 }
 

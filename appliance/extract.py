@@ -224,7 +224,7 @@ def run(spool: str | os.PathLike[str], q: Query, binary: str | None = None) -> E
         part_inodes = {(os.fstat(fd).st_dev, os.fstat(fd).st_ino) for _, fd in parts}
         chosen = [c for c in chosen if (os.stat(c.path).st_dev, os.stat(c.path).st_ino) not in part_inodes]
         files = [c.path for c in chosen]
-        cmd = [binary, "merge", "--json", "--format", q.format, "--precision", "ns",
+        cmd = [binary, "merge", "--json", "--format", q.format, "--precision", "ns", "--compress", "none",
                "--from", epoch_arg(q.from_ns), "--to", epoch_arg(q.to_ns), "-o", q.output]
         if q.filter:
             cmd += ["--filter", q.filter]
@@ -236,7 +236,8 @@ def run(spool: str | os.PathLike[str], q: Query, binary: str | None = None) -> E
             _write_empty(q.output, q.format)
             packets = 0
         else:
-            packets = _merge(binary, cmd, chosen, parts, q.output)
+            window = ["--from", epoch_arg(q.from_ns), "--to", epoch_arg(q.to_ns)]
+            packets = _merge(binary, cmd, chosen, parts, q.output, window)
     finally:
         for _, fd in parts:
             os.close(fd)
@@ -244,7 +245,8 @@ def run(spool: str | os.PathLike[str], q: Query, binary: str | None = None) -> E
                          sum(1 for c in chosen if c.pick))
 
 
-def _merge(binary: str, cmd: list[str], chosen: list[Chosen], parts: list[tuple[str, int]], output: str) -> int:
+def _merge(binary: str, cmd: list[str], chosen: list[Chosen], parts: list[tuple[str, int]], output: str,
+           window: list[str]) -> int:
     """One merge pass over the chosen files (the picked ones through `sluice-pcap pick` pipes)
     and the open .part files; packets written."""
     picks: list[subprocess.Popen[bytes]] = []
@@ -252,7 +254,7 @@ def _merge(binary: str, cmd: list[str], chosen: list[Chosen], parts: list[tuple[
     try:
         for c in chosen:
             if c.pick:
-                argv = [binary, "pick", "--positions", c.positions, *c.pick, "-o", "-", c.path]
+                argv = [binary, "pick", "--positions", c.positions, *c.pick, *window, "-o", "-", c.path]
                 picks.append(subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
                 assert picks[-1].stdout is not None
                 inputs.append(f"/dev/fd/{picks[-1].stdout.fileno()}")
@@ -270,7 +272,7 @@ def _merge(binary: str, cmd: list[str], chosen: list[Chosen], parts: list[tuple[
     failed = [p for p in picks if p.returncode != 0]
     if failed and output != "-":
         # Positions that no longer describe their file: read the files through instead.
-        return _merge(binary, cmd, [Chosen(c.path) for c in chosen], parts, output)
+        return _merge(binary, cmd, [Chosen(c.path) for c in chosen], parts, output, window)
     if failed:
         assert failed[0].stderr is not None
         raise SluiceError(_pcap_error(failed[0].stderr.read().decode()), 1)

@@ -5,7 +5,7 @@ The spool: real lab packets (bench_pcap's templates: ping, HTTP, DNS on the lab'
 with their IPv4 addresses spread over 8000 hosts of the benchmarking range 198.18.0.0/15 (a few
 busy hosts, many quiet ones) and their TCP/UDP ports over common services and ephemeral ports,
 spread evenly over two hours of timestamps, written by the real writer (`sluice-capture -r -
---rotate-size 64M`: pcapng, ns, the spool's names and rotation). It is kept in
+--rotate-size`, the default 1G and 64M: pcapng, ns, the spool's names and rotation). It is kept in
 /var/tmp/sluice-bench-extract/ and reused by later runs (BENCH_EXTRACT_REGEN=1 makes it again).
 
 Measured: the catalog built from nothing (the index cost per GB, in CPU and bytes), a rebuild
@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from bench.bench_pcap import capture_templates, read_templates
 
@@ -85,11 +86,11 @@ def generate(templates: list[bytes], total_bytes: int, out: object) -> tuple[int
     return n, written
 
 
-def make_spool(gb: float, name: str = "spool", rotate: str = "64M") -> Path:
+def make_spool(gb: float, name: str = "spool", rotate: str = "64M") -> tuple[Path, dict[str, Any]]:
     spool = WORK / name
     marker = WORK / f"{name}-{GENERATION}-{gb:g}GB-{rotate}.json"
     if marker.exists() and os.environ.get("BENCH_EXTRACT_REGEN") != "1":
-        return spool
+        return spool, json.loads(marker.read_text())
     shutil.rmtree(spool, ignore_errors=True)
     for old in WORK.glob(f"{name}-*.json"):
         old.unlink()
@@ -110,8 +111,9 @@ def make_spool(gb: float, name: str = "spool", rotate: str = "64M") -> Path:
     writer.stdin.close()
     if writer.wait() != 0:
         raise RuntimeError(f"sluice-capture -r -: {writer.stderr.read().decode()[-300:] if writer.stderr else ''}")
-    marker.write_text(json.dumps({"packets": packets, "bytes": nbytes, "seconds": time.perf_counter() - t0}))
-    return spool
+    info = {"packets": packets, "bytes": nbytes, "seconds": time.perf_counter() - t0}
+    marker.write_text(json.dumps(info))
+    return spool, info
 
 
 def timed(argv: list[str] | str, shell: bool = False) -> tuple[float, float, subprocess.CompletedProcess[bytes]]:
@@ -145,41 +147,28 @@ def stenographer_status() -> str:
              "run systemd"))
 
 
-def main() -> None:
-    if os.geteuid() != 0:
-        print("bench_extract: needs root (the lab that makes the templates)", file=sys.stderr)
-        return
-    gb = float(os.environ.get("BENCH_EXTRACT_GB", "4"))
-    print(f"load average before: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
-    spool = make_spool(gb)
-    gen = json.loads(next(WORK.glob("spool-*.json")).read_text())
-    files = sorted(p for p in spool.rglob("*.pcapng"))
-    size = sum(p.stat().st_size for p in files)
-    print(f"spool: {len(files)} files, {size / 1e9:.2f} GB, {gen['packets']} packets, {HOSTS} hosts "
-          f"(generated and written in {gen['seconds']:.0f} s)")
-    sluice = [sys.executable, "-m", "appliance.cli"]
-    # index from nothing: what every file costs once, right after it closes
+def drop_catalog(spool: Path, sidecars: bool) -> None:
     for p in [spool / "catalog.sqlite", spool / "catalog.sqlite-wal", spool / "catalog.sqlite-shm"]:
         p.unlink(missing_ok=True)
-    shutil.rmtree(spool / ".index", ignore_errors=True)
+    if sidecars:
+        shutil.rmtree(spool / ".index", ignore_errors=True)
+
+
+def bench_spool(spool: Path, gen: dict[str, Any], rotate: str, sluice: list[str]) -> None:
+    files = sorted(p for p in spool.rglob("*.pcapng"))
+    size = sum(p.stat().st_size for p in files)
+    gb = size / 1e9
+    print(f"\nspool with --rotate-size {rotate}: {len(files)} files, {gb:.2f} GB, {gen['packets']} packets, "
+          f"{HOSTS} hosts (generated and written in {gen['seconds']:.0f} s)")
+    # index from nothing: what every file costs once, right after it closes
+    drop_catalog(spool, sidecars=True)
     wall, cpu, _ = timed([*sluice, "catalog", "rebuild", "--spool", str(spool)])
     side = sum(p.stat().st_size for p in (spool / ".index").rglob("*.json"))
+    pos = sum(p.stat().st_size for p in (spool / ".index").rglob("*.pos"))
     db = sum(p.stat().st_size for p in spool.glob("catalog.sqlite*"))
-    print(f"index from nothing: {wall:.1f} s wall, {cpu:.1f} s CPU = {cpu / (size / 1e9):.2f} CPU s/GB; "
-          f"sidecars {side / 1e6:.2f} MB ({side / (size / 1e9) / 1e6:.2f} MB/GB), catalog {db / 1e6:.2f} MB "
-          f"({db / (size / 1e9) / 1e6:.2f} MB/GB)")
-    # rebuild per 1000 files: a spool of about 1000 small files (the same traffic, 48 KiB files)
-    many = make_spool(0.05, "many", "48K")
-    n_many = len(list(many.rglob("*.pcapng")))
-    for label, drop_sidecars in (("from nothing (indexing every file)", True), ("from the sidecars", False)):
-        for p in [many / "catalog.sqlite", many / "catalog.sqlite-wal", many / "catalog.sqlite-shm"]:
-            p.unlink(missing_ok=True)
-        if drop_sidecars:
-            shutil.rmtree(many / ".index", ignore_errors=True)
-        wall, cpu, _ = timed([*sluice, "catalog", "rebuild", "--spool", str(many)])
-        print(f"catalog rebuild {label}: {wall:.2f} s wall, {cpu:.2f} s CPU for {n_many} files = "
-              f"{wall / n_many * 1000:.1f} s per 1000 files")
-
+    print(f"index from nothing: {wall:.1f} s wall, {cpu:.1f} s CPU = {cpu / gb:.2f} CPU s/GB; per GB: "
+          f"catalog {db / gb / 1e6:.1f} MB, JSON sidecars {side / gb / 1e6:.1f} MB, positions {pos / gb / 1e6:.1f} MB "
+          f"({(db + side + pos) / size * 100:.1f} % of the data in all)")
     rows = json.loads(timed([*sluice, "catalog", "ls", "--spool", str(spool), "--json"])[2].stdout)
     mid = START_NS + SPAN_NS // 2 + 7 * 10**9
     busy, quiet = _addr(0), _addr(HOSTS // 8)
@@ -187,7 +176,7 @@ def main() -> None:
     queries = [
         (f"host {ip(busy)} (busiest), 5 min", mid, mid + 300 * 10**9, f"host {ip(busy)}"),
         (f"host {ip(quiet)} (quiet), 5 min", mid, mid + 300 * 10**9, f"host {ip(quiet)}"),
-        (f"udp port {RARE_PORT}, whole spool", START_NS, START_NS + SPAN_NS + 10**9, f"udp port {RARE_PORT}"),
+        (f"udp port {RARE_PORT}, whole spool", START_NS, START_NS + 2 * SPAN_NS, f"udp port {RARE_PORT}"),
     ]
     out = WORK / "out"
     out.mkdir(exist_ok=True)
@@ -211,8 +200,30 @@ def main() -> None:
             raise RuntimeError(f"{name}: sluice extract gave {n_o} packets, the pipeline {n_p}")
         print(f"{name:34} {len(window):>5} {n_o:>8} {best_o[0]:9.2f} {best_o[1]:6.2f} {best_p[0]:10.2f} "
               f"{best_p[1]:6.2f} {best_p[0] / best_o[0]:7.1f}x", flush=True)
+
+
+def main() -> None:
+    if os.geteuid() != 0:
+        print("bench_extract: needs root (the lab that makes the templates)", file=sys.stderr)
+        return
+    gb = float(os.environ.get("BENCH_EXTRACT_GB", "4"))
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    sluice = [sys.executable, "-m", "appliance.cli"]
+    # the writer's default file size first, then smaller files (a busier box rotates sooner)
+    for name, rotate in (("spool1g", "1G"), ("spool", "64M")):
+        spool, gen = make_spool(gb, name, rotate)
+        bench_spool(spool, gen, rotate, sluice)
+    # rebuild per 1000 files: a spool of about 1000 small files (the same traffic, 48 KiB files)
+    many, _ = make_spool(0.05, "many", "48K")
+    n_many = len(list(many.rglob("*.pcapng")))
+    print()
+    for label, drop_sidecars in (("from nothing (indexing every file)", True), ("from the sidecars", False)):
+        drop_catalog(many, drop_sidecars)
+        wall, cpu, _ = timed([*sluice, "catalog", "rebuild", "--spool", str(many)])
+        print(f"catalog rebuild {label}: {wall:.2f} s wall, {cpu:.2f} s CPU for {n_many} files = "
+              f"{wall / n_many * 1000:.1f} s per 1000 files")
     print(f"stenographer: {stenographer_status()}")
-    print(f"load average after: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

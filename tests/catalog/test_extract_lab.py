@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,8 @@ from appliance import catalog, retention
 from appliance.config import FreeFloor
 from appliance.journal import Journal, read_events
 from appliance.timespec import epoch_arg
-from tests.catalog.conftest import Spool, dump, peer_pipeline, rows, sluice
+from tests.capture.conftest import mount_tmpfs, umount
+from tests.catalog.conftest import SLUICE_PCAP, Spool, dump, peer_pipeline, rows, sluice
 
 pytestmark = [pytest.mark.root, pytest.mark.netns]
 
@@ -171,17 +173,23 @@ def test_rebuild_gives_the_same_rows(spool: Spool, tmp_path: Path) -> None:
 
 
 def test_retention_removes_the_row(spool: Spool, tmp_path: Path) -> None:
-    copy = tmp_path / "spool"
-    shutil.copytree(spool.dir, copy, symlinks=True)
-    before = rows(copy)
-    oldest = min((p for p in copy.rglob("*.pcapng")), key=lambda p: (p.stat().st_mtime, p.name))
-    free = shutil.disk_usage(copy).free
-    with Journal(copy / "journal.jsonl") as j:
-        result = retention.enforce(copy, FreeFloor(nbytes=free + 1), FreeFloor(nbytes=0), j)
-    assert [f.path for f in result.deleted] == [oldest]
-    rel = str(oldest.relative_to(copy))
-    assert [r["path"] for r in rows(copy)] == [r["path"] for r in before if r["path"] != rel]
-    assert not catalog.sidecar_path(copy, rel).exists()
+    mnt = tmp_path / "fs"
+    mnt.mkdir()
+    mount_tmpfs(mnt, "256M")  # a filesystem of its own: free space no one else changes
+    try:
+        copy = mnt / "spool"
+        shutil.copytree(spool.dir, copy, symlinks=True)
+        before = rows(copy)
+        oldest = min((p for p in copy.rglob("*.pcapng")), key=lambda p: (p.stat().st_mtime, p.name))
+        free = shutil.disk_usage(copy).free
+        with Journal(copy / "journal.jsonl") as j:
+            result = retention.enforce(copy, FreeFloor(nbytes=free + 1), FreeFloor(nbytes=0), j)
+        assert [f.path for f in result.deleted] == [oldest]
+        rel = str(oldest.relative_to(copy))
+        assert [r["path"] for r in rows(copy)] == [r["path"] for r in before if r["path"] != rel]
+        assert not catalog.sidecar_path(copy, rel).exists() and not catalog.positions_path(copy, rel).exists()
+    finally:
+        umount(mnt)
 
 
 @pytest.mark.parametrize("args, exit_code, says", [
@@ -218,3 +226,35 @@ def test_no_data_is_zero_packets_exit_0(spool: Spool, tmp_path: Path) -> None:
         assert proc.returncode == 0, proc.stderr.decode()
         assert b"0 packet(s)" in proc.stderr
         assert dump(out) == ""
+
+
+def test_compressed_files_give_the_same_extract(spool: Spool, tmp_path: Path) -> None:
+    """zstd files have no positions (offsets in a compressed stream are not file offsets): they
+    are read through, with the same result."""
+    copy = tmp_path / "spool"
+    shutil.copytree(spool.dir, copy, symlinks=True)
+    for p in list(copy.rglob("*.pcapng")):
+        zst = p.with_name(p.name + ".zst")
+        subprocess.run([str(SLUICE_PCAP), "convert", "--compress", "zstd", str(p), str(zst)], check=True,
+                       capture_output=True)
+        p.unlink()
+    assert sluice("catalog", "rebuild", "--spool", str(copy)).returncode == 0
+    assert all(r["compressed"] and not r["positions"] for r in rows(copy))
+    from_ns, to_ns, _ = _windows(spool)["whole spool, both interfaces"]
+    for bpf in ("host 2001:db8::1", "udp port 9999", "vlan"):
+        plain = dump(_extract(spool, tmp_path, from_ns, to_ns, bpf, []))
+        out = tmp_path / "z.pcapng"
+        proc = sluice("extract", "--spool", str(copy), "--from", epoch_arg(from_ns), "--to", epoch_arg(to_ns),
+                      "--filter", bpf, "-o", str(out))
+        assert proc.returncode == 0, proc.stderr.decode()
+        assert dump(out) == plain and plain
+
+
+def test_format_pcap_for_old_tools(spool: Spool, tmp_path: Path) -> None:
+    from_ns, to_ns, _ = _windows(spool)["whole spool, both interfaces"]
+    out = tmp_path / "old.pcap"
+    proc = sluice("extract", "--spool", str(spool.dir), "--from", epoch_arg(from_ns), "--to", epoch_arg(to_ns),
+                  "--filter", "icmp", "--format", "pcap", "-o", str(out))
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert out.read_bytes()[:4] == bytes.fromhex("4d3cb2a1")  # pcap, nanosecond magic
+    assert dump(out) == dump(_extract(spool, tmp_path, from_ns, to_ns, "icmp", []))

@@ -141,3 +141,19 @@ def test_pick_refuses_positions_of_another_file(captures, tmp_path):
     proc = run("pick", "--positions", captures.span_ng, "--addr", "192.0.2.1", "-o", tmp_path / "x", captures.span_ng)
     assert proc.returncode == 2 and "not a positions file" in one_error_line(proc)
     assert not (tmp_path / "x").exists()
+
+
+def test_pick_window_equals_filter_and_window_of_the_whole_file(captures, tmp_path):
+    src, pos = captures.span_ng, tmp_path / "ng.pos"
+    doc = json.loads(run("index", "--positions", pos, src, check=True).stdout)
+    allp = packets(src, tmp_path)
+    for a, b in ((len(allp) // 4, len(allp) // 2), (0, len(allp) - 1), (len(allp) - 2, len(allp) - 1)):
+        window = ["--from", _ts(allp[a][0]), "--to", _ts(allp[b][0])]
+        for addr in doc["addresses"]:
+            picked, ours, whole = tmp_path / "picked", tmp_path / "ours", tmp_path / "whole"
+            run("pick", "--positions", pos, "--addr", addr, *window, "-o", picked, src, check=True)
+            run("merge", "--filter", f"host {addr}", *window, "-o", ours, picked, check=True)
+            run("merge", "--filter", f"host {addr}", *window, "-o", whole, src, check=True)
+            assert ours.read_bytes() == whole.read_bytes(), (addr, a, b)
+            got = packets(picked, tmp_path)
+            assert all(allp[a][0] <= ts < allp[b][0] for ts, _ in got)  # pick itself kept to the window

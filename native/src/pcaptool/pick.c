@@ -7,6 +7,10 @@
  * the original, and `merge --filter` over it selects what it selects over the whole file: the
  * addresses' records are a superset of what `host ADDR` matches (index.c).
  *
+ * --from/--to (as merge's) keep the records of that window only: positions exist only for
+ * files in time order, so the window is one run of the offsets, found by binary search on the
+ * records' own timestamps (each read through pcapread after the file's header).
+ *
  * Refused (exit 2) when the positions do not describe the file (another size) or are not a
  * positions file; exit 1 when a record at a listed offset is not whole.
  */
@@ -18,7 +22,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "tool.h"
+#include "select.h"
 
 #define POS_HEADER 40u
 #define POS_ENTRY 32u
@@ -148,18 +152,81 @@ static uint32_t rd32(const uint8_t *p, bool swap)
     return swap ? __builtin_bswap32(v) : v;
 }
 
+struct source {
+    int fd;
+    bool ng, swap;
+    uint64_t size, header_end;
+    uint8_t *header; /* the first header_end bytes, for record_ts() */
+};
+
+/* The length of the whole record at off; 0 when there is none. */
+static uint64_t record_len(const struct source *src, uint64_t off)
+{
+    uint8_t rh[16];
+    if (pread(src->fd, rh, 16, (off_t)off) != 16)
+        return 0;
+    uint64_t len = src->ng ? rd32(rh + 4, src->swap) : 16u + (uint64_t)rd32(rh + 8, src->swap);
+    return len < 16 || len > PR_MAX_BLOCK || off < src->header_end || off + len > src->size ? 0 : len;
+}
+
+/* The timestamp of the record at off, read by pcapread after the file's header; -1 on error. */
+static int record_ts(const struct source *src, uint64_t off, uint64_t *ts)
+{
+    uint64_t len = record_len(src, off);
+    uint8_t *buf = len ? malloc(src->header_end + len) : NULL;
+    int rc = -1;
+    if (buf && pread(src->fd, buf + src->header_end, len, (off_t)off) == (ssize_t)len) {
+        memcpy(buf, src->header, src->header_end);
+        pr_reader *r;
+        char err[160];
+        struct pr_packet pkt;
+        if (pr_open_mem(&r, buf, src->header_end + len, PR_STRICT, err, sizeof err) == 0) {
+            if (pr_next(r, &pkt) == 1) {
+                *ts = pkt.ts_ns;
+                rc = 0;
+            }
+            pr_close(r);
+        }
+    }
+    free(buf);
+    return rc;
+}
+
+/* The first of offs[0..n) whose record is at or after t (the records are in time order). */
+static int lower_bound(const struct source *src, const uint64_t *offs, size_t n, uint64_t t, size_t *at)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        uint64_t ts;
+        if (record_ts(src, offs[mid], &ts) < 0)
+            return -1;
+        if (ts < t)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *at = lo;
+    return 0;
+}
+
 int cmd_pick(int argc, char **argv)
 {
-    enum { OPT_POS = 1500, OPT_ADDR, OPT_PORT };
+    enum { OPT_POS = 1500, OPT_ADDR, OPT_PORT, OPT_FROM, OPT_TO };
     static const struct option opts[] = {{"positions", required_argument, 0, OPT_POS},
                                          {"addr", required_argument, 0, OPT_ADDR},
                                          {"port", required_argument, 0, OPT_PORT},
+                                         {"from", required_argument, 0, OPT_FROM},
+                                         {"to", required_argument, 0, OPT_TO},
                                          {"output", required_argument, 0, 'o'},
                                          {0, 0, 0, 0}};
-    static const char *use = "usage: sluice-pcap pick --positions POS (--addr ADDR | --port PROTO/N)... -o OUT|- FILE";
+    static const char *use = "usage: sluice-pcap pick --positions POS (--addr ADDR | --port PROTO/N)... [--from T] [--to T] "
+                             "-o OUT|- FILE";
     const char *pos_path = NULL, *out_path = NULL;
     uint8_t addrs[PICK_MAX_ADDRS][16];
     size_t naddr = 0;
+    bool has_from = false, has_to = false;
+    uint64_t from_ns = 0, to_ns = 0;
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "o:", opts, NULL)) != -1) {
@@ -171,6 +238,10 @@ int cmd_pick(int argc, char **argv)
             naddr++;
         else if (c == OPT_PORT && naddr < PICK_MAX_ADDRS && parse_port(optarg, addrs[naddr]) == 0)
             naddr++;
+        else if ((c == OPT_FROM || c == OPT_TO) && select_parse_time(optarg, c == OPT_FROM ? &from_ns : &to_ns) == 0)
+            *(c == OPT_FROM ? &has_from : &has_to) = true;
+        else if (c == OPT_FROM || c == OPT_TO)
+            return tool_fail(EXIT_USAGE, "pick", "--%s '%s' is not a time", c == OPT_FROM ? "from" : "to", optarg);
         else if (c == OPT_PORT)
             return tool_fail(EXIT_USAGE, "pick", "--port '%s' is not tcp/N, udp/N or sctp/N (at most %d keys)", optarg,
                              PICK_MAX_ADDRS);
@@ -206,8 +277,14 @@ int cmd_pick(int argc, char **argv)
     for (size_t k = 0; k < naddr && !rc; k++)
         if (addr_offsets(pfd, na, addrs[k], &offs, &n, &cap) < 0)
             rc = tool_fail(EXIT_FAIL, "pick", "%s: cannot read the positions", pos_path);
-    if (!rc && n)
+    if (!rc && n) {
         qsort(offs, n, sizeof *offs, by_u64);
+        size_t u = 1;
+        for (size_t i = 1; i < n; i++)
+            if (offs[i] != offs[u - 1])
+                offs[u++] = offs[i];
+        n = u;
+    }
     /* pcapng: block length at +4 in the section's byte order; pcap: caplen at +8 of a 16-byte header. */
     bool ng = rd32(first, false) == 0x0A0D0D0A;
     bool swap = ng ? rd32(first + 8, false) != 0x1A2B3C4D
@@ -229,18 +306,20 @@ int cmd_pick(int argc, char **argv)
     }
     if (!rc && out_copy(o, fd, 0, header_end) < 0)
         rc = tool_fail(EXIT_FAIL, "pick", "%s: cannot copy the header: %s", in_path, strerror(errno));
+    struct source src = {fd, ng, swap, size, header_end, NULL};
+    size_t lo = 0, hi = n;
+    if (!rc && n && (has_from || has_to)) {
+        src.header = header_end <= PR_MAX_BLOCK ? malloc(header_end ? header_end : 1) : NULL;
+        if (!src.header || pread(fd, src.header, header_end, 0) != (ssize_t)header_end ||
+            (has_from && lower_bound(&src, offs, n, from_ns, &lo) < 0) ||
+            (has_to && lower_bound(&src, offs, n, to_ns, &hi) < 0))
+            rc = tool_fail(EXIT_FAIL, "pick", "%s: cannot read the time of a listed record", in_path);
+        hi = hi < lo ? lo : hi;
+    }
     uint64_t picked = 0;
-    for (size_t i = 0; i < n && !rc; i++) {
-        if (i && offs[i] == offs[i - 1])
-            continue;
-        uint8_t rh[16];
-        uint64_t len;
-        if (pread(fd, rh, 16, (off_t)offs[i]) != 16) {
-            rc = tool_fail(EXIT_FAIL, "pick", "%s: no record at offset %llu", in_path, (unsigned long long)offs[i]);
-            break;
-        }
-        len = ng ? rd32(rh + 4, swap) : 16u + (uint64_t)rd32(rh + 8, swap);
-        if (len < 16 || len > PR_MAX_BLOCK || offs[i] < header_end || offs[i] + len > size) {
+    for (size_t i = lo; i < hi && !rc; i++) {
+        uint64_t len = record_len(&src, offs[i]);
+        if (!len) {
             rc = tool_fail(EXIT_FAIL, "pick", "%s: no whole record at offset %llu", in_path,
                            (unsigned long long)offs[i]);
             break;
@@ -263,6 +342,7 @@ int cmd_pick(int argc, char **argv)
         printf("pick: records %llu of %llu addresses' positions\n", (unsigned long long)picked,
                (unsigned long long)n);
     free(offs);
+    free(src.header);
     free(o);
     if (pfd >= 0)
         close(pfd);

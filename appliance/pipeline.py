@@ -1,0 +1,254 @@
+"""The post-capture pipeline, first steps (issue 15): every closed file of the catalog is backed
+up to every configured target, checked, repaired when damaged and de-duplicated, in that order,
+each step's result recorded in the catalog (`files.steps`, `files.state`) and in the journal
+(`pipeline_step`), from which `sluice catalog rebuild` restores it.
+
+1. backup: for each target directory, the file is copied to `TARGET/<path under the spool>`
+   under a hidden temporary name, fsynced, renamed, its folder fsynced, then read back and its
+   sha256 compared with the original's. A file is backed up only when every target holds a
+   verified copy; a target that fails (full, gone, read-only) leaves the file not backed up, with
+   no temporary left, and the next pass tries again. A copy already there with the right sha256
+   is not written again.
+2. check: `sluice-pcap check` of the original (`valid` false: damaged).
+3. repair (with `[pipeline] processed`): a damaged file is repaired into
+   `PROCESSED/repaired/<path>` (`sluice-pcap repair`); the original stays as it is.
+4. dedup (with `processed`): the SPAN copies go, into `PROCESSED/<path>` (`sluice-pcap dedup`,
+   from the repaired copy when there is one). sluice-pcap writes each output under a temporary
+   name and renames it when whole, so an interrupted step leaves nothing half.
+
+Each step is idempotent: a second pass over the same files does nothing.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import re
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from appliance import catalog
+from appliance.config import Config
+from appliance.errors import SluiceError
+from appliance.journal import Journal, read_events
+
+log = logging.getLogger("sluice.pipeline")
+
+STEPS = ("backup", "check", "repair", "dedup")
+CHUNK = 4 << 20
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def copy_verified(src: Path, dst: Path, digest: str) -> bool:
+    """src to dst (temporary name, fsync, rename, read back): True when written, False when a
+    verified copy was there already. OSError or SluiceError when the target fails."""
+    if dst.exists() and dst.stat().st_size == src.stat().st_size and sha256_file(dst) == digest:
+        return False
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.sluice-tmp")
+    try:
+        with open(src, "rb") as fin, open(tmp, "wb") as fout:
+            while chunk := fin.read(CHUNK):
+                fout.write(chunk)
+            fout.flush()
+            os.fsync(fout.fileno())
+        os.replace(tmp, dst)
+        _fsync_dir(dst.parent)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if sha256_file(dst) != digest:
+        raise SluiceError(f"{dst}: the copy reads back with another sha256", 1)
+    return True
+
+
+def backup(spool: Path, rel: str, targets: list[str]) -> dict[str, Any]:
+    t0 = time.monotonic()
+    digest = sha256_file(spool / rel)
+    written, errors = [], []
+    for target in targets:
+        try:
+            if copy_verified(spool / rel, Path(target) / rel, digest):
+                written.append(target)
+        except (OSError, SluiceError) as exc:
+            errors.append(f"{target}: {getattr(exc, 'strerror', None) or exc}")
+    result: dict[str, Any] = {"ok": not errors and bool(targets), "sha256": digest, "targets": targets,
+                              "written": written, "seconds": round(time.monotonic() - t0, 3)}
+    if errors:
+        result["error"] = "; ".join(errors)
+    return result
+
+
+def check(spool: Path, rel: str) -> dict[str, Any]:
+    t0 = time.monotonic()
+    proc = subprocess.run([catalog.find_pcap_binary(), "check", "--json", str(spool / rel)], capture_output=True,
+                          text=True)
+    result: dict[str, Any] = {"ok": proc.returncode in (0, 1), "valid": proc.returncode == 0,
+                              "seconds": round(time.monotonic() - t0, 3)}
+    if proc.returncode != 0:
+        result["damage" if proc.returncode == 1 else "error"] = (proc.stdout.strip() or proc.stderr.strip())[-500:]
+    return result
+
+
+def _pcap_step(cmd: str, src: Path, out: Path) -> dict[str, Any]:
+    """`sluice-pcap CMD --json SRC OUT` (OUT replaced whole or not at all)."""
+    t0 = time.monotonic()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run([catalog.find_pcap_binary(), cmd, "--json", str(src), str(out)], capture_output=True,
+                          text=True)
+    result: dict[str, Any] = {"ok": proc.returncode == 0, "seconds": round(time.monotonic() - t0, 3)}
+    if proc.returncode == 0:
+        summary = json.loads(proc.stdout.strip().splitlines()[-1])
+        result.update(output=str(out), sha256=sha256_file(out), packets_in=summary["packets_in"],
+                      packets_out=summary["packets_out"])
+    else:
+        result["error"] = proc.stderr.strip()[-500:]
+    return result
+
+
+def repair(spool: Path, rel: str, processed: Path, steps: dict[str, Any]) -> dict[str, Any]:
+    if steps.get("check", {}).get("valid"):
+        return {"ok": True, "needed": False}
+    return {**_pcap_step("repair", spool / rel, processed / "repaired" / rel), "needed": True}
+
+
+def dedup(spool: Path, rel: str, processed: Path, steps: dict[str, Any]) -> dict[str, Any]:
+    repaired = steps.get("repair", {}).get("output")
+    return _pcap_step("dedup", Path(repaired) if repaired else spool / rel, processed / rel)
+
+
+def _still_there(outcome: dict[str, Any]) -> bool:
+    """A recorded output is still the one written (else the step runs again)."""
+    out = outcome.get("output")
+    return not out or (Path(out).exists() and sha256_file(out) == outcome.get("sha256"))
+
+
+def state_of(steps: dict[str, Any]) -> str:
+    if steps.get("dedup", {}).get("ok"):
+        return "processed"
+    if steps.get("check", {}).get("ok"):
+        return "checked" if steps["check"].get("valid") else "damaged"
+    if steps.get("backup", {}).get("ok"):
+        return "backed_up"
+    return "closed"
+
+
+@dataclass
+class PassResult:
+    done: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STEPS, 0))
+    failed: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STEPS, 0))
+    files: int = 0
+
+
+# Temporaries a pass cut short (kill -9) leaves: ours (.NAME.sluice-tmp) and sluice-pcap's
+# (.NAME.PID.tmp). Only one pass runs at a time (the lock), so any found at the start are stale.
+TEMPORARY = re.compile(r"^\..+\.(sluice-tmp|\d+\.tmp)$")
+
+
+def sweep_temporaries(dirs: list[Path]) -> int:
+    removed = 0
+    for top in dirs:
+        for root, _dirs, names in os.walk(top):
+            for name in names:
+                if TEMPORARY.match(name):
+                    Path(root, name).unlink(missing_ok=True)
+                    removed += 1
+    return removed
+
+
+def run_once(cfg: Config) -> PassResult:
+    """One pass over every closed file of the catalog: each step not done yet, in order. Only one
+    pass runs at a time (SPOOL/.pipeline.lock); it starts by removing what a killed pass left."""
+    spool = cfg.spool
+    targets = cfg.get("pipeline", "backup")
+    if not targets:
+        raise SluiceError("[pipeline] backup: no backup target configured; the pipeline backs up first", 2)
+    for t in targets:
+        if not Path(t).is_dir():
+            raise SluiceError(f"[pipeline] backup: {t}: no such directory", 2)
+    processed = Path(cfg.get("pipeline", "processed")) if cfg.get("pipeline", "processed") else None
+    lock = os.open(spool / ".pipeline.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(lock)
+        raise SluiceError(f"{spool / '.pipeline.lock'}: another pipeline pass is running", 2) from None
+    try:
+        sweep_temporaries([Path(t) for t in targets] + ([processed] if processed else []))
+        return _pass(cfg, spool, targets, processed)
+    finally:
+        os.close(lock)
+
+
+def _pass(cfg: Config, spool: Path, targets: list[str], processed: Path | None) -> PassResult:
+    result = PassResult()
+    db = catalog.connect(spool)
+    journal = Journal(cfg.journal_path)
+    try:
+        for row in list(db.execute("SELECT path, steps FROM files ORDER BY first_ns, path")):
+            rel, steps = row["path"], json.loads(row["steps"])
+            result.files += 1
+            if not (spool / rel).exists():
+                continue
+            for step in STEPS:
+                if steps.get(step, {}).get("ok") and _still_there(steps[step]):
+                    continue
+                if step != "backup" and not steps.get("backup", {}).get("ok"):
+                    break  # nothing before its copy is safe
+                if step in ("repair", "dedup") and processed is None:
+                    break
+                if step == "backup":
+                    outcome = backup(spool, rel, targets)
+                elif step == "check":
+                    outcome = check(spool, rel)
+                elif step == "repair":
+                    outcome = repair(spool, rel, processed, steps)  # type: ignore[arg-type]
+                else:
+                    outcome = dedup(spool, rel, processed, steps)  # type: ignore[arg-type]
+                steps[step] = {**outcome, "at": round(time.time(), 3)}
+                with db:
+                    db.execute("UPDATE files SET steps = ?, state = ? WHERE path = ?",
+                               (json.dumps(steps, sort_keys=True), state_of(steps), rel))
+                journal.append("pipeline_step", path=rel, step=step, **steps[step])
+                if outcome["ok"]:
+                    result.done[step] += 1
+                else:
+                    result.failed[step] += 1
+                    log.warning("pipeline %s %s: %s", step, rel, outcome.get("error"))
+                    break
+    finally:
+        journal.close()
+        db.close()
+    return result
+
+
+def journal_steps(spool: Path) -> dict[str, dict[str, Any]]:
+    """The last result of each step of each file, as the journal has it (for catalog rebuild)."""
+    found: dict[str, dict[str, Any]] = {}
+    for ev in read_events(spool / "journal.jsonl", "pipeline_step"):
+        rel, step = ev.get("path"), ev.get("step")
+        if isinstance(rel, str) and step in STEPS:
+            fields = {k: v for k, v in ev.items() if k not in ("ts", "event", "path", "step")}
+            found.setdefault(rel, {})[step] = fields
+    return found

@@ -1,0 +1,170 @@
+"""sluice pipeline run --once (issue 15, first steps): backup to every target verified by sha256,
+then check; idempotent; a target that fills up leaves the file not backed up and nothing half;
+the results survive a catalog rebuild (from the journal)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from appliance.journal import read_events
+from tests.capture.conftest import mount_tmpfs, umount
+from tests.catalog.conftest import SLUICE_PCAP, Spool, rows, sluice
+from tests.conftest import REPO
+
+pytestmark = [pytest.mark.root, pytest.mark.netns]
+
+
+def _config(tmp: Path, spool: Path, targets: list[Path]) -> Path:
+    cfg = tmp / "sluice.toml"
+    cfg.write_text(f'[capture]\ninterfaces = ["rx0"]\nspool = "{spool}"\nhost = "lab"\n'
+                   f'[pipeline]\nbackup = [{", ".join(json.dumps(str(t)) for t in targets)}]\n')
+    return cfg
+
+
+def _sha(p: Path) -> str:
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+def test_backup_then_check_once_and_only_once(spool: Spool, tmp_path: Path) -> None:
+    copy = tmp_path / "spool"
+    shutil.copytree(spool.dir, copy, symlinks=True)
+    a, b = tmp_path / "backup-a", tmp_path / "backup-b"
+    a.mkdir()
+    b.mkdir()
+    cfg = _config(tmp_path, copy, [a, b])
+    proc = sluice("pipeline", "run", "--once", "--config", str(cfg))
+    assert proc.returncode == 0, proc.stderr.decode()
+    files = [r["path"] for r in rows(copy)]
+    for rel in files:
+        for target in (a, b):
+            assert _sha(target / rel) == _sha(copy / rel)
+    assert not [p for p in a.rglob(".*sluice-tmp")] and not [p for p in b.rglob(".*sluice-tmp")]
+    after = rows(copy)
+    assert {r["state"] for r in after} == {"checked"}
+    assert all(r["steps"]["backup"]["sha256"] == _sha(copy / r["path"]) for r in after)
+    mtimes = {p: p.stat().st_mtime_ns for p in a.rglob("*.pcapng")}
+    proc = sluice("pipeline", "run", "--once", "--config", str(cfg))
+    assert proc.returncode == 0 and b"backup 0 done" in proc.stdout and b"check 0 done" in proc.stdout
+    assert {p: p.stat().st_mtime_ns for p in a.rglob("*.pcapng")} == mtimes  # nothing written again
+    # the results survive a lost catalog: rebuild takes them from the journal
+    for suffix in ("", "-wal", "-shm"):
+        (copy / f"catalog.sqlite{suffix}").unlink(missing_ok=True)
+    assert sluice("catalog", "rebuild", "--spool", str(copy)).returncode == 0
+    assert rows(copy) == after
+    assert len(list(read_events(copy / "journal.jsonl", "pipeline_step"))) == 2 * len(files)
+
+
+def test_a_target_that_fills_up_is_retried_and_leaves_nothing_half(spool: Spool, tmp_path: Path) -> None:
+    copy = tmp_path / "spool"
+    shutil.copytree(spool.dir, copy, symlinks=True)
+    big = max(copy.rglob("*.pcapng"), key=lambda p: p.stat().st_size)
+    small, ok = tmp_path / "small", tmp_path / "ok"
+    ok.mkdir()
+    mount_tmpfs(small, f"{max(big.stat().st_size // 2, 4096)}")
+    try:
+        cfg = _config(tmp_path, copy, [ok, small])
+        proc = sluice("pipeline", "run", "--once", "--config", str(cfg))
+        assert proc.returncode == 1, proc.stderr.decode()
+        rel = str(big.relative_to(copy))
+        row = next(r for r in rows(copy) if r["path"] == rel)
+        assert row["state"] == "closed" and not row["steps"]["backup"]["ok"]
+        assert "No space left" in row["steps"]["backup"]["error"] and "check" not in row["steps"]
+        assert not (small / rel).exists() and not list(small.rglob(".*sluice-tmp"))
+        subprocess.run(["mount", "-o", "remount,size=64M", str(small)], check=True)
+        proc = sluice("pipeline", "run", "--once", "--config", str(cfg))
+        assert proc.returncode == 0, proc.stdout.decode() + proc.stderr.decode()
+        assert _sha(small / rel) == _sha(big) and {r["state"] for r in rows(copy)} == {"checked"}
+    finally:
+        umount(small)
+
+
+def test_pipeline_refuses_a_missing_target(spool: Spool, tmp_path: Path) -> None:
+    cfg = _config(tmp_path, spool.dir, [tmp_path / "nowhere"])
+    proc = sluice("pipeline", "run", "--once", "--config", str(cfg))
+    err = proc.stderr.decode()
+    assert proc.returncode == 2 and "no such directory" in err and len(err.strip().splitlines()) == 1
+
+
+def _count(p: Path) -> int:
+    out = subprocess.run(["tcpdump", "-r", str(p), "-n"], capture_output=True, text=True)
+    return len(out.stdout.splitlines())
+
+
+def test_damaged_file_repaired_span_copies_removed(spool: Spool, tmp_path: Path) -> None:
+    """A damaged file (cut inside a record) is repaired into a copy, the original kept as it is;
+    a file with every packet twice (what a SPAN port sends) loses its copies; both processed."""
+    copy = tmp_path / "spool"
+    shutil.copytree(spool.dir, copy, symlinks=True)
+    files = sorted((p for p in copy.rglob("*.pcapng")), key=lambda p: p.stat().st_size)
+    damaged, doubled = files[-1], files[-2]
+    data = damaged.read_bytes()
+    damaged.write_bytes(data[: len(data) * 2 // 3 + 7])
+    twice = tmp_path / "twice.pcapng"
+    subprocess.run([str(SLUICE_PCAP), "merge", "-o", str(twice), str(doubled), str(doubled)], check=True,
+                   capture_output=True)
+    original_count = _count(doubled)
+    shutil.copyfile(twice, doubled)
+    assert sluice("catalog", "rebuild", "--spool", str(copy)).returncode == 0
+    backup, processed = tmp_path / "backup", tmp_path / "processed"
+    backup.mkdir()
+    cfg = _config(tmp_path, copy, [backup])
+    cfg.write_text(cfg.read_text() + f'processed = "{processed}"\n')
+    damaged_bytes = damaged.read_bytes()
+    proc = sluice("pipeline", "run", "--once", "--config", str(cfg))
+    assert proc.returncode == 0, proc.stdout.decode() + proc.stderr.decode()
+    by_path = {r["path"]: r for r in rows(copy)}
+    rel_d, rel_t = str(damaged.relative_to(copy)), str(doubled.relative_to(copy))
+    d = by_path[rel_d]["steps"]
+    assert not d["check"]["valid"] and d["repair"]["needed"] and d["repair"]["packets_out"] > 0
+    assert damaged.read_bytes() == damaged_bytes  # the original stays as it was
+    repaired = processed / "repaired" / rel_d
+    assert subprocess.run([str(SLUICE_PCAP), "check", str(repaired)], capture_output=True).returncode == 0
+    assert _count(processed / rel_d) == d["dedup"]["packets_out"] > 0
+    t = by_path[rel_t]["steps"]
+    assert t["check"]["valid"] and not t["repair"]["needed"]
+    assert t["dedup"]["packets_in"] == 2 * original_count and t["dedup"]["packets_out"] == original_count
+    assert {r["state"] for r in by_path.values()} == {"processed"}
+    again = sluice("pipeline", "run", "--once", "--config", str(cfg))
+    assert again.returncode == 0 and b"dedup 0 done" in again.stdout and b"repair 0 done" in again.stdout
+
+
+def _outputs(*dirs: Path) -> dict[str, str]:
+    return {str(p.relative_to(d)): _sha(p) for d in dirs for p in d.rglob("*") if p.is_file()}
+
+
+def test_kill_9_at_any_moment_then_resume_gives_the_same_result(spool: Spool, tmp_path: Path) -> None:
+    def setup(name: str) -> tuple[Path, Path, Path, Path]:
+        base = tmp_path / name
+        copy = base / "spool"
+        shutil.copytree(spool.dir, copy, symlinks=True)
+        backup, processed = base / "backup", base / "processed"
+        backup.mkdir()
+        cfg = _config(base, copy, [backup])
+        cfg.write_text(cfg.read_text() + f'processed = "{processed}"\n')
+        return copy, backup, processed, cfg
+
+    ref_spool, ref_backup, ref_processed, ref_cfg = setup("ref")
+    assert sluice("pipeline", "run", "--once", "--config", str(ref_cfg)).returncode == 0
+    copy, backup, processed, cfg = setup("killed")
+    argv = [sys.executable, "-m", "appliance.cli", "pipeline", "run", "--once", "--config", str(cfg)]
+    kills = 0
+    for delay in (0.35, 0.5, 0.65, 0.8, 0.95, 1.1):
+        proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        if proc.poll() is None:
+            proc.kill()
+            kills += 1
+        proc.wait()
+    assert kills >= 1
+    done = sluice("pipeline", "run", "--once", "--config", str(cfg))
+    assert done.returncode == 0, done.stderr.decode()
+    assert _outputs(backup, processed) == _outputs(ref_backup, ref_processed)  # no temporary, same bytes
+    assert [(r["path"], r["state"]) for r in rows(copy)] == [(r["path"], r["state"]) for r in rows(ref_spool)]
