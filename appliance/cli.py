@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "appliance.notes.commands",
     "appliance.pipeline_commands",
     "appliance.run",
+    "appliance.selftest.commands",
     "appliance.supervise_commands",
     "appliance.update",
 )
