@@ -17,6 +17,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import start_http_server
 
+from appliance.selftest.report import metric_families as selftest_families
+
 Snapshot = dict[str, Any]
 
 
@@ -213,6 +215,7 @@ def families(snapshot: Snapshot) -> list[Metric]:
         *nic_families(snapshot.get("nic", [])),
         *appliance_families(snapshot),
         *update_families(snapshot.get("update")),
+        *selftest_families(snapshot.get("selftest")),
     ]
 
 

@@ -30,6 +30,7 @@ from appliance.gaps.statslog import StatsLog
 from appliance.journal import Journal, last_record
 from appliance.metrics import MetricsServer, Snapshot
 from appliance.retention import enforce as enforce_retention
+from appliance.selftest.report import load_result as load_selftest
 from appliance.update import update_status
 from appliance.watchdogs import disk as disk_wd
 from appliance.watchdogs import nic as nic_wd
@@ -444,6 +445,7 @@ class Supervisor:
                           "deleted_bytes_total": self._retention_bytes,
                           "min_free": str(self.cfg.get("retention", "min_free"))},
             "update": update_status(),
+            "selftest": load_selftest(self.cfg.spool),  # the last `sluice selftest`, as metrics
         }
 
     def publish(self) -> None:
