@@ -104,10 +104,8 @@ def load_result(spool: Path) -> dict[str, Any] | None:
 
 
 def metric_families(result: dict[str, Any] | None) -> list[Metric]:
-    if not result:
-        return []
+    """The families, always (scrapers see them declared); samples only once a self-test ran."""
     ts = GaugeMetricFamily("sluice_selftest_timestamp_seconds", "when the last self-test finished (unix time)")
-    ts.add_metric([], float(result["ts"]))
     pps = GaugeMetricFamily("sluice_selftest_lossless_packets_per_second",
                             "highest rate captured without loss, per frame size", labels=["frame_bytes"])
     bits = GaugeMetricFamily("sluice_selftest_lossless_bits_per_second",
@@ -118,6 +116,18 @@ def metric_families(result: dict[str, Any] | None) -> list[Metric]:
                             labels=["frame_bytes"])
     cpu = GaugeMetricFamily("sluice_selftest_cpu_seconds_per_packet",
                             "capture CPU time per packet at the lossless ceiling", labels=["frame_bytes"])
+    disk = GaugeMetricFamily("sluice_selftest_disk_write_bytes_per_second",
+                             "sustained write rate of the spool (O_DIRECT, 4 MiB blocks)")
+    link = GaugeMetricFamily("sluice_selftest_link_bits_per_second", "link speed the self-test judged against",
+                             labels=["interface"])
+    keeps = GaugeMetricFamily("sluice_selftest_keeps_up", "1 when the lossless ceiling reaches the link speed",
+                              labels=["interface"])
+    ret = GaugeMetricFamily("sluice_selftest_retention_seconds_at_link_rate",
+                            "how long the spool above its floor holds the links' full rate")
+    fams: list[Metric] = [ts, pps, bits, gen, cpu, disk, link, keeps, ret]
+    if not result:
+        return fams
+    ts.add_metric([], float(result["ts"]))
     for c in result["ceilings"]:
         size = [str(c["frame_bytes"])]
         pps.add_metric(size, float(c["lossless_packets_per_second"]))
@@ -125,21 +135,11 @@ def metric_families(result: dict[str, Any] | None) -> list[Metric]:
         gen.add_metric(size, 1.0 if c["generator_limited"] else 0.0)
         if c["cpu_ns_per_packet"] is not None:
             cpu.add_metric(size, float(c["cpu_ns_per_packet"]) / 1e9)
-    disk = GaugeMetricFamily("sluice_selftest_disk_write_bytes_per_second",
-                             "sustained write rate of the spool (O_DIRECT, 4 MiB blocks)")
     disk.add_metric([], float(result["disk"]["bytes_per_second"]))
-    link = GaugeMetricFamily("sluice_selftest_link_bits_per_second", "link speed the self-test judged against",
-                             labels=["interface"])
-    keeps = GaugeMetricFamily("sluice_selftest_keeps_up", "1 when the lossless ceiling reaches the link speed",
-                              labels=["interface"])
     for v in result["verdicts"]:
         link.add_metric([v["interface"]], float(v["link_bits_per_second"]))
         keeps.add_metric([v["interface"]], 1.0 if v["keeps_up"] else 0.0)
-    fams: list[Metric] = [ts, pps, bits, gen, cpu, disk, link, keeps]
     hours = result["retention"]["hours_at_link_rate"]
     if hours is not None:
-        ret = GaugeMetricFamily("sluice_selftest_retention_seconds_at_link_rate",
-                                "how long the spool above its floor holds the links' full rate")
         ret.add_metric([], float(hours) * 3600)
-        fams.append(ret)
     return fams

@@ -274,6 +274,26 @@ def box_dashboard() -> gd.Dashboard:
         .with_panel(graph("Last update", "none",
                           (f"sluice_update_last_succeeded{{{BOX}}}", "{{version}} succeeded (1) / rolled back (0)"),
                           (f"time() - sluice_update_last_timestamp_seconds{{{BOX}}}", "seconds ago"), width=8))
+        .with_row(gd.Row("Capacity (the last sluice selftest)"))
+        .with_panel(graph("Lossless ceiling and link speed", "bps",
+                          (f"sluice_selftest_lossless_bits_per_second{{{BOX}}}", "ceiling at {{frame_bytes}} B"),
+                          (f"sluice_selftest_link_bits_per_second{{{IFACE}}}", "{{interface}} link"), width=8,
+                          description="Link load the box captured without loss, per frame size, against the link."))
+        .with_panel(graph("Lossless ceiling in packets", "pps",
+                          (f"sluice_selftest_lossless_packets_per_second{{{BOX}}}", "{{frame_bytes}} B"), width=8))
+        .with_panel(graph("Keeps up, generator-limited", "none",
+                          (f"sluice_selftest_keeps_up{{{IFACE}}}", "{{interface}} keeps up"),
+                          (f"sluice_selftest_generator_limited{{{BOX}}}", "{{frame_bytes}} B generator-limited"),
+                          width=8, description="Generator-limited: nothing was lost at the generator's top "
+                                               "speed, so the ceiling is a floor."))
+        .with_panel(graph("Capture CPU per packet at the ceiling", "s",
+                          (f"sluice_selftest_cpu_seconds_per_packet{{{BOX}}}", "{{frame_bytes}} B"), width=8))
+        .with_panel(graph("Spool sustained write rate (O_DIRECT)", "Bps",
+                          (f"sluice_selftest_disk_write_bytes_per_second{{{BOX}}}", "spool"), width=8))
+        .with_panel(graph("Self-test age, retention at link rate", "s",
+                          (f"time() - sluice_selftest_timestamp_seconds{{{BOX}}}", "age of the result"),
+                          (f"sluice_selftest_retention_seconds_at_link_rate{{{BOX}}}", "retention at link rate"),
+                          width=8))
     )
 
 
