@@ -16,9 +16,12 @@ def _selftest(args: argparse.Namespace) -> int:
 
     if args.seconds <= 0 or args.seconds > 600:
         raise SluiceError(f"--seconds {args.seconds:g} is not allowed (allowed: 0 < seconds <= 600)", 2)
+    if args.disk_seconds <= 0 or args.disk_seconds > 600:
+        raise SluiceError(f"--disk-seconds {args.disk_seconds:g} is not allowed (allowed: 0 < seconds <= 600)", 2)
     if args.steps < 1 or args.refine < 0:
         raise SluiceError("--steps must be >= 1 and --refine >= 0", 2)
-    opts = Options(interfaces=args.interface or [], seconds=args.seconds, sizes=parse_sizes(args.sizes),
+    opts = Options(interfaces=args.interface or [], seconds=args.seconds, disk_seconds=args.disk_seconds,
+                   sizes=parse_sizes(args.sizes),
                    steps=args.steps, refine=args.refine,
                    link_speed=parse_rate(args.link_speed) if args.link_speed else None, force=args.force,
                    generator_cpu=None if args.generator_cpu < 0 else args.generator_cpu)
@@ -45,6 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--interface", action="append", metavar="IF",
                    help="judge against this link (repeatable; default: every configured capture interface)")
     p.add_argument("--seconds", type=float, default=3.0, help="length of each step (default 3)")
+    p.add_argument("--disk-seconds", type=float, default=3.0,
+                   help="length of the spool's write test (default 3; at most 4 GiB are written)")
     p.add_argument("--json", action="store_true", help="print the result as JSON instead of the table")
     p.add_argument("--force", action="store_true", help="run even while the supervisor is capturing")
     p.add_argument("--sizes", default="64,1518", help="frame sizes with FCS, 64..1518 (default 64,1518)")

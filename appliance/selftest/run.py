@@ -39,6 +39,7 @@ DISK_TEST_MAX = 4 * 2**30
 class Options:
     interfaces: list[str] = field(default_factory=list)  # links to judge; empty: the configured ones
     seconds: float = 3.0
+    disk_seconds: float = 3.0
     sizes: list[int] = field(default_factory=lambda: [64, 1518])
     steps: int = 5
     refine: int = 2
@@ -163,8 +164,8 @@ def run_selftest(cfg: Config, opts: Options, progress: Any = None) -> dict[str, 
         try:
             work.mkdir()
             disk_max = _space_check(cfg, work)
-            say(f"spool {cfg.spool}: measuring the sustained write rate ({opts.seconds:g} s)")
-            rate = disk_mod.measure(work, max(opts.seconds, 1.0), disk_max)
+            say(f"spool {cfg.spool}: measuring the sustained write rate ({opts.disk_seconds:g} s)")
+            rate = disk_mod.measure(work, opts.disk_seconds, disk_max)
             ceilings = []
             with rig.Rig(cpu=opts.generator_cpu) as bench:
                 cap = Capture(cfg, bench.ns, rig.RX_IF, work)
