@@ -2,6 +2,7 @@
 #   make run    the appliance on the lab's SPAN port (SECONDS=60), live status, then a summary
 #   make test   the whole suite (what CI runs)
 #   make bench  Sluice and its peers side by side
+#   make soak   the supervisor under the lab's flood at half the measured ceiling (SOAK_SECONDS=3600)
 #   make native the C programs in native/build/
 #   make image  the bootable appliance image in image/out/; make image-test boots it under qemu
 #   make bundle a signed update bundle of it; make image-update-test the A/B update cycle in qemu
@@ -12,9 +13,10 @@ VENV := .venv
 SLUICE := $(VENV)/bin/sluice
 PYTEST := $(VENV)/bin/pytest
 SECONDS ?= 60
+SOAK_SECONDS ?= 3600
 STAMPS := .stamps
 
-.PHONY: run test test-slow bench native deps venv lint clean
+.PHONY: run test test-slow bench soak native deps venv lint clean
 
 $(STAMPS)/deps: $(wildcard deps/apt/*.txt) scripts/install-deps
 	@mkdir -p $(STAMPS)
@@ -46,6 +48,14 @@ test-slow: venv native
 
 bench: venv native
 	$(VENV)/bin/python -m bench
+
+# Not part of `make test`: an hour by default (report in /var/tmp/sluice-soak/LAB/).
+$(STAMPS)/soak-venv: pyproject.toml $(STAMPS)/venv
+	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[dev,soak]'
+	@touch $@
+
+soak: venv native $(STAMPS)/soak-venv
+	SOAK_SECONDS=$(SOAK_SECONDS) $(VENV)/bin/python -m bench.soak
 
 lint: venv
 	$(VENV)/bin/ruff check appliance tests bench

@@ -77,6 +77,27 @@ def remove_stale() -> list[str]:
     return removed
 
 
+def shape(ns: str, ifname: str, frame_bytes: int, pps: float) -> None:
+    """A token bucket on a sender's interface holding frames of this size (with FCS) to `pps`:
+    the only way to hold trafgen (run with --qdisc-path) to a rate above ~100 kpps, where its own
+    --rate stops pacing."""
+    rate_bytes = pps * (frame_bytes - FCS)
+    burst = max(16 * 1024, int(rate_bytes / 1000))  # 1 ms of traffic
+    # A short queue: trafgen's frames waiting in it count against its socket's send buffer, and
+    # trafgen gives up (EAGAIN) when that is full; frames the queue refuses are simply not sent
+    # (the rate is what left the queue).
+    limit = 64 * 1024
+    proc = subprocess.run(["tc", "-n", ns, "qdisc", "replace", "dev", ifname, "root", "tbf",
+                           "rate", f"{int(rate_bytes * 8)}bit", "burst", str(burst), "limit", str(limit)],
+                          capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise SluiceError(f"tc tbf on {ifname}: {proc.stderr.strip()}", 1)
+
+
+def unshape(ns: str, ifname: str) -> None:
+    subprocess.run(["tc", "-n", ns, "qdisc", "del", "dev", ifname, "root"], capture_output=True, check=False)
+
+
 @dataclass
 class LinkCounters:
     sent: int          # frames that left trafgen's end (tx_packets)
@@ -126,25 +147,12 @@ class Rig:
         return LinkCounters(sent=tx["tx_packets"], arrived=rx["rx_packets"], dropped=rx["rx_dropped"])
 
     def _shape(self, frame_bytes: int, pps: float | None) -> None:
-        """A token bucket on trafgen's end: the only way to hold trafgen to a rate above ~100 kpps
-        (its own --rate stops pacing there). None removes it (trafgen then runs at full speed)."""
         if pps is None:
             if self._shaped:
-                subprocess.run(["tc", "-n", self.ns, "qdisc", "del", "dev", TX_IF, "root"],
-                               capture_output=True, check=False)
+                unshape(self.ns, TX_IF)
                 self._shaped = False
             return
-        rate_bytes = pps * (frame_bytes - FCS)
-        burst = max(16 * 1024, int(rate_bytes / 1000))  # 1 ms of traffic
-        # A short queue: trafgen's frames waiting in it count against its socket's send buffer,
-        # and trafgen gives up (EAGAIN) when that is full; frames the queue refuses are simply
-        # not sent (the rate is what left the queue).
-        limit = 64 * 1024
-        proc = subprocess.run(["tc", "-n", self.ns, "qdisc", "replace", "dev", TX_IF, "root", "tbf",
-                               "rate", f"{int(rate_bytes * 8)}bit", "burst", str(burst), "limit", str(limit)],
-                              capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            raise SluiceError(f"tc tbf on {TX_IF}: {proc.stderr.strip()}", 1)
+        shape(self.ns, TX_IF, frame_bytes, pps)
         self._shaped = True
 
     def start_generator(self, frame_bytes: int, pps: float | None) -> None:

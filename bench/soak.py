@@ -1,0 +1,303 @@
+"""`make soak`: the supervisor under the lab's flood at half the measured ceiling for an hour
+(SOAK_SECONDS), with the box's default capture settings, on a spool of its own.
+
+1. a lab, and a 4 GiB ext4 spool in a file, loop-mounted (retention runs for real: the flood
+   fills it many times over, the disk of the machine is not filled);
+2. `sluice selftest` with the soak's config measures the lossless ceiling at the flood's frame
+   size; the flood is shaped to half of it as seen on the SPAN port (the lab mirrors every h1->h2
+   frame twice, so trafgen sends a quarter);
+3. `sluice supervise` on span0; trafgen floods h1->h2 for the whole run; every second: the
+   resident memory of the supervisor and the writer (psutil), their counters, span0's counters;
+4. at the end: 0 packets lost (kernel ring, writer, span0 backlog), resident memory flat, file
+   sizes and rotation intervals regular (the journal's file_closed events), every file left in
+   the spool valid (`sluice-pcap check`);
+5. a report: soak.json, rss.png, rate.png, report.md in /var/tmp/sluice-soak/LAB/.
+
+    python -m bench.soak [--seconds 3600] [--size 1442] [--pps N]   (exit 1 when a check fails)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from appliance.journal import read_events
+from appliance.lab import netns, traffic
+from appliance.lab.commands import lab_down, lab_up
+from appliance.selftest.rig import FCS, shape
+
+REPO = Path(__file__).resolve().parent.parent
+PCAP = REPO / "native" / "build" / "sluice-pcap"
+ROOT = Path("/var/tmp/sluice-soak")
+SPOOL_SIZE = "4G"
+ROTATE = 64 * 2**20
+WARMUP = 30.0  # seconds before resident memory counts as settled
+
+
+def config_text(spool: Path) -> str:
+    return (f'[capture]\ninterfaces = ["span0"]\nspool = "{spool}"\nhost = "soak"\nrotate_size = "64M"\n'
+            '[retention]\nmin_free = "25%"\n[metrics]\nlisten = "127.0.0.1:0"\n[watchdogs]\nsmart = false\n')
+
+
+def mount_spool(image: Path, mnt: Path) -> None:
+    subprocess.run(["truncate", "-s", SPOOL_SIZE, str(image)], check=True)
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", str(image)], check=True)
+    mnt.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-o", "loop", str(image), str(mnt)], check=True)
+
+
+def selftest_ceiling(ns: str, config: Path, frame_bytes: int) -> dict[str, Any]:
+    proc = subprocess.run(netns.exec_argv(ns, [sys.executable, "-m", "appliance.cli", "selftest", "--config",
+                                               str(config), "--json", "--sizes", str(frame_bytes), "--seconds", "2",
+                                               "--disk-seconds", "2", "--steps", "4", "--refine", "1"]),
+                          capture_output=True, text=True, cwd=REPO, timeout=600)
+    if proc.returncode not in (0, 1) or not proc.stdout.strip():
+        raise SystemExit(f"soak: the self-test failed: {proc.stderr.strip()[-500:]}")
+    return json.loads(proc.stdout)["ceilings"][0]
+
+
+def rss(proc: psutil.Process | None) -> int:
+    try:
+        return proc.memory_info().rss if proc else 0
+    except psutil.Error:
+        return 0
+
+
+def writer_process(sup: psutil.Process) -> psutil.Process | None:
+    try:
+        for child in sup.children(recursive=True):
+            if child.name() == "sluice-capture":
+                return child
+    except psutil.Error:
+        pass
+    return None
+
+
+def read_state(spool: Path) -> dict[str, Any]:
+    try:
+        return json.loads((spool / "status.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def flat(values: list[float], tolerance: float, floor: float) -> tuple[bool, float]:
+    """Flat: the second half's maximum stays within tolerance (relative) or floor (absolute)
+    of the first half's median. Returns (flat, growth)."""
+    if len(values) < 4:
+        return True, 0.0
+    half = len(values) // 2
+    base = statistics.median(values[:half])
+    growth = max(values[half:]) - base
+    return growth <= max(floor, tolerance * base), growth
+
+
+def plot(samples: list[dict[str, Any]], out: Path, title: str) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = [s["t"] for s in samples]
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    ax.plot(t, [s["supervisor_rss"] / 2**20 for s in samples], label="sluice supervise")
+    ax.plot(t, [s["writer_rss"] / 2**20 for s in samples], label="sluice-capture")
+    ax.set_xlabel("seconds")
+    ax.set_ylabel("resident memory (MiB)")
+    ax.set_ylim(bottom=0)
+    ax.set_title(f"Resident memory, sampled every second ({title})")
+    ax.legend(loc="center right")
+    fig.tight_layout()
+    rss_png = out / "rss.png"
+    fig.savefig(rss_png, dpi=100)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    ax.plot(t, [s["pps"] / 1e3 for s in samples], label="captured (kpps)")
+    ax.plot(t, [s["lost"] / 1e3 for s in samples], label="lost since start (thousands)")
+    ax.set_xlabel("seconds")
+    ax.set_ylabel("thousand packets")
+    ax.set_ylim(bottom=0)
+    ax2 = ax.twinx()
+    ax2.plot(t, [s["bps"] / 1e9 for s in samples], color="tab:green", alpha=0.5, label="captured (Gbit/s)")
+    ax2.set_ylabel("Gbit/s")
+    ax2.set_ylim(bottom=0)
+    ax.set_title(f"Capture rate, every second ({title})")
+    lines = ax.get_legend_handles_labels()
+    lines2 = ax2.get_legend_handles_labels()
+    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc="lower right")
+    fig.tight_layout()
+    rate_png = out / "rate.png"
+    fig.savefig(rate_png, dpi=100)
+    plt.close(fig)
+    return [rss_png, rate_png]
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def soak(seconds: float, size: int, pps: float | None) -> int:
+    netns.require_root("make soak")
+    lab = lab_up()
+    work = ROOT / lab.id
+    spool = work / "spool"
+    out = work
+    image = Path(tempfile.mkdtemp(prefix="sluice-soak-", dir="/var/tmp")) / "spool.img"
+    sup_proc: subprocess.Popen[bytes] | None = None
+    gen: subprocess.Popen[str] | None = None
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        work.mkdir(parents=True, exist_ok=True)
+        mount_spool(image, spool)
+        config = work / "sluice.toml"
+        config.write_text(config_text(spool))
+        frame_fcs = size + FCS
+        ceiling = selftest_ceiling(lab.capture_ns, config, frame_fcs)
+        span_pps = pps if pps else ceiling["lossless_packets_per_second"] / 2
+        print(f"soak {lab.id}: ceiling at {frame_fcs} B {ceiling['lossless_packets_per_second']:.0f} pps "
+              f"(limit {ceiling['limit']}); flooding span0 at {span_pps:.0f} pps for {seconds:g} s", flush=True)
+        h1 = lab.host("h1")
+        # Every h1->h2 frame reaches span0 twice (p1 ingress and p2 egress are mirrored).
+        shape(h1.ns, h1.ifname, frame_fcs, span_pps / 2)
+        conf = work / "flood.cfg"
+        conf.write_text(traffic.trafgen_config(lab, "h1", "h2", size))
+
+        log = open(work / "supervise.log", "wb")
+        sup_proc = subprocess.Popen(netns.exec_argv(lab.capture_ns, [sys.executable, "-m", "appliance.cli",
+                                                                     "supervise", "--config", str(config)]),
+                                    stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+        deadline = time.monotonic() + 30
+        while not all(w.get("up") for w in read_state(spool).get("writers", [{}])):
+            if time.monotonic() > deadline or sup_proc.poll() is not None:
+                raise SystemExit(f"soak: the supervisor did not come up (log {work / 'supervise.log'})")
+            time.sleep(0.2)
+        sup = psutil.Process(sup_proc.pid)
+        span0 = netns.link_stats(lab.capture_ns, lab.capture_if)
+        gen = subprocess.Popen(netns.exec_argv(h1.ns, ["taskset", "-c", "0", "trafgen", "--dev", h1.ifname,
+                                                       "--conf", str(conf), "--cpus", "1", "--qdisc-path"]),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        samples: list[dict[str, Any]] = []
+        start = time.monotonic()
+        next_tick = start
+        while (elapsed := time.monotonic() - start) < seconds:
+            if gen.poll() is not None:
+                raise SystemExit(f"soak: trafgen ended: {gen.stderr.read().strip() if gen.stderr else ''}")
+            writers = read_state(spool).get("writers") or [{}]
+            w = writers[0]
+            totals = w.get("totals", {})
+            # Rates as the supervisor computes them, from the writer's consecutive stats lines.
+            samples.append({"t": round(elapsed, 2), "supervisor_rss": rss(sup), "writer_rss": rss(writer_process(sup)),
+                            "pps": w.get("packets_per_second", 0.0), "bps": w.get("bytes_per_second", 0.0) * 8,
+                            "lost": totals.get("kernel_drops", 0) + totals.get("writer_drops", 0),
+                            "bytes_written": totals.get("bytes_written", 0)})
+            next_tick += 1.0
+            time.sleep(max(0.0, next_tick - time.monotonic()))
+        os.killpg(gen.pid, signal.SIGINT)
+        gen.wait(timeout=10)
+        time.sleep(3)  # the capture empties its ring and buffers
+        span_end = netns.link_stats(lab.capture_ns, lab.capture_if)
+        sup_proc.send_signal(signal.SIGTERM)
+        code = sup_proc.wait(timeout=60)
+        log.close()
+        return report(lab.id, out, spool, seconds, size, ceiling, span_pps, samples, span0, span_end, code)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if gen is not None and gen.poll() is None:
+            os.killpg(gen.pid, signal.SIGKILL)
+        if sup_proc is not None and sup_proc.poll() is None:
+            sup_proc.send_signal(signal.SIGTERM)
+            sup_proc.wait(timeout=60)
+        lab_down(lab.id)
+        subprocess.run(["umount", str(spool)], check=False)
+        shutil.rmtree(image.parent, ignore_errors=True)
+
+
+def report(lab_id: str, out: Path, spool: Path, seconds: float, size: int, ceiling: dict[str, Any],
+           span_pps: float, samples: list[dict[str, Any]], span0: dict[str, int], span_end: dict[str, int],
+           code: int) -> int:
+    finals = list(read_events(spool / "journal.jsonl", "writer_final"))
+    final = finals[-1] if finals else {}
+    closed = list(read_events(spool / "journal.jsonl", "file_closed"))
+    files = sorted(p for p in spool.rglob("*.pcapng*") if not p.name.endswith(".part"))
+    checks = subprocess.run([str(PCAP), "check", "--json", *map(str, files)], capture_output=True, text=True)
+    settled = [s for s in samples if s["t"] >= min(WARMUP, seconds / 4)]
+    writer_flat, writer_growth = flat([s["writer_rss"] for s in settled], 0.01, 4 * 2**20)
+    sup_flat, sup_growth = flat([s["supervisor_rss"] for s in settled], 0.05, 4 * 2**20)
+    # Rotation: every file closed during the flood (not the last, closed at the stop) is one
+    # rotate_size plus at most one block, and they close at regular intervals.
+    sizes = [e["bytes"] for e in closed[:-1]]
+    gaps = [b["ts"] - a["ts"] for a, b in zip(closed[:-1], closed[1:-1], strict=False)]
+    sizes_regular = bool(sizes) and all(ROTATE <= n <= ROTATE + 4 * 2**20 for n in sizes)
+    gap_cv = statistics.pstdev(gaps) / statistics.mean(gaps) if len(gaps) >= 2 else 0.0
+    lost = int(final.get("kernel_drops", 0)) + int(final.get("writer_drops", 0))
+    backlog = span_end["rx_dropped"] - span0["rx_dropped"]
+    arrived = span_end["rx_packets"] - span0["rx_packets"]
+    result = {
+        "lab": lab_id, "seconds": seconds, "frame_bytes": size, "ceiling": {k: ceiling[k] for k in (
+            "frame_bytes", "lossless_packets_per_second", "limit", "generator_limited")},
+        "span_target_pps": round(span_pps), "load_average_end": list(os.getloadavg()),
+        "packets": final.get("packets"), "arrived_on_span0": arrived, "lost": lost, "span0_rx_dropped": backlog,
+        "mean_pps": round(statistics.mean(s["pps"] for s in samples)) if samples else 0,
+        "supervisor_rss_mib": [round(min(s["supervisor_rss"] for s in settled) / 2**20, 1),
+                               round(max(s["supervisor_rss"] for s in settled) / 2**20, 1)] if settled else None,
+        "writer_rss_mib": [round(min(s["writer_rss"] for s in settled) / 2**20, 1),
+                           round(max(s["writer_rss"] for s in settled) / 2**20, 1)] if settled else None,
+        "supervisor_rss_growth_bytes": sup_growth, "writer_rss_growth_bytes": writer_growth,
+        "files_closed": len(closed), "file_sizes": [min(sizes), max(sizes)] if sizes else None,
+        "rotation_interval_seconds": ([round(min(gaps), 2), round(statistics.median(gaps), 2), round(max(gaps), 2)]
+                                      if gaps else None),
+        "rotation_interval_cv": round(gap_cv, 3), "files_checked": len(files),
+        "files_valid": checks.returncode == 0, "supervisor_exit": code,
+    }
+    failures = []
+    if lost or backlog:
+        failures.append(f"lost {lost} in the capture, {backlog} in span0's backlog")
+    if final.get("packets", 0) < arrived:
+        failures.append(f"captured {final.get('packets')} of {arrived} that arrived on span0")
+    if not writer_flat:
+        failures.append(f"writer resident memory grew by {writer_growth / 2**20:.1f} MiB")
+    if not sup_flat:
+        failures.append(f"supervisor resident memory grew by {sup_growth / 2**20:.1f} MiB")
+    if not sizes_regular:
+        failures.append(f"file sizes not regular: {result['file_sizes']}")
+    if gap_cv > 0.25:
+        failures.append(f"rotation intervals not regular: {result['rotation_interval_seconds']} (cv {gap_cv:.2f})")
+    if checks.returncode != 0 or not files:
+        failures.append(f"sluice-pcap check failed: {checks.stdout.strip()[-300:]}")
+    if code != 0:
+        failures.append(f"sluice supervise exited with {code}")
+    result["failures"] = failures
+    (out / "soak.json").write_text(json.dumps({**result, "samples": samples}, indent=1))
+    pngs = plot(samples, out, f"{seconds:g} s, {size} B at {span_pps / 1e3:.0f} kpps")
+    md = [f"# Soak {lab_id}", "", "```", json.dumps(result, indent=1), "```", ""]
+    md += [f"![{p.stem}]({p.name})" for p in pngs]
+    (out / "report.md").write_text("\n".join(md) + "\n")
+    print(json.dumps(result, indent=1))
+    print(f"soak: report in {out}: " + ("PASS" if not failures else "FAIL: " + "; ".join(failures)))
+    return 0 if not failures else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="the supervisor under the lab's flood for a long time")
+    parser.add_argument("--seconds", type=float, default=float(os.environ.get("SOAK_SECONDS", 3600)))
+    parser.add_argument("--size", type=int, default=1442, help="flood frame size without FCS (60..1514)")
+    parser.add_argument("--pps", type=float, default=None,
+                        help="packets/s on the SPAN port instead of half the measured ceiling")
+    args = parser.parse_args(argv)
+    return soak(args.seconds, args.size, args.pps)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
