@@ -82,7 +82,7 @@ def shape(ns: str, ifname: str, frame_bytes: int, pps: float) -> None:
     the only way to hold trafgen (run with --qdisc-path) to a rate above ~100 kpps, where its own
     --rate stops pacing."""
     rate_bytes = pps * (frame_bytes - FCS)
-    burst = max(16 * 1024, int(rate_bytes / 1000))  # 1 ms of traffic
+    burst = max(16 * 1024, int(rate_bytes / 200))  # 5 ms of traffic
     # A short queue: trafgen's frames waiting in it count against its socket's send buffer, and
     # trafgen gives up (EAGAIN) when that is full; frames the queue refuses are simply not sent
     # (the rate is what left the queue).
