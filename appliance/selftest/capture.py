@@ -59,6 +59,7 @@ class Capture:
         self._cond = threading.Condition()
         self._latest: dict[str, Any] = {}
         self._lines = 0
+        self._peak_buffer_fill = 0.0
         self._stderr: list[str] = []
         self._threads: list[threading.Thread] = []
 
@@ -92,6 +93,9 @@ class Capture:
                 with self._cond:
                     self._latest = record
                     self._lines += 1
+                    fill = record.get("buffer_fill")
+                    if isinstance(fill, int | float):
+                        self._peak_buffer_fill = max(self._peak_buffer_fill, float(fill))
                     self._cond.notify_all()
         with self._cond:
             self._cond.notify_all()
@@ -133,6 +137,12 @@ class Capture:
             if time.monotonic() > deadline:
                 return now
             previous = now
+
+    def take_peak_buffer_fill(self) -> float:
+        """The highest buffer fill the stats lines showed since the last call (0..1)."""
+        with self._cond:
+            peak, self._peak_buffer_fill = self._peak_buffer_fill, 0.0
+        return peak
 
     def cpu_seconds(self) -> float:
         return process_cpu_seconds(self.pid)

@@ -4,7 +4,9 @@ highest rate with no loss.
 A step counts every frame: what left trafgen's end, what the capture took in, and where the
 rest went: the kernel ring (`kernel_drops`), the writer's buffers (`writer_drops`), or before
 any socket (the receive backlog). The ramp first sends at full speed; if nothing is lost there,
-the ceiling is at least that rate and the generator is the limit. Otherwise it climbs from a
+the ceiling is at least that rate and the generator is the limit. A step in which the writer's
+buffers filled past half counts as lossy too even if nothing was lost yet: the buffers only hid,
+for the step's few seconds, a writer or disk slower than the traffic. Otherwise it climbs from a
 fraction of that rate in equal steps until the first loss, then halves the gap between the
 best lossless and the first lossy rate `refine` times.
 """
@@ -21,6 +23,7 @@ from appliance.selftest.rig import Rig
 
 WIRE_OVERHEAD = 20  # preamble, start delimiter and inter-frame gap: what a frame costs a link
 DISK_BOUND = 0.8    # writer drops while writing at >= 80 % of the disk's rate: the disk is the limit
+BUFFER_BOUND = 0.5  # buffers filled past half during a step: that rate cannot be sustained
 
 
 def line_bits(pps: float, frame_bytes: int) -> float:
@@ -40,14 +43,20 @@ class Step:
     backlog_drops: int
     cpu_seconds: float
     bytes_written: int
+    peak_buffer_fill: float
 
     @property
     def lost(self) -> int:
         return max(0, self.sent - self.captured)
 
     @property
+    def sustainable(self) -> bool:
+        return self.peak_buffer_fill < BUFFER_BOUND
+
+    @property
     def lossless(self) -> bool:
-        return self.lost == 0 and self.sent > 0
+        """Nothing lost, and nothing that would be lost if the rate went on."""
+        return self.lost == 0 and self.sent > 0 and self.sustainable
 
     @property
     def pps(self) -> float:
@@ -61,20 +70,26 @@ class Step:
         """Which stage lost the most of this step's frames."""
         if self.lossless:
             return "none"
+        if self.lost == 0:  # buffers filling: the writer thread or the disk is behind
+            return self._writer_or_disk(disk_bytes_per_second)
         worst = max(self.ring_drops, self.writer_drops, self.backlog_drops)
         if worst == self.ring_drops and worst > 0:
             return "kernel ring"
         if worst == self.writer_drops and worst > 0:
-            write_rate = self.bytes_written / self.seconds if self.seconds > 0 else 0.0
-            if disk_bytes_per_second > 0 and write_rate >= DISK_BOUND * disk_bytes_per_second:
-                return "disk"
-            return "writer buffers"
+            return self._writer_or_disk(disk_bytes_per_second)
         return "kernel backlog"
+
+    def _writer_or_disk(self, disk_bytes_per_second: float) -> str:
+        write_rate = self.bytes_written / self.seconds if self.seconds > 0 else 0.0
+        if disk_bytes_per_second > 0 and write_rate >= DISK_BOUND * disk_bytes_per_second:
+            return "disk"
+        return "writer buffers"
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d.update(lost=self.lost, pps=round(self.pps, 1), cpu_ns_per_packet=self.cpu_ns_per_packet,
-                 cpu_seconds=round(self.cpu_seconds, 3), seconds=round(self.seconds, 3))
+        d.update(lost=self.lost, lossless=self.lossless, pps=round(self.pps, 1),
+                 cpu_ns_per_packet=self.cpu_ns_per_packet, cpu_seconds=round(self.cpu_seconds, 3),
+                 seconds=round(self.seconds, 3))
         return d
 
 
@@ -82,6 +97,7 @@ def run_step(rig: Rig, cap: Capture, frame_bytes: int, target_pps: float | None,
     before_link = rig.counters()
     before = cap.settled()
     cpu_before = cap.cpu_seconds()
+    cap.take_peak_buffer_fill()
     rig.start_generator(frame_bytes, target_pps)
     # The rate is timed from the first frame on the wire: trafgen's start-up is not sending.
     deadline = time.monotonic() + 5
@@ -91,6 +107,7 @@ def run_step(rig: Rig, cap: Capture, frame_bytes: int, target_pps: float | None,
     start = time.monotonic()
     time.sleep(seconds)
     rig.stop_generator()
+    peak_fill = cap.take_peak_buffer_fill()
     rig.wait_idle()
     end_link = rig.counters()
     elapsed = time.monotonic() - start
@@ -108,7 +125,7 @@ def run_step(rig: Rig, cap: Capture, frame_bytes: int, target_pps: float | None,
     return Step(frame_bytes=frame_bytes, target_pps=target_pps, seconds=seconds_for_rate, sent=sent,
                 captured=captured, ring_drops=ring_drops, writer_drops=writer_drops,
                 backlog_drops=max(0, sent - captured - ring_drops - writer_drops), cpu_seconds=cpu,
-                bytes_written=after["bytes_written"] - before["bytes_written"])
+                bytes_written=after["bytes_written"] - before["bytes_written"], peak_buffer_fill=peak_fill)
 
 
 @dataclass

@@ -175,7 +175,8 @@ def run_selftest(cfg: Config, opts: Options, progress: Any = None) -> dict[str, 
                         def show(s: Step, size: int = size) -> None:
                             target = "full speed" if s.target_pps is None else f"{s.target_pps:.0f} pps"
                             say(f"{size} B at {target}: {s.pps:.0f} pps sent, {s.lost} lost "
-                                f"(ring {s.ring_drops}, writer {s.writer_drops}, backlog {s.backlog_drops})")
+                                f"(ring {s.ring_drops}, writer {s.writer_drops}, backlog {s.backlog_drops}), "
+                                f"buffers up to {s.peak_buffer_fill:.0%} full")
                         ceilings.append(find_ceiling(bench, cap, size, opts.seconds, opts.steps, opts.refine,
                                                      rate.bytes_per_second, show).to_dict())
                 finally:
