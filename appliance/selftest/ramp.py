@@ -162,9 +162,17 @@ class Ceiling:
 def find_ceiling(rig: Rig, cap: Capture, frame_bytes: int, seconds: float, steps: int, refine: int,
                  disk_bytes_per_second: float, progress: Callable[[Step], None] = lambda s: None) -> Ceiling:
     done: list[Step] = []
+    # The token bucket delivers less than its rate (trafgen fills its ring in bursts): each shaped
+    # step asks for target / gain, gain being what the previous shaped step delivered of its ask.
+    gain = 1.0
 
     def step(target: float | None) -> Step:
-        s = run_step(rig, cap, frame_bytes, target, seconds)
+        nonlocal gain
+        ask = None if target is None else target / gain
+        s = run_step(rig, cap, frame_bytes, ask, seconds)
+        if ask:
+            gain = min(max(s.pps / ask, 0.3), 1.5)
+            s.target_pps = target
         done.append(s)
         progress(s)
         return s
