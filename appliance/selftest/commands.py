@@ -12,7 +12,7 @@ from appliance.errors import SluiceError
 
 def _selftest(args: argparse.Namespace) -> int:
     from appliance.selftest import report
-    from appliance.selftest.run import Options, parse_rate, parse_sizes, record, run_selftest
+    from appliance.selftest.run import Options, parse_cpus, parse_rate, parse_sizes, record, run_selftest
 
     if args.seconds <= 0 or args.seconds > 600:
         raise SluiceError(f"--seconds {args.seconds:g} is not allowed (allowed: 0 < seconds <= 600)", 2)
@@ -24,7 +24,7 @@ def _selftest(args: argparse.Namespace) -> int:
                    sizes=parse_sizes(args.sizes),
                    steps=args.steps, refine=args.refine,
                    link_speed=parse_rate(args.link_speed) if args.link_speed else None, force=args.force,
-                   generator_cpu=None if args.generator_cpu < 0 else args.generator_cpu)
+                   generator_cpus=parse_cpus(args.generator_cpus))
     cfg = config_mod.load(args.config)
     quiet = args.json
 
@@ -58,6 +58,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--refine", type=int, default=2, help="bisections after the first loss (default 2)")
     p.add_argument("--link-speed", metavar="RATE",
                    help="judge against this speed (e.g. 10G) instead of what the interfaces report")
-    p.add_argument("--generator-cpu", type=int, default=0, metavar="N",
-                   help="CPU for trafgen (default 0; -1: unpinned)")
+    p.add_argument("--generator-cpus", default="0", metavar="LIST",
+                   help="CPUs for trafgen, one sending process each (default 0; e.g. 0-3; empty: one, unpinned)")
     p.set_defaults(func=_selftest)

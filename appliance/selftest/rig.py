@@ -108,9 +108,9 @@ class LinkCounters:
 class Rig:
     """The namespace with its veth pair; `close()` (or the context manager) removes all of it."""
 
-    def __init__(self, cpu: int | None = None) -> None:
+    def __init__(self, cpus: list[int] | None = None) -> None:
         self.ns = f"{NS_PREFIX}{os.getpid()}"
-        self.cpu = cpu
+        self.cpus = cpus or []  # trafgen's CPUs: one sending process on each; none: one, unpinned
         self._tmp = Path(tempfile.mkdtemp(prefix="sluice-selftest-"))
         self._gen: subprocess.Popen[str] | None = None
         self._shaped = False
@@ -162,11 +162,11 @@ class Rig:
         self._shape(frame_bytes, pps)
         conf = self._tmp / f"udp{frame_bytes}.cfg"
         conf.write_text(trafgen_frame(frame_bytes))
-        argv = ["trafgen", "--dev", TX_IF, "--conf", str(conf), "--cpus", "1"]
+        argv = ["trafgen", "--dev", TX_IF, "--conf", str(conf), "--cpus", str(max(len(self.cpus), 1))]
         if pps is not None:
             argv.append("--qdisc-path")  # through the tbf; by default trafgen bypasses the qdisc
-        if self.cpu is not None:
-            argv = ["taskset", "-c", str(self.cpu), *argv]
+        if self.cpus:
+            argv = ["taskset", "-c", ",".join(map(str, self.cpus)), *argv]
         # Its own session: trafgen forks a worker, and stop_generator must reach both.
         self._gen = subprocess.Popen(netns.exec_argv(self.ns, argv), stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, text=True, start_new_session=True)

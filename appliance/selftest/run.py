@@ -45,7 +45,7 @@ class Options:
     refine: int = 2
     link_speed: int | None = None  # bit/s, instead of what the interfaces report
     force: bool = False
-    generator_cpu: int | None = 0
+    generator_cpus: list[int] = field(default_factory=lambda: [0])
 
 
 def parse_rate(text: str) -> int:
@@ -167,7 +167,7 @@ def run_selftest(cfg: Config, opts: Options, progress: Any = None) -> dict[str, 
             say(f"spool {cfg.spool}: measuring the sustained write rate ({opts.disk_seconds:g} s)")
             rate = disk_mod.measure(work, opts.disk_seconds, disk_max)
             ceilings = []
-            with rig.Rig(cpu=opts.generator_cpu) as bench:
+            with rig.Rig(cpus=opts.generator_cpus) as bench:
                 cap = Capture(cfg, bench.ns, rig.RX_IF, work)
                 cap.start()
                 try:
@@ -226,6 +226,22 @@ def record(cfg: Config, result: dict[str, Any]) -> None:
                                                          "limit": c["limit"]} for c in result["ceilings"]},
                        disk_bytes_per_second=round(result["disk"]["bytes_per_second"]),
                        verdicts=[v["text"] for v in result["verdicts"]])
+
+
+def parse_cpus(text: str) -> list[int]:
+    """'0', '0,2' or '0-3' -> CPU numbers; '' -> [] (unpinned). Each must be online here."""
+    cpus: list[int] = []
+    try:
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            lo, _, hi = part.partition("-")
+            cpus += list(range(int(lo), int(hi or lo) + 1))
+    except ValueError:
+        cpus = [-1]
+    online = os.sched_getaffinity(0)
+    if any(c not in online for c in cpus):
+        raise SluiceError(f"--generator-cpus {text!r} is not allowed (allowed: CPUs of this machine such as 0 or "
+                          f"0-3; online: {','.join(map(str, sorted(online)))})", 2)
+    return sorted(set(cpus))
 
 
 def parse_sizes(text: str) -> list[int]:

@@ -6,6 +6,7 @@ well under a minute; floods are short on purpose (the machine is shared)."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -157,6 +158,9 @@ def test_ctrl_c_mid_run_removes_everything(veth_ns: VethNs, tmp_path: Path) -> N
     (["--sizes", "40"], "sluice: frame size 40 is not allowed: 64..1518 bytes (Ethernet frame with FCS)"),
     (["--link-speed", "fast"], "sluice: link speed 'fast' is not allowed (allowed: a rate such as 10G, 1000M or 100k)"),
     (["--seconds", "0"], "sluice: --seconds 0 is not allowed (allowed: 0 < seconds <= 600)"),
+    (["--generator-cpus", "4096"], "sluice: --generator-cpus '4096' is not allowed (allowed: CPUs of this machine "
+                                   "such as 0 or 0-3; online: " + ",".join(map(str, sorted(os.sched_getaffinity(0))))
+                                   + ")"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
     config = write_config(tmp_path / "sluice.toml", "lo", tmp_path)
