@@ -148,6 +148,7 @@ class Capture:
         return process_cpu_seconds(self.pid)
 
     def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM (the writer closes its files), SIGKILL after timeout; a no-op if never started."""
         proc, self._proc = self._proc, None
         if proc is None:
             return

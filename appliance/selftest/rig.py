@@ -116,7 +116,11 @@ class Rig:
         self._shaped = False
 
     def __enter__(self) -> Rig:
-        self.open()
+        try:
+            self.open()
+        except BaseException:
+            self.close()  # whatever was made before the failure
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -169,8 +169,8 @@ def run_selftest(cfg: Config, opts: Options, progress: Any = None) -> dict[str, 
             ceilings = []
             with rig.Rig(cpus=opts.generator_cpus) as bench:
                 cap = Capture(cfg, bench.ns, rig.RX_IF, work)
-                cap.start()
                 try:
+                    cap.start()
                     for size in opts.sizes:
                         def show(s: Step, size: int = size) -> None:
                             target = "full speed" if s.target_pps is None else f"{s.target_pps:.0f} pps"
