@@ -124,19 +124,18 @@ def plot(samples: list[dict[str, Any]], out: Path, title: str) -> list[Path]:
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(8, 3.2))
-    ax.plot(t, [s["pps"] / 1e3 for s in samples], label="captured (kpps)")
-    ax.plot(t, [s["lost"] / 1e3 for s in samples], label="lost since start (thousands)")
+    ax.plot(t, [s["pps"] / 1e3 for s in samples], label="captured")
+    ax.plot(t, [s["lost"] / 1e3 for s in samples], label="lost since the start (thousands)")
     ax.set_xlabel("seconds")
-    ax.set_ylabel("thousand packets")
+    ax.set_ylabel("thousand packets/s")
     ax.set_ylim(bottom=0)
-    ax2 = ax.twinx()
-    ax2.plot(t, [s["bps"] / 1e9 for s in samples], color="tab:green", alpha=0.5, label="captured (Gbit/s)")
-    ax2.set_ylabel("Gbit/s")
-    ax2.set_ylim(bottom=0)
+    rated = [s for s in samples if s["pps"] > 0]
+    bits_per_packet = statistics.mean(s["bps"] / s["pps"] for s in rated) if rated else 0.0
+    if bits_per_packet:
+        ax.secondary_yaxis("right", functions=(lambda k: k * 1e3 * bits_per_packet / 1e9,
+                                               lambda g: g * 1e9 / bits_per_packet / 1e3)).set_ylabel("Gbit/s")
     ax.set_title(f"Capture rate, every second ({title})")
-    lines = ax.get_legend_handles_labels()
-    lines2 = ax2.get_legend_handles_labels()
-    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc="lower right")
+    ax.legend(loc="lower right")
     fig.tight_layout()
     rate_png = out / "rate.png"
     fig.savefig(rate_png, dpi=100)
@@ -308,7 +307,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=1442, help="flood frame size without FCS (60..1514)")
     parser.add_argument("--pps", type=float, default=None,
                         help="packets/s on the SPAN port instead of half the measured ceiling")
+    parser.add_argument("--plot", type=Path, metavar="DIR", help="only draw the PNGs again from DIR/soak.json")
     args = parser.parse_args(argv)
+    if args.plot:
+        doc = json.loads((args.plot / "soak.json").read_text())
+        plot(doc["samples"], args.plot, f"{doc['seconds']:g} s, {doc['frame_bytes']} B at "
+                                        f"{doc['span_target_pps'] / 1e3:.0f} kpps")
+        return 0
     return soak(args.seconds, args.size, args.pps)
 
 
