@@ -22,7 +22,7 @@ from appliance import config as config_mod
 from appliance.config import Config
 from appliance.errors import SluiceError
 from appliance.lab import netns
-from appliance.writer import writer_argv
+from appliance.writer import resolve_worker_cpus, writer_argv
 
 STATS_INTERVAL = 0.2  # the test's own stats period: settles quickly after each step
 
@@ -54,7 +54,10 @@ class Capture:
         self.cfg = derive_config(cfg, spool, interface)
         self.ns = ns
         self.interface = interface
-        self.argv = writer_argv(self.cfg, interface, config_mod.find_capture_binary(cfg))
+        # An explicit worker_cpus list pins the workers as on the box; "auto" follows the RX queue
+        # interrupts of the capture NIC, which a veth does not have: unpinned here.
+        cpus = resolve_worker_cpus(cfg.get("capture", "worker_cpus"), None, cfg.get("capture", "workers"))
+        self.argv = writer_argv(self.cfg, interface, config_mod.find_capture_binary(cfg), cpus)
         self._proc: subprocess.Popen[bytes] | None = None
         self._cond = threading.Condition()
         self._latest: dict[str, Any] = {}
