@@ -5,8 +5,8 @@ A step counts every frame: what left trafgen's end, what the capture took in, an
 rest went: the kernel ring (`kernel_drops`), the writer's buffers (`writer_drops`), or before
 any socket (the receive backlog). The ramp first sends at full speed; if nothing is lost there,
 the ceiling is at least that rate and the generator is the limit. A step in which the writer's
-buffers filled past half counts as lossy too even if nothing was lost yet: the buffers only hid,
-for the step's few seconds, a writer or disk slower than the traffic. Otherwise it climbs from a
+buffers filled past half (or past 256 MiB) counts as lossy too even if nothing was lost yet: the
+buffers only hid, for the step's few seconds, a writer or disk slower than the traffic. Otherwise it climbs from a
 fraction of that rate in equal steps until the first loss, then halves the gap between the
 best lossless and the first lossy rate `refine` times.
 """
@@ -23,7 +23,11 @@ from appliance.selftest.rig import Rig
 
 WIRE_OVERHEAD = 20  # preamble, start delimiter and inter-frame gap: what a frame costs a link
 DISK_BOUND = 0.8    # writer drops while writing at >= 80 % of the disk's rate: the disk is the limit
-BUFFER_BOUND = 0.5  # buffers filled past half during a step: that rate cannot be sustained
+# A step whose writer buffers held more than half of them, or more than 256 MiB, at some point:
+# the writer fell behind; buffers that size absorb a burst, not a rate (the "auto" buffers are
+# RAM/16, seconds of traffic that a few-second step would never fill).
+BUFFER_BOUND = 0.5
+BUFFER_BOUND_BYTES = 256 * 2**20
 
 
 def line_bits(pps: float, frame_bytes: int) -> float:
@@ -44,6 +48,7 @@ class Step:
     cpu_seconds: float
     bytes_written: int
     peak_buffer_fill: float
+    buffer_bytes: int
 
     @property
     def lost(self) -> int:
@@ -51,7 +56,8 @@ class Step:
 
     @property
     def sustainable(self) -> bool:
-        return self.peak_buffer_fill < BUFFER_BOUND
+        bound = min(BUFFER_BOUND, BUFFER_BOUND_BYTES / self.buffer_bytes) if self.buffer_bytes else BUFFER_BOUND
+        return self.peak_buffer_fill < bound
 
     @property
     def lossless(self) -> bool:
@@ -125,7 +131,8 @@ def run_step(rig: Rig, cap: Capture, frame_bytes: int, target_pps: float | None,
     return Step(frame_bytes=frame_bytes, target_pps=target_pps, seconds=seconds_for_rate, sent=sent,
                 captured=captured, ring_drops=ring_drops, writer_drops=writer_drops,
                 backlog_drops=max(0, sent - captured - ring_drops - writer_drops), cpu_seconds=cpu,
-                bytes_written=after["bytes_written"] - before["bytes_written"], peak_buffer_fill=peak_fill)
+                bytes_written=after["bytes_written"] - before["bytes_written"], peak_buffer_fill=peak_fill,
+                buffer_bytes=int(after.get("buffer_bytes") or 0))
 
 
 @dataclass

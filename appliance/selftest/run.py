@@ -129,6 +129,16 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _buffer_bytes(cfg: Config) -> int:
+    """The writer's staging buffers: as configured, or its "auto" size (RAM/16, 64..4096 MiB,
+    native/README.md)."""
+    value = cfg.get("capture", "buffer_mb")
+    if isinstance(value, int):
+        return value * 2**20
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return min(max(ram // 16, 64 * 2**20), 4096 * 2**20)
+
+
 def _space_check(cfg: Config, work: Path) -> int:
     """Bytes the disk test may write; refuses when the spool cannot hold the test above its floor."""
     free, size, _inodes, read_only = statvfs(cfg.spool)
@@ -136,7 +146,7 @@ def _space_check(cfg: Config, work: Path) -> int:
         raise SluiceError(f"spool {cfg.spool}: filesystem is read-only", 1)
     floor = cfg.get("retention", "min_free").bytes_for(size)
     # At most one open capture file (closed ones are deleted at once) plus the writer's buffers.
-    need = cfg.get("capture", "rotate_size") + cfg.get("capture", "buffer_mb") * 2**20 + 256 * 2**20
+    need = cfg.get("capture", "rotate_size") + _buffer_bytes(cfg) + 256 * 2**20
     room = free - floor
     if room < need:
         raise SluiceError(f"spool {cfg.spool}: {room // 2**20} MiB free above the free-space floor, the self-test "
@@ -201,8 +211,9 @@ def build_result(cfg: Config, opts: Options, links: dict[str, int], ceilings: li
         "host": cfg.host or socket.gethostname(),
         "config": cfg.source,
         "spool": str(cfg.spool),
-        "capture": (f"workers {cap['workers']}, ring {cap['ring_mb']} MiB, buffers {cap['buffer_mb']} MiB, "
-                    f"{cap['format']}, compression {cap['compression']}"),
+        "capture": (f"workers {cap['workers']}, ring {cap['ring_mb']} MiB, buffers {cap['buffer_mb']} MiB"
+                    + (f" ({_buffer_bytes(cfg) >> 20} MiB)" if cap["buffer_mb"] == "auto" else "")
+                    + f", {cap['format']}, compression {cap['compression']}"),
         "seconds_per_step": opts.seconds,
         "forced": forced,
         "load_average": list(os.getloadavg()),

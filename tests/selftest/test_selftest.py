@@ -25,6 +25,8 @@ pytestmark = [pytest.mark.root, pytest.mark.netns]
 
 # The box's config as a slow writer: zstd in the writer thread and 16 MiB of buffers. Its
 # ceiling at 1518 B lies well inside what trafgen reaches here, so the ramp finds a first loss.
+# The "auto" ring and buffers would lock RAM/64 + RAM/16 for each test: small fixed sizes instead.
+SMALL = "ring_mb = 16\nbuffer_mb = 32\n"
 SLOW_WRITER = 'compression = "zstd:6"\nbuffer_mb = 16\nring_mb = 8\nrotate_size = "64M"\n'
 
 
@@ -102,7 +104,7 @@ def test_keeps_up_with_a_slow_link_exports_it_and_refuses_beside_a_live_capture(
                                                                                  tmp_path: Path) -> None:
     spool = tmp_path / "spool"
     spool.mkdir()
-    config = box_config(tmp_path / "sluice.toml", veth_ns.rx, spool)
+    config = box_config(tmp_path / "sluice.toml", veth_ns.rx, spool, SMALL)
     before = links_in(veth_ns.ns)
     ok = run_selftest(veth_ns.ns, config, "--seconds", "0.5", "--disk-seconds", "0.2", "--sizes", "64", "--steps", "1",
                       "--refine", "0",
@@ -133,7 +135,7 @@ def test_keeps_up_with_a_slow_link_exports_it_and_refuses_beside_a_live_capture(
 def test_ctrl_c_mid_run_removes_everything(veth_ns: VethNs, tmp_path: Path) -> None:
     spool = tmp_path / "spool"
     spool.mkdir()
-    config = box_config(tmp_path / "sluice.toml", veth_ns.rx, spool)
+    config = box_config(tmp_path / "sluice.toml", veth_ns.rx, spool, SMALL)
     before = links_in(veth_ns.ns)
     proc = subprocess.Popen(selftest_argv(veth_ns.ns, config, "--seconds", "5", "--disk-seconds", "0.2",
                                                           "--sizes", "64"),
