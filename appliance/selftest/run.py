@@ -129,6 +129,10 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _mib(value: int | str) -> str:
+    return f"{value} MiB" if isinstance(value, int) else str(value)
+
+
 def _buffer_bytes(cfg: Config) -> int:
     """The writer's staging buffers: as configured, or its "auto" size (RAM/16, 64..4096 MiB,
     native/README.md)."""
@@ -211,7 +215,7 @@ def build_result(cfg: Config, opts: Options, links: dict[str, int], ceilings: li
         "host": cfg.host or socket.gethostname(),
         "config": cfg.source,
         "spool": str(cfg.spool),
-        "capture": (f"workers {cap['workers']}, ring {cap['ring_mb']} MiB, buffers {cap['buffer_mb']} MiB"
+        "capture": (f"workers {cap['workers']}, ring {_mib(cap['ring_mb'])}, buffers {_mib(cap['buffer_mb'])}"
                     + (f" ({_buffer_bytes(cfg) >> 20} MiB)" if cap["buffer_mb"] == "auto" else "")
                     + f", {cap['format']}, compression {cap['compression']}"),
         "seconds_per_step": opts.seconds,
