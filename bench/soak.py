@@ -1,7 +1,7 @@
 """`make soak`: the supervisor under the lab's flood at half the measured ceiling for an hour
 (SOAK_SECONDS), with the box's default capture settings, on a spool of its own.
 
-1. a lab, and a 4 GiB ext4 spool in a file, loop-mounted (retention runs for real: the flood
+1. a lab, and a 12 GiB ext4 spool in a sparse file, loop-mounted (retention runs for real: the flood
    fills it many times over, the disk of the machine is not filled);
 2. `sluice selftest` with the soak's config measures the lossless ceiling at the flood's frame
    size; the flood is shaped to half of it as seen on the SPAN port (the lab mirrors every h1->h2
@@ -41,7 +41,10 @@ from appliance.selftest.rig import FCS, shape
 REPO = Path(__file__).resolve().parent.parent
 PCAP = REPO / "native" / "build" / "sluice-pcap"
 ROOT = Path("/var/tmp/sluice-soak")
-SPOOL_SIZE = "4G"
+# Room for the floor (25 %) to be more than twice the writer's "auto" buffers (RAM/16, up to
+# 4 GiB): a spool smaller than that is filled between two retention passes when the buffers
+# flush after a slow spell, which a real spool of terabytes never is.
+SPOOL_SIZE = "12G"
 ROTATE = 64 * 2**20
 WARMUP = 30.0  # seconds before resident memory counts as settled
 
@@ -243,6 +246,9 @@ def report(lab_id: str, out: Path, spool: Path, seconds: float, size: int, ceili
     closed = list(read_events(spool / "journal.jsonl", "file_closed"))
     files = sorted(p for p in spool.rglob("*.pcapng*") if not p.name.endswith(".part"))
     checks = subprocess.run([str(PCAP), "check", "--json", *map(str, files)], capture_output=True, text=True)
+    damaged = [line for line in checks.stdout.splitlines() if '"status": "valid"' not in line]
+    # The spool goes with the loop device: keep the journal with the report.
+    shutil.copy(spool / "journal.jsonl", out / "journal.jsonl")
     settled = [s for s in samples if s["t"] >= min(WARMUP, seconds / 4)]
     writer_flat, writer_growth = flat([s["writer_rss"] for s in settled], 0.01, 4 * 2**20)
     sup_flat, sup_growth = flat([s["supervisor_rss"] for s in settled], 0.05, 4 * 2**20)
@@ -271,7 +277,8 @@ def report(lab_id: str, out: Path, spool: Path, seconds: float, size: int, ceili
         "rotation_interval_seconds": ([round(min(gaps), 2), round(statistics.median(gaps), 2), round(max(gaps), 2)]
                                       if gaps else None),
         "rotation_interval_cv": round(gap_cv, 3), "files_checked": len(files),
-        "files_valid": checks.returncode == 0, "supervisor_exit": code,
+        "files_valid": checks.returncode == 0, "damaged": damaged[:20], "supervisor_exit": code,
+        "disk_errors": [e.get("error") for e in read_events(spool / "journal.jsonl", "disk_error")],
     }
     failures = []
     if lost or backlog:
@@ -287,7 +294,9 @@ def report(lab_id: str, out: Path, spool: Path, seconds: float, size: int, ceili
     if gaps and max(gaps) > 5 * statistics.median(gaps):
         failures.append(f"rotation stalled: intervals {result['rotation_interval_seconds']} (min, median, max)")
     if checks.returncode != 0 or not files:
-        failures.append(f"sluice-pcap check failed: {checks.stdout.strip()[-300:]}")
+        failures.append(f"sluice-pcap check failed: {damaged[:3] or checks.stderr.strip()[-300:]}")
+    if result["disk_errors"]:
+        failures.append(f"the writer reported disk errors: {result['disk_errors'][:5]}")
     if code != 0:
         failures.append(f"sluice supervise exited with {code}")
     result["failures"] = failures
