@@ -54,8 +54,15 @@ class Journal:
         self.close()
 
 
-def last_record(path: str | os.PathLike[str], tail_bytes: int = 65536) -> dict[str, Any] | None:
-    """The newest whole record of a journal (reads only its tail), None when there is none."""
+# Events that commands other than the supervisor append to the same journal (`sluice selftest`,
+# `sluice extract`): they say nothing about how the last supervisor ended.
+OTHER_COMMANDS_EVENTS = frozenset({"selftest", "extract"})
+
+
+def last_record(path: str | os.PathLike[str], tail_bytes: int = 65536,
+                skip: frozenset[str] = OTHER_COMMANDS_EVENTS) -> dict[str, Any] | None:
+    """The newest whole record of a journal (reads only its tail) whose event is not in `skip`,
+    None when there is none."""
     try:
         with open(path, "rb") as f:
             f.seek(0, os.SEEK_END)
@@ -69,7 +76,7 @@ def last_record(path: str | os.PathLike[str], tail_bytes: int = 65536) -> dict[s
             record = json.loads(line)
         except (json.JSONDecodeError, UnicodeDecodeError):
             continue
-        if isinstance(record, dict):
+        if isinstance(record, dict) and record.get("event") not in skip:
             return record
     return None
 

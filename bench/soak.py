@@ -37,6 +37,7 @@ from appliance.journal import read_events
 from appliance.lab import netns, traffic
 from appliance.lab.commands import lab_down, lab_up
 from appliance.selftest.rig import FCS, shape
+from appliance.watchdogs.disk import capture_files
 
 REPO = Path(__file__).resolve().parent.parent
 PCAP = REPO / "native" / "build" / "sluice-pcap"
@@ -244,7 +245,7 @@ def report(lab_id: str, out: Path, spool: Path, seconds: float, size: int, ceili
     finals = list(read_events(spool / "journal.jsonl", "writer_final"))
     final = finals[-1] if finals else {}
     closed = list(read_events(spool / "journal.jsonl", "file_closed"))
-    files = sorted(p for p in spool.rglob("*.pcapng*") if not p.name.endswith(".part"))
+    files = [f.path for f in capture_files(spool)]  # closed captures (not .part, not .index/ sidecars)
     checks = subprocess.run([str(PCAP), "check", "--json", *map(str, files)], capture_output=True, text=True)
     damaged = [line for line in checks.stdout.splitlines() if '"status": "valid"' not in line]
     # The spool goes with the loop device: keep the journal with the report.

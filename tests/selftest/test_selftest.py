@@ -130,6 +130,10 @@ def test_keeps_up_with_a_slow_link_exports_it_and_refuses_beside_a_live_capture(
             "CPU and disk (stop it first, or pass --force)"]
         assert selftest_namespaces() == []
         assert sup.proc is not None and sup.proc.poll() is None  # the capture went on
+    # The self-test's journal event, last before the supervisor started, is not a supervisor that died.
+    events = [e["event"] for e in read_events(spool / "journal.jsonl")]
+    assert events.index("selftest") < events.index("supervisor_start")
+    assert "supervisor_unclean_stop" not in events
 
 
 def test_ctrl_c_mid_run_removes_everything(veth_ns: VethNs, tmp_path: Path) -> None:
