@@ -1,7 +1,7 @@
 """`make soak`: the supervisor under the lab's flood at half the measured ceiling for an hour
 (SOAK_SECONDS), with the box's default capture settings, on a spool of its own.
 
-1. a lab, and a 12 GiB ext4 spool in a sparse file, loop-mounted (retention runs for real: the flood
+1. a lab, and a 12 GiB ext4 spool in a sparse file on a loop device with direct I/O (retention runs for real: the flood
    fills it many times over, the disk of the machine is not filled);
 2. `sluice selftest` with the soak's config measures the lossless ceiling at the flood's frame
    size; the flood is shaped to half of it as seen on the SPAN port (the lab mirrors every h1->h2
@@ -55,21 +55,33 @@ def config_text(spool: Path) -> str:
             '[retention]\nmin_free = "25%"\n[metrics]\nlisten = "127.0.0.1:0"\n[watchdogs]\nsmart = false\n')
 
 
-def mount_spool(image: Path, mnt: Path) -> None:
+def mount_spool(image: Path, mnt: Path) -> str:
+    """The spool: ext4 in a sparse file on a loop device with direct I/O, so that the writer's
+    O_DIRECT writes reach the disk as on a real spool (a buffered loop device would pile the
+    flood up in the page cache and then stall every writer on the machine at once)."""
     subprocess.run(["truncate", "-s", SPOOL_SIZE, str(image)], check=True)
     subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", str(image)], check=True)
+    device = subprocess.run(["losetup", "--find", "--show", "--direct-io=on", str(image)], check=True,
+                            capture_output=True, text=True).stdout.strip()
     mnt.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["mount", "-o", "loop", str(image), str(mnt)], check=True)
+    subprocess.run(["mount", device, str(mnt)], check=True)
+    return device
 
 
 def selftest_ceiling(ns: str, config: Path, frame_bytes: int) -> dict[str, Any]:
-    proc = subprocess.run(netns.exec_argv(ns, [sys.executable, "-m", "appliance.cli", "selftest", "--config",
-                                               str(config), "--json", "--sizes", str(frame_bytes), "--seconds", "2",
-                                               "--disk-seconds", "2", "--steps", "4", "--refine", "1"]),
-                          capture_output=True, text=True, cwd=REPO, timeout=600)
-    if proc.returncode not in (0, 1) or not proc.stdout.strip():
-        raise SystemExit(f"soak: the self-test failed: {proc.stderr.strip()[-500:]}")
-    return json.loads(proc.stdout)["ceilings"][0]
+    argv = netns.exec_argv(ns, [sys.executable, "-m", "appliance.cli", "selftest", "--config", str(config), "--json",
+                                "--sizes", str(frame_bytes), "--seconds", "2", "--disk-seconds", "2", "--steps", "4",
+                                "--refine", "1"])
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        out, err = proc.communicate(timeout=600)
+    except BaseException:
+        proc.terminate()  # the self-test removes what it made on SIGTERM: give it the time
+        proc.wait(timeout=60)
+        raise
+    if proc.returncode not in (0, 1) or not out.strip():
+        raise SystemExit(f"soak: the self-test failed: {err.strip()[-500:]}")
+    return json.loads(out)["ceilings"][0]
 
 
 def rss(proc: psutil.Process | None) -> int:
@@ -158,12 +170,13 @@ def soak(seconds: float, size: int, pps: float | None) -> int:
     spool = work / "spool"
     out = work
     image = Path(tempfile.mkdtemp(prefix="sluice-soak-", dir="/var/tmp")) / "spool.img"
+    device = ""
     sup_proc: subprocess.Popen[bytes] | None = None
     gen: subprocess.Popen[str] | None = None
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         work.mkdir(parents=True, exist_ok=True)
-        mount_spool(image, spool)
+        device = mount_spool(image, spool)
         config = work / "sluice.toml"
         config.write_text(config_text(spool))
         frame_fcs = size + FCS
@@ -236,6 +249,8 @@ def soak(seconds: float, size: int, pps: float | None) -> int:
             sup_proc.wait(timeout=60)
         lab_down(lab.id)
         subprocess.run(["umount", str(spool)], check=False)
+        if device:
+            subprocess.run(["losetup", "-d", device], check=False)
         shutil.rmtree(image.parent, ignore_errors=True)
 
 
