@@ -55,8 +55,8 @@ class Journal:
 
 
 # Events that commands other than the supervisor append to the same journal (`sluice selftest`,
-# `sluice extract`): they say nothing about how the last supervisor ended.
-OTHER_COMMANDS_EVENTS = frozenset({"selftest", "extract"})
+# `sluice extract`, `sluice notes`): they say nothing about how the last supervisor ended.
+OTHER_COMMANDS_EVENTS = frozenset({"selftest", "extract", "note"})
 
 
 def last_record(path: str | os.PathLike[str], tail_bytes: int = 65536,
