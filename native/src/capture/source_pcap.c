@@ -23,8 +23,10 @@ static void on_packet(u_char *user, const struct pcap_pkthdr *h, const u_char *b
 {
     struct pcap_source *ps = (struct pcap_source *)user;
     struct packet p;
-    /* Opened with nanosecond precision: tv_usec holds nanoseconds. */
-    p.ts_ns = (uint64_t)h->ts.tv_sec * 1000000000u + (uint64_t)h->ts.tv_usec;
+    /* Opened with nanosecond precision: tv_usec holds nanoseconds. A pcap file's seconds are
+     * unsigned 32-bit, which libpcap hands over sign-extended: read them back as unsigned so a
+     * time after 2038-01-19 does not wrap. */
+    p.ts_ns = (uint64_t)(uint32_t)h->ts.tv_sec * 1000000000u + (uint64_t)h->ts.tv_usec;
     p.data = bytes;
     p.caplen = h->caplen;
     p.origlen = h->len;
@@ -115,6 +117,15 @@ static pcap_t *open_live(const struct capture_opts *o, char *err, size_t errlen)
     return p;
 }
 
+/* The LINKTYPE_ value for the file header: libpcap hands out a DLT_ (12 for raw IP on Linux,
+ * where the file says 101) and keeps the field's upper bits (FCS length) apart. */
+static int file_linktype(pcap_t *p)
+{
+    int dlt = pcap_datalink(p);
+    int lt = dlt == 12 ? 101 : dlt == 11 ? 100 : dlt;
+    return lt | pcap_datalink_ext(p);
+}
+
 struct source *source_pcap_open(const struct capture_opts *o, char *err, size_t errlen)
 {
     struct pcap_source *ps = calloc(1, sizeof *ps);
@@ -143,7 +154,7 @@ struct source *source_pcap_open(const struct capture_opts *o, char *err, size_t 
             snprintf(ps->base.ts_note, sizeof ps->base.ts_note,
                      "--backend pcap uses software timestamps");
     }
-    ps->base.linktype = pcap_datalink(ps->p);
+    ps->base.linktype = file_linktype(ps->p);
     if (apply_filter(ps, o, err, errlen) != 0) {
         pcap_source_close(&ps->base);
         return NULL;
