@@ -193,44 +193,41 @@ static int arena_place(dupwindow *dw, uint32_t len, size_t *pos)
     return 0;
 }
 
+/* Entries the window may hold at most, whatever the times say (editcap's MAX_DUP_DEPTH). */
+#define DW_MAX_ENTRIES 1000000u
+
+static uint64_t ts_distance(uint64_t a, uint64_t b) { return a > b ? a - b : b - a; }
+
 int dw_seen(dupwindow *dw, uint64_t ts_ns, const uint8_t *bytes, uint32_t len)
 {
     uint64_t seq = dw->next_seq;
-    /* Forget what fell out of the window. */
+    /* Forget what fell out of the window, in arrival order. Time may go backwards (a clock
+     * step, merged files): an entry is out when it lies more than the window away from this
+     * packet on either side, so one packet from the far future or past never freezes the
+     * window. The entry count is capped too, so memory stays bounded whatever the times. */
     while (dw->count) {
         struct entry *e = &dw->ring[dw->tail];
         bool old = dw->window_packets ? seq - e->seq >= dw->window_packets
-                                      : (int64_t)(ts_ns - e->ts) > dw->window_ns && ts_ns > e->ts;
+                                      : ts_distance(ts_ns, e->ts) > (uint64_t)dw->window_ns ||
+                                            dw->count >= DW_MAX_ENTRIES;
         if (!old)
             break;
         pop_oldest(dw);
     }
     uint64_t h = hash_bytes(bytes, len, 0x5eed);
-    size_t i = slot_of(dw, h);
+    /* The index holds one slot per content, pointing at its newest entry. */
     int dup = 0;
+    if (dw->count + 1 >= dw->cap && grow_ring(dw) < 0)
+        return -1;
+    size_t i = slot_of(dw, h);
     while (dw->slots[i]) {
         struct entry *o = by_seq(dw, dw->slots[i] - 1);
         if (o && o->hash == h && o->len == len && memcmp(dw->arena + o->pos, bytes, len) == 0) {
-            dup = 1;
+            /* A copy lies within the window of its original in both directions. */
+            dup = dw->window_packets || ts_distance(ts_ns, o->ts) <= (uint64_t)dw->window_ns;
             break;
         }
         i = (i + 1) & (dw->nslots - 1);
-    }
-    if (dw->count + 1 >= dw->cap && grow_ring(dw) < 0)
-        return -1;
-    if (!dup) {
-        /* The slot search above may have been done before a grow rehashed: find it again. */
-        i = slot_of(dw, h);
-        while (dw->slots[i])
-            i = (i + 1) & (dw->nslots - 1);
-    } else {
-        i = slot_of(dw, h);
-        while (dw->slots[i]) {
-            struct entry *o = by_seq(dw, dw->slots[i] - 1);
-            if (o && o->hash == h && o->len == len && memcmp(dw->arena + o->pos, bytes, len) == 0)
-                break;
-            i = (i + 1) & (dw->nslots - 1);
-        }
     }
     size_t pos;
     if (arena_place(dw, len, &pos) < 0)

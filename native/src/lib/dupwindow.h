@@ -15,7 +15,8 @@
 
 typedef struct dupwindow dupwindow;
 
-/* window_ns > 0: time window (a copy is at most window_ns later, inclusive);
+/* window_ns > 0: time window (a copy is at most window_ns from its original, before or after,
+ * inclusive: time may go backwards in a capture);
  * window_packets > 0: a copy and its original lie within window_packets packets (the copy
  * included, as editcap -D counts: at most window_packets - 1 packets apart). */
 dupwindow *dw_new(int64_t window_ns, uint64_t window_packets);

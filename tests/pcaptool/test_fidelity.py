@@ -1,0 +1,68 @@
+"""sluice-pcap never changes data silently (issue 12): each test here failed before its fix.
+
+Files are built byte by byte (pcapfiles.build_pcap, ngbuild) so each defect is shown on the
+smallest input that has it; peers (editcap, tshark) judge the outputs where they can.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import subprocess
+from pathlib import Path
+
+from tests.pcaptool import ngbuild
+from tests.pcaptool.pcapfiles import PcapFile, build_pcap, one_error_line, packets, parse_pcap, run
+
+YEAR_2100 = 4102444800
+T0 = 1_700_000_000
+# An 802.1D BPDU as a switch sends it every 2 s, always the same bytes.
+BPDU = bytes.fromhex("0180c2000000" "001122334455" "0026" "424203" "000000000080000011223344550000000080"
+                     "00001122334455800100001400020000") + bytes(8)
+
+
+def _pcap(records: list[tuple[int, int, bytes]], nanosecond: bool = False, linktype: int = 1) -> bytes:
+    pf = PcapFile(nanosecond, linktype, 65535, [], [])
+    return build_pcap(pf, [(s, f, len(d), len(d), d) for s, f, d in records])
+
+
+def _editcap_w(src: Path, dst: Path) -> int:
+    subprocess.run(["editcap", "-F", "pcap", "-w", "0.001", str(src), str(dst)], check=True, capture_output=True)
+    return len(parse_pcap(dst.read_bytes()).records)
+
+
+# ---------------------------------------------------------------- dedup and time going backwards
+
+
+def test_dedup_window_does_not_freeze_after_a_timestamp_from_the_future(tmp_path: Path) -> None:
+    # 14 identical BPDUs 2 s apart; the first one's clock says 2100.
+    recs = [(YEAR_2100 if i == 0 else T0 + 2 * i, 0, BPDU) for i in range(14)]
+    src = tmp_path / "stp.pcap"
+    src.write_bytes(_pcap(recs))
+    out = tmp_path / "out.pcap"
+    summary = json.loads(run("dedup", "--json", src, out, check=True).stdout)
+    assert summary["duplicates"] == 0
+    assert summary["packets_out"] == _editcap_w(src, tmp_path / "peer.pcap") == 14
+
+
+def test_dedup_window_stays_bounded_after_time_goes_back(tmp_path: Path) -> None:
+    # A clock step back by an hour: identical keepalives 10 ms apart before and after it.
+    recs = [(T0 + 3600, 0, BPDU)] + [(T0 + i // 100, (i % 100) * 10_000, BPDU) for i in range(3000)]
+    src = tmp_path / "step.pcap"
+    src.write_bytes(_pcap(recs))
+    summary = json.loads(run("dedup", "--json", src, tmp_path / "out.pcap", check=True).stdout)
+    assert summary["duplicates"] == 0
+
+
+def test_dedup_copy_within_the_window_before_its_original(tmp_path: Path) -> None:
+    # Merged SPAN files: the copy of a frame arrives in file order after it but stamped 300 µs
+    # earlier (the other box's clock). It is within the window of its original: a copy.
+    other = BPDU[:-1] + b"\x01"
+    recs = [(T0, 500, BPDU), (T0, 200, BPDU), (T0, 900, other), (T0 - 5, 900, other)]
+    src = tmp_path / "merged.pcap"
+    src.write_bytes(_pcap(recs))
+    out = tmp_path / "out.pcap"
+    summary = json.loads(run("dedup", "--json", src, out, check=True).stdout)
+    assert summary["duplicates"] == 1
+    kept = [(s, f) for s, f, _, _, _ in parse_pcap(out.read_bytes()).records]
+    assert kept == [(T0, 500), (T0, 900), (T0 - 5, 900)]
