@@ -66,3 +66,51 @@ def test_dedup_copy_within_the_window_before_its_original(tmp_path: Path) -> Non
     assert summary["duplicates"] == 1
     kept = [(s, f) for s, f, _, _, _ in parse_pcap(out.read_bytes()).records]
     assert kept == [(T0, 500), (T0, 900), (T0 - 5, 900)]
+
+
+# ---------------------------------------------------------------- nanoseconds never cut
+
+KEY_HEX = "1522178d33a4cf80130a5b1649907d10d8988f837979652762574c2d2a842202"
+
+
+def _udp_frame(src: bytes, dst: bytes, payload: bytes = b"hello") -> bytes:
+    udp = struct.pack("!HHHH", 40000, 53, 8 + len(payload), 0) + payload
+    ip = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0, src, dst))
+    s = sum(struct.unpack("!10H", bytes(ip)))
+    s = (s & 0xFFFF) + (s >> 16)
+    ip[10:12] = struct.pack("!H", ~s & 0xFFFF)
+    return b"\x02\0\0\0\0\x01" + b"\x02\0\0\0\0\x02" + b"\x08\x00" + bytes(ip) + udp
+
+
+def _key(tmp_path: Path) -> Path:
+    key = tmp_path / "key"
+    key.write_text(KEY_HEX)
+    key.chmod(0o600)
+    return key
+
+
+def _us_then_ns_pcapng(n: int = 42) -> tuple[bytes, list[int]]:
+    """A µs section followed by a ns section (two captures concatenated, as cat does)."""
+    data, times = ngbuild.shb() + ngbuild.idb(1, 6), []
+    for i in range(n):
+        us = T0 * 1_000_000 + i * 1000 + 7
+        data += ngbuild.epb(0, us, _udp_frame(bytes([192, 0, 2, 1]), bytes([192, 0, 2, 2 + i % 3])))
+        times.append(us * 1000)
+    data += ngbuild.shb() + ngbuild.idb(1, 9)
+    for i in range(n):
+        ns = (T0 + 10) * 1_000_000_000 + i * 1_000_003 + 123
+        data += ngbuild.epb(0, ns, _udp_frame(bytes([198, 51, 100, 1]), bytes([198, 51, 100, 2])))
+        times.append(ns)
+    return data, times
+
+
+def test_no_command_cuts_a_later_nanosecond_section_to_microseconds(tmp_path: Path) -> None:
+    data, times = _us_then_ns_pcapng()
+    src = tmp_path / "us-then-ns.pcapng"
+    src.write_bytes(data)
+    jobs = {"convert": [], "convert-pcap": ["--format", "pcap"], "dedup": [], "repair": [],
+            "anonymize": ["--key-file", str(_key(tmp_path))]}
+    for name, extra in jobs.items():
+        out = tmp_path / f"{name}.out"
+        run(name.split("-")[0], *extra, src, out, check=True)
+        assert [ts for ts, _ in packets(out, tmp_path)] == times, name

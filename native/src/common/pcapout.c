@@ -27,6 +27,7 @@ struct pcapout {
     bool header_done;       /* pcap global header written */
     uint16_t pcap_linktype;
     uint32_t nifs;
+    uint8_t *iface_ns;      /* pcapng: 1 when interface i is written in ns */
     uint64_t packets;
     char err[256];
 };
@@ -196,7 +197,7 @@ static int po_setup(pcapout *po, pcapout **out, const struct po_options *opt, ch
     return 0;
 }
 
-int po_add_iface(pcapout *po, uint16_t linktype, uint32_t snaplen, const char *name)
+int po_add_iface(pcapout *po, uint16_t linktype, uint32_t snaplen, const char *name, bool nanosecond)
 {
     if (po->opt.format == PR_FORMAT_PCAP) {
         if (po->header_done) {
@@ -217,8 +218,18 @@ int po_add_iface(pcapout *po, uint16_t linktype, uint32_t snaplen, const char *n
         po->pcap_linktype = linktype;
         return 0;
     }
+    bool ns = po->opt.iface_precision ? nanosecond : po->opt.nanosecond;
+    if ((po->nifs & (po->nifs - 1)) == 0) {
+        uint8_t *g = realloc(po->iface_ns, po->nifs ? 2 * (size_t)po->nifs : 1);
+        if (!g) {
+            snprintf(po->err, sizeof po->err, "out of memory");
+            return -1;
+        }
+        po->iface_ns = g;
+    }
+    po->iface_ns[po->nifs] = ns;
     struct pcapenc_idb idb = {.linktype = linktype, .snaplen = snaplen, .name = name,
-                              .tsresol = po->opt.nanosecond ? PCAPENC_TSRESOL_NS : PCAPENC_TSRESOL_US};
+                              .tsresol = ns ? PCAPENC_TSRESOL_NS : PCAPENC_TSRESOL_US};
     size_t n = pcapenc_idb(NULL, 0, &idb);
     uint8_t *p = reserve(po, n);
     if (!p)
@@ -243,7 +254,7 @@ int po_write(pcapout *po, uint32_t iface, uint64_t ts_ns, const uint8_t *data, u
         uint8_t *p = reserve(po, n);
         if (!p)
             return -1;
-        uint64_t ts = po->opt.nanosecond ? ts_ns : ts_ns / 1000u;
+        uint64_t ts = iface < po->nifs && po->iface_ns[iface] ? ts_ns : ts_ns / 1000u;
         pcapenc_epb(p, n, iface, ts, data, caplen, origlen);
         po->len += n;
     }
@@ -255,7 +266,7 @@ int po_commit(pcapout *po, char *err, size_t errlen)
 {
     int rc = 0;
     if (po->opt.format == PR_FORMAT_PCAP && !po->header_done)
-        rc = po_add_iface(po, 1, PR_MAX_SNAPLEN, NULL) < 0 ? -1 : 0;
+        rc = po_add_iface(po, 1, PR_MAX_SNAPLEN, NULL, po->opt.nanosecond) < 0 ? -1 : 0;
     if (rc == 0)
         rc = flush_buf(po, true);
     if (rc == 0 && close(po->fd) < 0)
@@ -284,6 +295,7 @@ void po_abort(pcapout *po)
         unlink(po->tmp);
     ZSTD_freeCCtx(po->cctx);
     free(po->zbuf);
+    free(po->iface_ns);
     free(po->tmp);
     free(po->path);
     free(po->buf);

@@ -18,7 +18,9 @@
 
 struct po_options {
     enum pr_format format;   /* PR_FORMAT_PCAP or PR_FORMAT_PCAPNG */
-    bool nanosecond;         /* pcap: ns magic; pcapng: if_tsresol 9 (else 6) */
+    bool nanosecond;         /* pcap: ns magic; pcapng: if_tsresol 9 (else 6) for every interface */
+    bool iface_precision;    /* pcapng: each interface takes the resolution given to po_add_iface
+                              * instead (the input interface's), so no timestamp is cut */
     int zstd_level;          /* 0: not compressed */
     const char *comment;     /* pcapng SHB comment, optional */
     const char *key_id;      /* pcapng SHB anonymisation key id, optional */
@@ -27,8 +29,9 @@ struct po_options {
 typedef struct pcapout pcapout;
 
 int po_open(pcapout **out, const char *path, const struct po_options *opt, char *err, size_t errlen);
-/* Describe an interface; returns its index in the output, or -1 (see po_error()). */
-int po_add_iface(pcapout *po, uint16_t linktype, uint32_t snaplen, const char *name);
+/* Describe an interface (nanosecond: its timestamps need ns, used with iface_precision); returns
+ * its index in the output, or -1 (see po_error()). */
+int po_add_iface(pcapout *po, uint16_t linktype, uint32_t snaplen, const char *name, bool nanosecond);
 int po_write(pcapout *po, uint32_t iface, uint64_t ts_ns, const uint8_t *data, uint32_t caplen,
              uint32_t origlen);
 /* Flush, close and rename to the final name. Frees po. Returns 0 or -1 with a message. */

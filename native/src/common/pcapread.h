@@ -73,6 +73,12 @@ struct pr_packet {
     uint64_t index;      /* 1-based record number */
 };
 
+/* The interface stamps finer than a microsecond (a µs copy would cut its timestamps). */
+static inline bool pr_iface_nanosecond(const struct pr_iface *ifc)
+{
+    return (ifc->tsresol & 0x80) ? (ifc->tsresol & 0x7f) > 19 : ifc->tsresol > 6;
+}
+
 typedef struct pr_reader pr_reader;
 
 /* Open a file ("-" = stdin). Returns 0; or 2 when it cannot be opened or is not a capture

@@ -25,6 +25,7 @@ struct input {
 
 struct out_iface {
     uint16_t linktype;
+    bool ns;                 /* its timestamps are written in ns */
     uint32_t snaplen;
     char name[64];
 };
@@ -98,16 +99,18 @@ static int out_iface(struct merge *m, struct input *in, size_t k)
         size_t j;
         for (j = 0; j < m->nifs; j++)
             if (m->ifs[j].linktype == ifc->linktype && m->ifs[j].snaplen == ifc->snaplen &&
-                strcmp(m->ifs[j].name, ifc->name) == 0)
+                strcmp(m->ifs[j].name, ifc->name) == 0 && m->ifs[j].ns == pr_iface_nanosecond(ifc))
                 break;
         if (j == m->nifs) {
             if (m->nifs == MAX_OUT_IFS)
                 return tool_fail(EXIT_FAIL, "merge", "more than %d interfaces", MAX_OUT_IFS), -1;
-            int idx = po_add_iface(m->po, ifc->linktype, ifc->snaplen, ifc->name[0] ? ifc->name : NULL);
+            int idx = po_add_iface(m->po, ifc->linktype, ifc->snaplen, ifc->name[0] ? ifc->name : NULL,
+                                   pr_iface_nanosecond(ifc));
             if (idx < 0)
                 return tool_fail(EXIT_FAIL, "merge", "%s", po_error(m->po)), -1;
             m->ifs[j].linktype = ifc->linktype;
             m->ifs[j].snaplen = ifc->snaplen;
+            m->ifs[j].ns = pr_iface_nanosecond(ifc);
             snprintf(m->ifs[j].name, sizeof m->ifs[j].name, "%s", ifc->name);
             m->nifs++;
             /* pcap has one interface: every input maps to index 0. */
@@ -212,7 +215,7 @@ int cmd_merge(int argc, char **argv)
         for (size_t k = 0; k < noff; k++)
             if (strcmp(off_file[k], in->path) == 0)
                 in->offset_ns = off_ns[k];
-        any_ns |= pr_nanosecond(in->r);
+        any_ns |= pr_nanosecond(in->r) || pr_format(in->r) == PR_FORMAT_PCAPNG;
         any_zstd |= pr_compressed(in->r);
         for (size_t k = 0; k < pr_iface_count(in->r); k++) {
             uint16_t lt = pr_iface(in->r, k)->linktype;
@@ -227,6 +230,7 @@ int cmd_merge(int argc, char **argv)
         struct po_options po_opt = {
             .format = oo.format >= 0 ? (enum pr_format)oo.format : all_pcap ? PR_FORMAT_PCAP : PR_FORMAT_PCAPNG,
             .nanosecond = oo.nano >= 0 ? oo.nano : any_ns,
+            .iface_precision = oo.nano < 0,
             .zstd_level = oo.zstd_level >= 0 ? oo.zstd_level : any_zstd ? 3 : 0};
         char err[256];
         if (po_open(&m->po, out_path, &po_opt, err, sizeof err) < 0)

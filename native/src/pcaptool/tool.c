@@ -126,7 +126,11 @@ struct po_options out_resolve(const struct out_opts *o, const pr_reader *r)
 {
     struct po_options po = {0};
     po.format = o->format >= 0 ? (enum pr_format)o->format : pr_format(r);
-    po.nanosecond = o->nano >= 0 ? o->nano : pr_nanosecond(r);
+    /* As the input: pcapng keeps each interface's resolution (a later section or interface
+     * may stamp in ns); pcap has one precision for the whole file, so a pcapng input gives ns
+     * pcap, which holds every timestamp exactly. */
+    po.iface_precision = o->nano < 0;
+    po.nanosecond = o->nano >= 0 ? o->nano : pr_format(r) == PR_FORMAT_PCAPNG || pr_nanosecond(r);
     po.zstd_level = o->zstd_level >= 0 ? o->zstd_level : (pr_compressed(r) ? 3 : 0);
     return po;
 }
@@ -180,7 +184,8 @@ int tool_sync_ifaces(pcapout *po, const pr_reader *r, int *map, size_t *mapped, 
         if (*mapped >= mapcap)
             return tool_fail(EXIT_FAIL, cmd, "more than %zu interfaces", mapcap);
         const struct pr_iface *ifc = pr_iface(r, *mapped);
-        int idx = po_add_iface(po, ifc->linktype, ifc->snaplen, ifc->name[0] ? ifc->name : NULL);
+        int idx = po_add_iface(po, ifc->linktype, ifc->snaplen, ifc->name[0] ? ifc->name : NULL,
+                               pr_iface_nanosecond(ifc));
         if (idx < 0)
             return tool_fail(EXIT_FAIL, cmd, "%s", po_error(po));
         map[*mapped] = idx;
