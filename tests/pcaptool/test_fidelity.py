@@ -114,3 +114,66 @@ def test_no_command_cuts_a_later_nanosecond_section_to_microseconds(tmp_path: Pa
         out = tmp_path / f"{name}.out"
         run(name.split("-")[0], *extra, src, out, check=True)
         assert [ts for ts, _ in packets(out, tmp_path)] == times, name
+
+
+# ---------------------------------------------------------------- Simple Packet Blocks have no time
+
+
+def _blocks(data: bytes) -> list[int]:
+    off, types = 0, []
+    while off + 8 <= len(data):
+        btype, n = struct.unpack_from("<II", data, off)
+        types.append(btype)
+        off += n
+    return types
+
+
+def test_simple_packet_blocks_get_no_invented_time(tmp_path: Path) -> None:
+    frame = _udp_frame(bytes([192, 0, 2, 1]), bytes([192, 0, 2, 2]))
+    us = (T0 + 100) * 1_000_000
+    src = tmp_path / "spb.pcapng"
+    src.write_bytes(ngbuild.shb() + ngbuild.idb(1, 6) + ngbuild.epb(0, us, frame) + ngbuild.spb(frame)
+                    + ngbuild.spb(frame) + ngbuild.epb(0, us + 5_000_000, frame))
+    info = json.loads(run("info", "--json", src, check=True).stdout)
+    assert info["packets"] == 4 and info["packets_without_timestamp"] == 2
+    assert info["first_ns"] == us * 1000 and info["last_ns"] == (us + 5_000_000) * 1000
+    assert "2 without a timestamp" in run("info", src, check=True).stdout
+
+    # Copies stay Simple Packet Blocks; pcap cannot hold "no time" and is refused.
+    ng = tmp_path / "copy.pcapng"
+    run("convert", src, ng, check=True)
+    assert _blocks(ng.read_bytes()).count(3) == 2
+    pcap = tmp_path / "copy.pcap"
+    proc = run("convert", "--format", "pcap", src, pcap)
+    assert proc.returncode == 1 and "no timestamp" in one_error_line(proc)
+    assert not pcap.exists() and list(tmp_path.glob(".copy.pcap*")) == []
+
+    # dedup: identical packets without a time are never in a time window with each other.
+    summary = json.loads(run("dedup", "--json", src, tmp_path / "dd.pcapng", check=True).stdout)
+    assert summary["duplicates"] == 0 and summary["not_compared_without_timestamp"] == 2
+
+    # merge: they stay behind the packet before them in their input, never at 1970.
+    other = tmp_path / "other.pcapng"
+    other.write_bytes(ngbuild.shb() + ngbuild.idb(1, 6) + ngbuild.epb(0, us - 1, frame)
+                      + ngbuild.epb(0, us + 1, frame))
+    merged = tmp_path / "merged.pcapng"
+    run("merge", "-o", merged, src, other, check=True)
+    assert _blocks(merged.read_bytes())[2:] == [6, 6, 3, 3, 6, 6]
+    only_spb = tmp_path / "only-spb.pcapng"
+    only_spb.write_bytes(ngbuild.shb() + ngbuild.idb(1, 6) + ngbuild.spb(frame))
+    proc = run("merge", "-o", tmp_path / "m2.pcapng", only_spb, other)
+    assert proc.returncode == 1 and "cannot be placed by time" in one_error_line(proc)
+
+
+def test_merge_equal_timestamps_keep_the_order_of_the_inputs(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.pcap", tmp_path / "b.pcap"
+    fa = _udp_frame(bytes([192, 0, 2, 1]), bytes([192, 0, 2, 9]))
+    fb = _udp_frame(bytes([198, 51, 100, 1]), bytes([198, 51, 100, 9]))
+    a.write_bytes(_pcap([(T0, 5, fa), (T0, 7, fa)]))
+    b.write_bytes(_pcap([(T0, 5, fb), (T0, 6, fb)]))
+    ours, theirs = tmp_path / "ours.pcap", tmp_path / "mergecap.pcap"
+    run("merge", "-o", ours, a, b, check=True)
+    assert [d for *_, d in parse_pcap(ours.read_bytes()).records] == [fa, fb, fb, fa]
+    # mergecap puts the later input first on a tie; everything else is the same.
+    subprocess.run(["mergecap", "-F", "pcap", "-w", str(theirs), str(a), str(b)], check=True, capture_output=True)
+    assert [d for *_, d in parse_pcap(theirs.read_bytes()).records] == [fb, fa, fb, fa]

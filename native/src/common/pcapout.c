@@ -262,6 +262,30 @@ int po_write(pcapout *po, uint32_t iface, uint64_t ts_ns, const uint8_t *data, u
     return 0;
 }
 
+int po_write_untimed(pcapout *po, uint32_t iface, const uint8_t *data, uint32_t caplen, uint32_t origlen)
+{
+    if (po->opt.format == PR_FORMAT_PCAP || iface != 0) {
+        snprintf(po->err, sizeof po->err, "%s: packet %llu has no timestamp (a Simple Packet Block) and %s "
+                 "cannot say so without inventing one: use --format pcapng", po->path,
+                 (unsigned long long)po->packets + 1,
+                 po->opt.format == PR_FORMAT_PCAP ? "pcap" : "an output where it is not on interface 0");
+        return -1;
+    }
+    size_t n = 16 + (((size_t)caplen + 3) & ~(size_t)3);
+    uint8_t *p = reserve(po, n);
+    if (!p)
+        return -1;
+    memset(p, 0, n);
+    pcapenc_put32(p, 3);
+    pcapenc_put32(p + 4, (uint32_t)n);
+    pcapenc_put32(p + 8, origlen);
+    memcpy(p + 12, data, caplen);
+    pcapenc_put32(p + n - 4, (uint32_t)n);
+    po->len += n;
+    po->packets++;
+    return 0;
+}
+
 int po_commit(pcapout *po, char *err, size_t errlen)
 {
     int rc = 0;

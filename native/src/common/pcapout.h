@@ -34,6 +34,10 @@ int po_open(pcapout **out, const char *path, const struct po_options *opt, char 
 int po_add_iface(pcapout *po, uint16_t linktype, uint32_t snaplen, const char *name, bool nanosecond);
 int po_write(pcapout *po, uint32_t iface, uint64_t ts_ns, const uint8_t *data, uint32_t caplen,
              uint32_t origlen);
+/* A packet without a timestamp (from a Simple Packet Block): pcapng writes a Simple Packet
+ * Block again (interface 0 only, as the format says); pcap cannot say "no time" and refuses
+ * rather than invent one. Returns 0 or -1 (see po_error()). */
+int po_write_untimed(pcapout *po, uint32_t iface, const uint8_t *data, uint32_t caplen, uint32_t origlen);
 /* Flush, close and rename to the final name. Frees po. Returns 0 or -1 with a message. */
 int po_commit(pcapout *po, char *err, size_t errlen);
 /* Remove the temporary file and free po. */

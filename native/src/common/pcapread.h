@@ -63,7 +63,8 @@ struct pr_iface {
 };
 
 struct pr_packet {
-    uint64_t ts_ns;      /* nanoseconds since the epoch */
+    uint64_t ts_ns;      /* nanoseconds since the epoch; 0 when !has_ts */
+    bool has_ts;         /* false for a pcapng Simple Packet Block, which has no timestamp */
     uint32_t caplen;
     uint32_t origlen;
     uint32_t iface;      /* index into the reader's interfaces (across all sections) */

@@ -152,7 +152,8 @@ static int ng_block(pr_reader *r, const uint8_t *p, uint32_t len, uint64_t off, 
         return -1;
     }
     const struct pr_iface *ifc = &r->ifs[r->section_base + ifid];
-    pkt->ts_ns = type == NG_SPB ? 0 : ts_to_ns(ifc, ts);
+    pkt->has_ts = type != NG_SPB;
+    pkt->ts_ns = pkt->has_ts ? ts_to_ns(ifc, ts) : 0;
     pkt->caplen = caplen;
     pkt->origlen = origlen < caplen ? caplen : origlen;
     pkt->iface = (uint32_t)(r->section_base + ifid);
@@ -171,6 +172,7 @@ static void ng_cut_packet(pr_reader *r, const uint8_t *p, uint32_t ifid, uint32_
     const struct pr_iface *ifc = &r->ifs[r->section_base + ifid];
     uint32_t orig = rd32(r, p + 24);
     pkt->ts_ns = ts_to_ns(ifc, (uint64_t)rd32(r, p + 12) << 32 | rd32(r, p + 16));
+    pkt->has_ts = true;
     pkt->caplen = kept;
     pkt->origlen = orig < min_orig ? min_orig : orig;
     pkt->iface = (uint32_t)(r->section_base + ifid);

@@ -70,6 +70,7 @@ static void fill_pcap_packet(pr_reader *r, struct pr_packet *pkt, const struct r
                              const uint8_t *data, uint32_t caplen, uint32_t origlen, uint64_t off)
 {
     pkt->ts_ns = (uint64_t)h->sec * 1000000000u + (r->nano ? h->frac : (uint64_t)h->frac * 1000u);
+    pkt->has_ts = true;
     pkt->caplen = caplen;
     pkt->origlen = origlen;
     pkt->iface = 0;

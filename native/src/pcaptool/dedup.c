@@ -42,13 +42,19 @@ struct dedup {
     dupwindow *dw;
     uint8_t *canon;
     bool ignore_vlan;
+    bool by_time;
     uint64_t dropped;
+    uint64_t untimed;   /* Simple Packet Blocks: no time, so never in a time window */
 };
 
 /* tool_filter: a packet is written unless it is a copy of one in the window. */
 static int dedup_packet(void *ctx, struct pr_packet *pkt)
 {
     struct dedup *dd = ctx;
+    if (dd->by_time && !pkt->has_ts) {
+        dd->untimed++;
+        return 1;
+    }
     uint32_t n = canonical(pkt->linktype, pkt->data, pkt->caplen, dd->ignore_vlan, dd->canon);
     int seen = dw_seen(dd->dw, pkt->ts_ns, dd->canon, n);
     if (seen < 0)
@@ -105,7 +111,7 @@ int cmd_dedup(int argc, char **argv)
     if (rc)
         return rc;
     struct dedup dd = {.dw = dw_new(window_ns, window_packets), .canon = malloc(PR_MAX_BLOCK),
-                       .ignore_vlan = ignore_vlan};
+                       .ignore_vlan = ignore_vlan, .by_time = window_packets == 0};
     struct po_options po_opt = out_resolve(&oo, r);
     uint64_t in, out_n;
     if (!dd.dw || !dd.canon)
@@ -113,7 +119,7 @@ int cmd_dedup(int argc, char **argv)
     else
         rc = tool_copy("dedup", r, in_path, out_path, &po_opt, dedup_packet, &dd, &in, &out_n);
     if (rc == 0) {
-        char text[160], js[200];
+        char text[240], js[260];
         if (window_packets)
             snprintf(text, sizeof text, "%" PRIu64 " copies removed (window %" PRIu64 " packets)", dd.dropped,
                      window_packets);
@@ -121,7 +127,12 @@ int cmd_dedup(int argc, char **argv)
             snprintf(text, sizeof text, "%" PRIu64 " copies removed (window %.6f s)", dd.dropped,
                      window_ns / 1e9);
         snprintf(js, sizeof js, "\"duplicates\": %" PRIu64 ", \"window_ns\": %" PRId64
-                 ", \"window_packets\": %" PRIu64, dd.dropped, window_packets ? 0 : window_ns, window_packets);
+                 ", \"window_packets\": %" PRIu64 ", \"not_compared_without_timestamp\": %" PRIu64, dd.dropped,
+                 window_packets ? 0 : window_ns, window_packets, dd.untimed);
+        if (dd.untimed)
+            snprintf(text + strlen(text), sizeof text - strlen(text),
+                     "; %" PRIu64 " packets without a timestamp (Simple Packet Blocks) kept, not compared",
+                     dd.untimed);
         print_summary(as_json, "dedup", in, out_n, dd.dropped, text, js);
     }
     free(dd.canon);

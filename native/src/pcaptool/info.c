@@ -8,6 +8,7 @@
 
 struct info {
     uint64_t packets, bytes, wire_bytes, first_ns, last_ns;
+    uint64_t untimed;    /* Simple Packet Blocks: no timestamp, so not in first/last */
     bool damaged;
 };
 
@@ -62,6 +63,11 @@ static int info_one(const char *path, bool as_json)
         in.packets++;
         in.bytes += pkt.caplen;
         in.wire_bytes += pkt.origlen;
+        if (!pkt.has_ts) {
+            in.untimed++;
+            progress_update(&pg, r, in.packets);
+            continue;
+        }
         if (pkt.ts_ns < in.first_ns)
             in.first_ns = pkt.ts_ns;
         if (pkt.ts_ns > in.last_ns)
@@ -73,9 +79,13 @@ static int info_one(const char *path, bool as_json)
     uint64_t size = stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
     const char *fmt = pr_format(r) == PR_FORMAT_PCAP ? "pcap" : "pcapng";
     const char *prec = pr_nanosecond(r) ? "ns" : "us";
-    double duration = in.packets ? (double)(in.last_ns - in.first_ns) / 1e9 : 0;
-    char first[48] = "-", last[48] = "-", links[1024];
-    if (in.packets) {
+    uint64_t timed = in.packets - in.untimed;
+    double duration = timed ? (double)(in.last_ns - in.first_ns) / 1e9 : 0;
+    char first[48] = "-", last[48] = "-", links[1024], untimed[96] = "";
+    if (in.untimed)
+        snprintf(untimed, sizeof untimed, " (%" PRIu64 " without a timestamp: Simple Packet Blocks)",
+                 in.untimed);
+    if (timed) {
         fmt_time(first, sizeof first, in.first_ns);
         fmt_time(last, sizeof last, in.last_ns);
     }
@@ -93,7 +103,8 @@ static int info_one(const char *path, bool as_json)
         json_u64(&j, "bytes", in.bytes);
         json_u64(&j, "wire_bytes", in.wire_bytes);
         json_u64(&j, "file_size", size);
-        if (in.packets) {
+        json_u64(&j, "packets_without_timestamp", in.untimed);
+        if (timed) {
             json_u64(&j, "first_ns", in.first_ns);
             json_u64(&j, "last_ns", in.last_ns);
             json_str(&j, "first", first);
@@ -107,9 +118,9 @@ static int info_one(const char *path, bool as_json)
         json_bool(&j, "damaged", got < 0);
         json_end(&j);
     } else {
-        printf("%s: %s%s (%s), link types %s, %" PRIu64 " packets, %" PRIu64 " bytes (%" PRIu64
+        printf("%s: %s%s (%s), link types %s, %" PRIu64 " packets%s, %" PRIu64 " bytes (%" PRIu64
                " on the wire), first %s, last %s, duration %.6f s, snaplen %u\n",
-               path, fmt, pr_compressed(r) ? "+zstd" : "", prec, links, in.packets, in.bytes,
+               path, fmt, pr_compressed(r) ? "+zstd" : "", prec, links, in.packets, untimed, in.bytes,
                in.wire_bytes, first, last, duration, pr_snaplen(r));
         fflush(stdout);
     }

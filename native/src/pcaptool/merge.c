@@ -1,6 +1,8 @@
-/* merge: many captures into one, by timestamp, in mergecap's order: a min-heap on
- * (timestamp, input position), so equal times keep the order of the inputs and each input
- * keeps its own order. --offset FILE=SECONDS shifts one input (a box's known clock error).
+/* merge: many captures into one, by timestamp: a min-heap on (timestamp, input position), so
+ * equal times keep the order of the inputs (the first input's packet first; mergecap puts the
+ * later input's first) and each input keeps its own order. A packet without a timestamp (a
+ * Simple Packet Block) stays right after the packet before it in its input; one with no packet
+ * before it cannot be placed by time and is refused. --offset FILE=SECONDS shifts one input (a box's known clock error).
  * Interfaces that are the same (link type, snaplen, name) share one IDB; different link types
  * make the output pcapng. */
 #include <getopt.h>
@@ -19,6 +21,7 @@ struct input {
     int64_t offset_ns;
     struct pr_packet pkt;
     uint64_t key;       /* timestamp after the offset */
+    bool timed;         /* a packet with a timestamp was read (its key stands for untimed ones) */
     int *map;           /* reader interface -> output interface */
     size_t mapped, mapcap;
 };
@@ -82,12 +85,19 @@ static uint64_t shifted(uint64_t ts, int64_t off)
     return ts + (uint64_t)off;
 }
 
-/* Read the next packet of input i: 1, 0 at its end, or an exit code (< 0 negated). */
+/* Read the next packet of input i: 1, 0 at its end, -1 on a read error, -2 for a packet
+ * without a timestamp that has no packet before it (error line printed). */
 static int advance(struct input *in)
 {
     int got = pr_next(in->r, &in->pkt);
-    if (got == 1)
+    if (got == 1 && in->pkt.has_ts) {
         in->key = shifted(in->pkt.ts_ns, in->offset_ns);
+        in->timed = true;
+    } else if (got == 1 && !in->timed) {
+        tool_fail(EXIT_FAIL, "merge", "%s: packet %llu has no timestamp (a Simple Packet Block) and no packet "
+                  "before it: it cannot be placed by time", in->path, (unsigned long long)in->pkt.index);
+        return -2;
+    }
     return got;
 }
 
@@ -238,7 +248,9 @@ int cmd_merge(int argc, char **argv)
     }
     for (size_t i = 0; m && !rc && i < m->n; i++) {
         int got = advance(&m->in[i]);
-        if (got < 0)
+        if (got == -2)
+            rc = EXIT_FAIL;
+        else if (got < 0)
             rc = select_read_end(&sel, m->in[i].r, m->in[i].path);
         else if (got == 1)
             m->heap[m->hn++] = i;
@@ -261,13 +273,20 @@ int cmd_merge(int argc, char **argv)
             rc = -keep;
             break;
         }
-        if (keep && po_write(m->po, (uint32_t)oif, in->key, in->pkt.data, in->pkt.caplen, in->pkt.origlen) < 0) {
+        if (keep && (in->pkt.has_ts ? po_write(m->po, (uint32_t)oif, in->key, in->pkt.data, in->pkt.caplen,
+                                               in->pkt.origlen)
+                                    : po_write_untimed(m->po, (uint32_t)oif, in->pkt.data, in->pkt.caplen,
+                                                       in->pkt.origlen)) < 0) {
             rc = tool_fail(EXIT_FAIL, "merge", "%s", po_error(m->po));
             break;
         }
         packets += (uint64_t)keep;
         progress_update(&pg, in->r, packets);
         int got = advance(in);
+        if (got == -2) {
+            rc = EXIT_FAIL;
+            break;
+        }
         if (got < 0 && (rc = select_read_end(&sel, in->r, in->path)) == 0)
             got = 0;
         if (rc) {

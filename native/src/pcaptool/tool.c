@@ -327,8 +327,10 @@ int tool_copy(const char *cmd, pr_reader *r, const char *in_path, const char *ou
             rc = -keep;
             break;
         }
-        if (keep &&
-            po_write(po, (uint32_t)map[pkt.iface], pkt.ts_ns, pkt.data, pkt.caplen, pkt.origlen) < 0) {
+        if (keep && (pkt.has_ts ? po_write(po, (uint32_t)map[pkt.iface], pkt.ts_ns, pkt.data, pkt.caplen,
+                                           pkt.origlen)
+                                : po_write_untimed(po, (uint32_t)map[pkt.iface], pkt.data, pkt.caplen,
+                                                   pkt.origlen)) < 0) {
             rc = tool_fail(EXIT_FAIL, cmd, "%s", po_error(po));
             break;
         }
