@@ -11,13 +11,14 @@
 #include <unistd.h>
 #include <zstd.h>
 
+#include "outfile.h"
 #include "pcapenc.h"
 
 #define OUTBUF (4u << 20)
 
 struct pcapout {
-    int fd;
-    char *path, *tmp;
+    struct outfile of;
+    char *path;
     struct po_options opt;
     uint8_t *buf;
     size_t len;
@@ -41,7 +42,7 @@ static int failf(pcapout *po, const char *what)
 static int write_all(pcapout *po, const uint8_t *p, size_t n)
 {
     while (n > 0) {
-        ssize_t w = write(po->fd, p, n);
+        ssize_t w = write(po->of.fd, p, n);
         if (w < 0) {
             if (errno == EINTR)
                 continue;
@@ -120,12 +121,11 @@ static int put_shb(pcapout *po)
     return 0;
 }
 
-static int open_tmp(pcapout *po, const char *path, char *err, size_t errlen);
-static int po_setup(pcapout *po, pcapout **out, const struct po_options *opt, char *err, size_t errlen);
-
 int po_open(pcapout **out, const char *path, const struct po_options *opt, char *err, size_t errlen)
 {
     pcapout *po = calloc(1, sizeof *po);
+    if (po)
+        po->of.fd = -1;
     if (!po || !(po->buf = malloc(OUTBUF)) || !(po->path = strdup(path))) {
         snprintf(err, errlen, "out of memory");
         if (po)
@@ -134,49 +134,10 @@ int po_open(pcapout **out, const char *path, const struct po_options *opt, char 
         return -1;
     }
     po->opt = *opt;
-    if (strcmp(path, "-") == 0) {
-        /* Standard output: streamed as written, no temporary name (a reader sees it grow). */
-        po->fd = dup(STDOUT_FILENO);
-        if (po->fd < 0) {
-            snprintf(err, errlen, "standard output: %s", strerror(errno));
-            po_abort(po);
-            return -1;
-        }
-    } else if (open_tmp(po, path, err, errlen) < 0) {
-        return -1;
-    }
-    return po_setup(po, out, opt, err, errlen);
-}
-
-static int open_tmp(pcapout *po, const char *path, char *err, size_t errlen)
-{
-    char *d = strdup(path), *b = strdup(path);
-    size_t tl = strlen(path) + 64;
-    po->tmp = malloc(tl);
-    if (!d || !b || !po->tmp) {
-        snprintf(err, errlen, "out of memory");
-        free(d);
-        free(b);
-        po->fd = -1;
+    if (of_open(&po->of, path, err, errlen) < 0) {
         po_abort(po);
         return -1;
     }
-    snprintf(po->tmp, tl, "%s/.%s.%ld.tmp", dirname(d), basename(b), (long)getpid());
-    free(d);
-    free(b);
-    po->fd = open(po->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (po->fd < 0) {
-        snprintf(err, errlen, "%s: cannot create output: %s", path, strerror(errno));
-        free(po->tmp);
-        po->tmp = NULL;
-        po_abort(po);
-        return -1;
-    }
-    return 0;
-}
-
-static int po_setup(pcapout *po, pcapout **out, const struct po_options *opt, char *err, size_t errlen)
-{
     if (opt->zstd_level > 0) {
         po->cctx = ZSTD_createCCtx();
         po->zcap = ZSTD_CStreamOutSize() * 8;
@@ -293,34 +254,24 @@ int po_commit(pcapout *po, char *err, size_t errlen)
         rc = po_add_iface(po, 1, PR_MAX_SNAPLEN, NULL, po->opt.nanosecond) < 0 ? -1 : 0;
     if (rc == 0)
         rc = flush_buf(po, true);
-    if (rc == 0 && close(po->fd) < 0)
-        rc = failf(po, "close");
-    po->fd = -1;
-    if (rc == 0 && po->tmp && rename(po->tmp, po->path) < 0)
-        rc = failf(po, "rename");
     if (rc < 0) {
         snprintf(err, errlen, "%s", po->err);
         po_abort(po);
         return -1;
     }
-    free(po->tmp);
-    po->tmp = NULL;
+    rc = of_commit(&po->of, err, errlen);
     po_abort(po);
-    return 0;
+    return rc;
 }
 
 void po_abort(pcapout *po)
 {
     if (!po)
         return;
-    if (po->fd >= 0)
-        close(po->fd);
-    if (po->tmp)
-        unlink(po->tmp);
+    of_abort(&po->of);
     ZSTD_freeCCtx(po->cctx);
     free(po->zbuf);
     free(po->iface_ns);
-    free(po->tmp);
     free(po->path);
     free(po->buf);
     free(po);

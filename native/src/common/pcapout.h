@@ -1,9 +1,8 @@
 /* pcapout: a capture file being written by sluice-pcap, through pcapenc (the one encoder).
  *
- * Promises: the output goes to a hidden temporary name in the destination's directory and gets
- * its final name only in po_commit(), so an interrupted job never leaves a half file under the
- * final name (po_abort() removes the temporary); the path "-" is standard output, streamed as
- * it is written. Buffered writes; optional zstd compression.
+ * Promises: the output goes where outfile.h says ("-" and FIFOs/character devices in place;
+ * a file to a hidden temporary that gets its final name only in po_commit(), so an interrupted
+ * job never leaves a half file under the final name; po_abort() removes the temporary). Buffered writes; optional zstd compression.
  * pcap output holds one link type; asking for a second is refused (use pcapng).
  * Errors are returned with a message in po_error(), never printed.
  */

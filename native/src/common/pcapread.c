@@ -123,9 +123,9 @@ static int finish_open(pr_reader *r, pr_reader **out, char *err, size_t errlen)
             }
         }
     } else if (r->mode == PR_RESYNC && got >= 4) {
-        rc = pr_infer_pcap_header(r, err, errlen);
-        if (rc && pr_find_pcapng_start(r))
-            rc = 0;
+        /* A whole interface block that chains to the next block is the stronger sign: try it
+         * first, so a pcapng whose section header is zeroed is not read as junk pcap records. */
+        rc = pr_find_pcapng_start(r) ? 0 : pr_infer_pcap_header(r, err, errlen);
         if (rc) {
             pr_close(r);
             return rc;

@@ -253,7 +253,8 @@ static unsigned chain_length(pr_reader *r, const uint8_t *p, size_t avail, bool 
     int64_t prev = -1;
     while (off + 16 <= avail && n < 256) {
         struct rec_hdr h = parse_rec(r, p + off);
-        if (!frac_ok(r, &h) || !lengths_ok(r, &h) || h.origlen > 0x40000)
+        /* A packet is never 0 bytes long on the wire: zeros do not chain as records. */
+        if (!frac_ok(r, &h) || !lengths_ok(r, &h) || h.origlen > 0x40000 || h.origlen == 0)
             break;
         if (prev >= 0 && !near_sec(h.sec, prev))
             break;

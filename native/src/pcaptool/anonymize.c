@@ -297,7 +297,7 @@ int cmd_anonymize(int argc, char **argv)
     if (argc - optind != 2 || !key_path)
         return tool_fail(EXIT_USAGE, "anonymize", "%s", use);
     const char *in_path = argv[optind], *out_path = argv[optind + 1];
-    if (tool_refuse_overwrite("anonymize", out_path, argv + optind, 1))
+    if (tool_check_output("anonymize", out_path, argv + optind, 1))
         return EXIT_USAGE;
     uint8_t key[CP_KEY_LEN];
     char err[256];

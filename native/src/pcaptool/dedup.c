@@ -104,7 +104,7 @@ int cmd_dedup(int argc, char **argv)
     if (argc - optind != 2)
         return tool_fail(EXIT_USAGE, "dedup", "%s", use);
     const char *in_path = argv[optind], *out_path = argv[optind + 1];
-    if (tool_refuse_overwrite("dedup", out_path, argv + optind, 1))
+    if (tool_check_output("dedup", out_path, argv + optind, 1))
         return EXIT_USAGE;
     pr_reader *r;
     int rc = tool_open(&r, in_path, PR_STRICT, "dedup");

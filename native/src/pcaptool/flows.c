@@ -167,7 +167,7 @@ int cmd_flows(int argc, char **argv)
     }
     if (!out_path || optind >= argc)
         return tool_fail(EXIT_USAGE, "flows", "%s", use);
-    if (tool_refuse_overwrite("flows", out_path, argv + optind, argc - optind))
+    if (tool_check_output("flows", out_path, argv + optind, argc - optind))
         return EXIT_USAGE;
     /* Open every input first: a bad one fails before any output exists. */
     int nin = argc - optind, rc = 0;
@@ -176,17 +176,14 @@ int cmd_flows(int argc, char **argv)
         return tool_fail(EXIT_FAIL, "flows", "out of memory");
     for (int i = 0; i < nin && !rc; i++)
         rc = tool_open(&rs[i], argv[optind + i], PR_STRICT, "flows");
-    char *tmp = NULL;
+    struct outfile of = {.fd = -1};
     flowtable *ft = NULL;
     if (!rc) {
-        char *d = strdup(out_path), *b = strdup(out_path);
-        if (d && b && asprintf(&tmp, "%s/.%s.%ld.tmp", dirname(d), basename(b), (long)getpid()) < 0)
-            tmp = NULL;
-        free(d);
-        free(b);
-        sink.f = tmp ? fopen(tmp, "wb") : NULL;
-        if (!sink.f)
-            rc = tool_fail(EXIT_FAIL, "flows", "%s: cannot create output: %s", out_path, strerror(errno));
+        char err[512];
+        if (of_open(&of, out_path, err, sizeof err) < 0)
+            rc = tool_fail(EXIT_FAIL, "flows", "%s", err);
+        else if (!(sink.f = fdopen(of.fd, "wb")))
+            rc = tool_fail(EXIT_FAIL, "flows", "%s: %s", out_path, strerror(errno));
     }
     if (!rc) {
         setvbuf(sink.f, NULL, _IOFBF, 1 << 20);
@@ -233,12 +230,17 @@ int cmd_flows(int argc, char **argv)
     if (sink.ipfix)
         ipfix_finish(sink.ipfix);
     if (sink.f) {
+        /* fclose() closes the descriptor (stdout's too: nothing follows on it). */
         if (fclose(sink.f) != 0 && !rc)
             rc = tool_fail(EXIT_FAIL, "flows", "%s: %s", out_path, strerror(errno));
-        if (!rc && rename(tmp, out_path) != 0)
-            rc = tool_fail(EXIT_FAIL, "flows", "%s: %s", out_path, strerror(errno));
+        of.fd = -1;
+    }
+    if (of.path) {
+        char err[512];
         if (rc)
-            unlink(tmp);
+            of_abort(&of);
+        else if (of_commit(&of, err, sizeof err) < 0)
+            rc = tool_fail(EXIT_FAIL, "flows", "%s", err);
     }
     if (!rc) {
         char text[128], js[160];
@@ -248,7 +250,6 @@ int cmd_flows(int argc, char **argv)
         print_summary(as_json, "flows", in, sink.flows, 0, text, js);
     }
     ft_free(ft);
-    free(tmp);
     for (int i = 0; i < nin; i++)
         pr_close(rs[i]);
     free(rs);

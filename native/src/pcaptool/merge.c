@@ -201,7 +201,7 @@ int cmd_merge(int argc, char **argv)
         if (!found)
             rc = tool_fail(EXIT_USAGE, "merge", "--offset names %s, which is not an input", off_file[k]);
     }
-    if (!rc && strcmp(out_path, "-") != 0 && tool_refuse_overwrite("merge", out_path, argv + optind, argc - optind))
+    if (!rc && tool_check_output("merge", out_path, argv + optind, argc - optind))
         rc = EXIT_USAGE;
     struct merge *m = rc ? NULL : calloc(1, sizeof *m);
     if (!rc && !m)

@@ -201,7 +201,7 @@ static void json_key(struct json *j, const char *key)
 
 void json_begin(struct json *j)
 {
-    j->f = stdout;
+    j->f = tool_report();
     j->n = 0;
     fputc('{', j->f);
 }
@@ -273,10 +273,10 @@ void print_summary(bool as_json, const char *cmd, uint64_t in, uint64_t out, uin
         json_end(&j);
         return;
     }
-    printf("%s: packets in %llu, out %llu, changed %llu%s%s\n", cmd, (unsigned long long)in,
+    fprintf(tool_report(), "%s: packets in %llu, out %llu, changed %llu%s%s\n", cmd, (unsigned long long)in,
            (unsigned long long)out, (unsigned long long)changed, extra_text && *extra_text ? ", " : "",
            extra_text ? extra_text : "");
-    fflush(stdout);
+    fflush(tool_report());
 }
 
 int64_t parse_duration_ns(const char *s)
@@ -361,7 +361,7 @@ int tool_copy_cmd(int argc, char **argv, const char *cmd, const char *use, enum 
         return c == OPT_BAD_VALUE ? EXIT_USAGE : tool_fail(EXIT_USAGE, cmd, "%s", use);
     if (argc - optind != 2)
         return tool_fail(EXIT_USAGE, cmd, "%s", use);
-    if (tool_refuse_overwrite(cmd, argv[optind + 1], argv + optind, 1))
+    if (tool_check_output(cmd, argv[optind + 1], argv + optind, 1))
         return EXIT_USAGE;
     int rc = tool_open(&job->r, argv[optind], mode, cmd);
     if (rc)
@@ -374,10 +374,21 @@ int tool_copy_cmd(int argc, char **argv, const char *cmd, const char *use, enum 
     return rc;
 }
 
-int tool_refuse_overwrite(const char *cmd, const char *out, char *const *ins, int nin)
+static FILE *report_stream;
+
+FILE *tool_report(void) { return report_stream ? report_stream : stdout; }
+
+int tool_check_output(const char *cmd, const char *out, char *const *ins, int nin)
 {
-    struct stat so, si;
-    if (stat(out, &so) != 0)
+    char err[512];
+    if (of_check(out, err, sizeof err) < 0)
+        return tool_fail(EXIT_USAGE, cmd, "%s", err);
+    struct stat so, si, sout;
+    bool is_stdout = of_is_stdout(out) || (stat(out, &so) == 0 && fstat(STDOUT_FILENO, &sout) == 0 &&
+                                           so.st_dev == sout.st_dev && so.st_ino == sout.st_ino);
+    if (is_stdout)
+        report_stream = stderr; /* the data goes to stdout: the summary must not mix into it */
+    if (of_is_stdout(out) || stat(out, &so) != 0 || !S_ISREG(so.st_mode))
         return 0;
     for (int i = 0; i < nin; i++)
         if (stat(ins[i], &si) == 0 && si.st_dev == so.st_dev && si.st_ino == so.st_ino)

@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "outfile.h"
 #include "pcapout.h"
 #include "pcapread.h"
 
@@ -95,9 +96,12 @@ void print_summary(bool as_json, const char *cmd, uint64_t in, uint64_t out, uin
 /* Parse a duration like "1ms", "0.5", "300s", "2m" into nanoseconds; -1 on error. */
 int64_t parse_duration_ns(const char *s);
 
-/* Inputs are never modified: refuse an output that is one of the inputs (same file, by inode).
- * Returns 0 or EXIT_USAGE with the error line printed. */
-int tool_refuse_overwrite(const char *cmd, const char *out, char *const *ins, int nin);
+/* Before any input is read: refuse an output that outfile.h refuses (a directory, socket, ...)
+ * or that is one of the inputs (inputs are never modified; same file, by inode); for "-" the
+ * summary moves to stderr. Returns 0 or EXIT_USAGE with the error line printed. */
+int tool_check_output(const char *cmd, const char *out, char *const *ins, int nin);
+/* Where the summary goes: stdout, or stderr when the data goes to stdout. */
+FILE *tool_report(void);
 
 /* Decides, before a packet is written, what is written: returns 1 to write *pkt (which it may
  * point at a rewritten copy of the packet), 0 to leave the packet out, or minus an exit code
