@@ -110,6 +110,16 @@ static int finish_open(pr_reader *r, pr_reader **out, char *err, size_t errlen)
             pr_add_iface(r, &ifc);
             pr_skip(r, (uint64_t)got);
         } else {
+            /* libpcap reads versions 2.0 to 2.4 (and refuses the rest: 1.x is "archaic"). */
+            uint16_t major = rd16(r, p + 4), minor = rd16(r, p + 6);
+            if ((major != 2 || minor > 4) && r->mode == PR_STRICT) {
+                snprintf(err, errlen, "pcap version %u.%u is not supported (libpcap reads 2.0 to 2.4)", major,
+                         minor);
+                pr_close(r);
+                return 2;
+            }
+            if (major != 2 || minor > 4)
+                pr_note(r, PR_DAMAGE_BAD_HEADER, 0, "pcap version %u.%u read as 2.4", major, minor);
             if (pr_open_pcap_header(r, p) < 0 || pr_skip(r, 24) < 0)
                 rc = 2;
         }
@@ -121,6 +131,11 @@ static int finish_open(pr_reader *r, pr_reader **out, char *err, size_t errlen)
                 pr_close(r);
                 return 1;
             }
+        } else if (got >= 16 && r->mode == PR_STRICT && !pr_ng_version_ok(r, p)) {
+            snprintf(err, errlen, "pcapng version %u.%u is not supported (libpcap and Wireshark read 1.0 and 1.2)",
+                     rd16(r, p + 12), rd16(r, p + 14));
+            pr_close(r);
+            return 2;
         }
     } else if (r->mode == PR_RESYNC && got >= 4) {
         /* A whole interface block that chains to the next block is the stronger sign: try it

@@ -84,6 +84,8 @@ int pr_pcap_next_resync(pr_reader *r, struct pr_packet *pkt);
 
 /* pcapng (pcapread_ng.c) */
 bool pr_shb_order(pr_reader *r, const uint8_t *p);
+/* The SHB at p (16 bytes, byte order known) has a version the peers read: 1.0 or 1.2. */
+bool pr_ng_version_ok(const pr_reader *r, const uint8_t *p);
 int pr_ng_next(pr_reader *r, struct pr_packet *pkt);
 bool pr_find_pcapng_start(pr_reader *r);
 

@@ -68,6 +68,11 @@ bool pr_shb_order(pr_reader *r, const uint8_t *p)
     return true;
 }
 
+bool pr_ng_version_ok(const pr_reader *r, const uint8_t *p)
+{
+    return rd16(r, p + 12) == 1 && (rd16(r, p + 14) == 0 || rd16(r, p + 14) == 2);
+}
+
 /* Interpret one complete block of len bytes at p. Returns 1 with a packet, 0 for a block
  * that is not a packet, -1 for damage (already recorded by the caller's convention). */
 static int ng_block(pr_reader *r, const uint8_t *p, uint32_t len, uint64_t off, struct pr_packet *pkt,
@@ -79,6 +84,12 @@ static int ng_block(pr_reader *r, const uint8_t *p, uint32_t len, uint64_t off, 
         if (len < 28) {
             *kind = PR_DAMAGE_BAD_LENGTH;
             snprintf(why, whylen, "section header block too short (%u bytes)", len);
+            return -1;
+        }
+        if (r->mode == PR_STRICT && !pr_ng_version_ok(r, p)) {
+            *kind = PR_DAMAGE_BAD_HEADER;
+            snprintf(why, whylen, "section %u: pcapng version %u.%u is not supported (1.0 and 1.2 are)",
+                     r->section + 1, rd16(r, p + 12), rd16(r, p + 14));
             return -1;
         }
         r->section_base = r->nifs;

@@ -97,11 +97,9 @@ int pr_pcap_next_strict(pr_reader *r, struct pr_packet *pkt)
     if (h.caplen > r->maxcap)
         return pr_stop(r, PR_DAMAGE_BAD_LENGTH, off, "impossible record length %u (max %u)", h.caplen,
                     r->maxcap);
-    if (h.caplen > h.origlen)
-        return pr_stop(r, PR_DAMAGE_BAD_LENGTH, off, "captured length %u exceeds original length %u",
-                    h.caplen, h.origlen);
-    if (!frac_ok(r, &h))
-        return pr_stop(r, PR_DAMAGE_BAD_TIMESTAMP, off, "timestamp fraction %u out of range", h.frac);
+    /* A captured length above the original length and a fraction of a second that is a second
+     * or more are read as they are, as libpcap and Wireshark read them (the time is seconds plus
+     * the fraction, carried over). */
     got = pr_peek(r, 16 + (size_t)h.caplen, &p);
     if (got < 0)
         return -1;
