@@ -1,15 +1,11 @@
 /* slice: L2-L4 header length of an Ethernet frame (see slice.h). */
 #include "slice.h"
 
-#define ETH_HLEN 14
-#define ETHERTYPE_IPV4 0x0800
-#define ETHERTYPE_IPV6 0x86DD
-#define ETHERTYPE_ARP 0x0806
-#define ETHERTYPE_VLAN 0x8100
-#define ETHERTYPE_QINQ 0x88A8
-#define ETHERTYPE_QINQ_OLD 0x9100
+#include <stddef.h>
 
-static uint16_t be16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
+#include "frame.h"
+
+#define ETH_HLEN 14
 
 static uint32_t clamp(uint32_t want, uint32_t caplen) { return want < caplen ? want : caplen; }
 
@@ -86,13 +82,8 @@ uint32_t slice_header_len(const uint8_t *f, uint32_t caplen)
 {
     if (caplen < ETH_HLEN)
         return caplen;
-    uint32_t off = 12;
+    uint32_t off = frame_ether_walk(f, caplen, NULL, NULL);
     uint16_t type = be16(f + off);
-    while ((type == ETHERTYPE_VLAN || type == ETHERTYPE_QINQ || type == ETHERTYPE_QINQ_OLD) &&
-           off + 6 <= caplen) {
-        off += 4;
-        type = be16(f + off);
-    }
     off += 2;
     switch (type) {
     case ETHERTYPE_IPV4: return ipv4_len(f, caplen, off);

@@ -19,6 +19,11 @@ struct anon {
     uint64_t addresses;
     uint64_t changed; /* packets */
     uint8_t *buf;     /* the packet being rewritten */
+    int nest;         /* tunnels opened so far in this packet */
+    bool bad;         /* this packet has a part the tool cannot parse */
+    bool strict;      /* --strict: such a packet is an error */
+    uint64_t unparsed; /* packets left out for it */
+    uint64_t at_packet;
 };
 
 static void put16(uint8_t *p, uint16_t v)
@@ -85,6 +90,8 @@ static void anon_v6_addr(struct anon *a, uint8_t *p)
 
 static size_t do_ipv4(struct anon *a, uint8_t *ip, size_t n, int depth);
 static size_t do_ipv6(struct anon *a, uint8_t *ip, size_t n, int depth);
+static size_t do_ether_payload(struct anon *a, uint16_t et, uint8_t *p, size_t n, int depth);
+static uint32_t anonymize_frame(struct anon *a, uint16_t linktype, uint8_t *d, uint32_t n);
 
 /* Checksum field offset in a transport header, or -1. */
 static int l4_csum_offset(uint8_t proto)
@@ -102,6 +109,25 @@ static size_t l4_header_len(uint8_t proto, const uint8_t *l4, size_t n)
     return 0;
 }
 
+/* Anonymise the packet inside p (n bytes) with fn and fix the checksum at csum (when not NULL)
+ * for the bytes that changed (an ICMP error's quote, a GRE payload). */
+static size_t inner_with_checksum(struct anon *a, uint8_t *p, size_t n, uint8_t *csum, uint16_t et, int depth)
+{
+    uint8_t *old = csum ? malloc(n) : NULL;
+    if (csum && !old) {
+        a->bad = true;
+        return n;
+    }
+    if (old)
+        memcpy(old, p, n);
+    size_t keep = do_ether_payload(a, et, p, n, depth);
+    if (old) {
+        csum_adjust(csum, old, p, n, false);
+        free(old);
+    }
+    return keep;
+}
+
 /* An ICMP/ICMPv6 error quoting a packet: anonymise the quote and fix the ICMP checksum
  * for the bytes that changed. */
 static void do_icmp_quote(struct anon *a, uint8_t *icmp, size_t n, bool v6, int depth)
@@ -112,36 +138,123 @@ static void do_icmp_quote(struct anon *a, uint8_t *icmp, size_t n, bool v6, int 
     bool error = v6 ? type >= 1 && type <= 4 : type == 3 || type == 4 || type == 5 || type == 11 || type == 12;
     if (!error)
         return;
-    size_t qn = n - 8;
     uint8_t *q = icmp + 8;
-    uint8_t *old = malloc(qn);
-    if (!old)
-        return;
-    memcpy(old, q, qn);
-    if ((q[0] >> 4) == 4)
-        do_ipv4(a, q, qn, depth + 1);
-    else if ((q[0] >> 4) == 6)
-        do_ipv6(a, q, qn, depth + 1);
-    csum_adjust(icmp + 2, old, q, qn, false);
-    free(old);
+    uint16_t et = (q[0] >> 4) == 4 ? ETHERTYPE_IPV4 : (q[0] >> 4) == 6 ? ETHERTYPE_IPV6 : 0;
+    if (et)
+        inner_with_checksum(a, q, n - 8, icmp + 2, et, depth + 1);
 }
 
-/* Anonymise one IPv4 packet in place; returns the length to keep (payload drop) or n. */
+/* GRE carrying IP or Ethernet (ERSPAN, transparent bridging): the inner addresses too, and the
+ * GRE checksum when there is one. Returns the bytes to keep for --payload drop. */
+static size_t do_gre(struct anon *a, uint8_t *g, size_t n, int depth)
+{
+    if (n < 4 || depth > 2)
+        return n;
+    uint16_t flags = be16(g), et = be16(g + 2);
+    size_t hl = 4 + ((flags & 0x8000) ? 4 : 0) + ((flags & 0x2000) ? 4 : 0) + ((flags & 0x1000) ? 4 : 0);
+    if ((flags & 7) != 0 || hl > n)
+        return n; /* not GRE version 0 (PPTP's enhanced GRE carries PPP): left as it is */
+    uint8_t *csum = (flags & 0x8000) ? g + 4 : NULL;
+    uint8_t *in = g + hl;
+    size_t inn = n - hl;
+    if (et == 0x88be && (flags & 0x1000)) { /* ERSPAN type II: 8 bytes, then an Ethernet frame */
+        if (inn < 8)
+            return n;
+        in += 8;
+        inn -= 8;
+        hl += 8;
+        et = 0x6558;
+    }
+    if (et == 0x6558) {
+        uint8_t *old = csum ? malloc(inn) : NULL;
+        if (old)
+            memcpy(old, in, inn);
+        a->nest++;
+        uint32_t keep = anonymize_frame(a, 1, in, (uint32_t)inn);
+        a->nest--;
+        if (old) {
+            csum_adjust(csum, old, in, inn, false);
+            free(old);
+        }
+        return hl + keep;
+    }
+    if (et == ETHERTYPE_IPV4 || et == ETHERTYPE_IPV6) {
+        a->nest++;
+        size_t keep = inner_with_checksum(a, in, inn, csum, et, depth);
+        a->nest--;
+        return hl + keep;
+    }
+    return n;
+}
+
+/* What follows an IP header: tunnels, ICMP quotes. Returns the bytes to keep from l4. */
+static size_t do_l4(struct anon *a, uint8_t proto, uint8_t *l4, size_t l4n, int depth)
+{
+    if (a->nest > 3)
+        return l4n;
+    size_t keep = l4n;
+    if (proto == 4 || proto == 41) { /* IP in IP */
+        a->nest++;
+        keep = proto == 4 ? do_ipv4(a, l4, l4n, depth) : do_ipv6(a, l4, l4n, depth);
+        a->nest--;
+    } else if (proto == 47) {
+        keep = do_gre(a, l4, l4n, depth);
+    }
+    return keep;
+}
+
+/* Anonymise one IPv4 packet in place; returns the length to keep (payload drop) or n. Source
+ * route, record route and timestamp options hold addresses too; the transport checksum's
+ * pseudo-header uses the final destination (the last address of a source route). */
 static size_t do_ipv4(struct anon *a, uint8_t *ip, size_t n, int depth)
 {
-    if (n < 20 || (ip[0] >> 4) != 4)
+    if (n < 20 || (ip[0] >> 4) != 4 || (ip[0] & 0x0f) < 5) {
+        a->bad = true;
         return n;
+    }
     size_t hl = (size_t)(ip[0] & 0x0f) * 4;
-    if (hl < 20)
-        return n;
-    uint8_t old[8];
-    memcpy(old, ip + 12, 8);
+    size_t have = hl <= n ? hl : n;
+    uint8_t old_hdr[60], old_ps[8], new_ps[8];
+    memcpy(old_hdr, ip, have);
+    size_t addr[16], naddr = 0, pdst = 16;
+    for (size_t o = 20; o < have;) {
+        uint8_t t = ip[o];
+        if (t == 0)
+            break;
+        if (t == 1) {
+            o++;
+            continue;
+        }
+        if (o + 2 > have || ip[o + 1] < 2 || o + ip[o + 1] > have) {
+            if (hl > n)
+                break; /* options cut by the snaplen: what is there was done */
+            a->bad = true;
+            return n;
+        }
+        size_t len = ip[o + 1];
+        if (t == 7 || t == 131 || t == 137) { /* record route, loose / strict source route */
+            for (size_t k = o + 3; k + 4 <= o + len && naddr < 16; k += 4)
+                addr[naddr++] = k;
+            if ((t == 131 || t == 137) && len >= 7)
+                pdst = o + 3 + ((len - 3) / 4 - 1) * 4;
+        } else if (t == 68 && len >= 4 && ((ip[o + 3] & 0x0f) == 1 || (ip[o + 3] & 0x0f) == 3)) {
+            for (size_t k = o + 4; k + 8 <= o + len && naddr < 16; k += 8)
+                addr[naddr++] = k; /* timestamp with addresses */
+        }
+        o += len;
+    }
+    memcpy(old_ps, ip + 12, 4);
+    memcpy(old_ps + 4, ip + pdst, 4);
     anon_v4_addr(a, ip + 12);
     anon_v4_addr(a, ip + 16);
+    for (size_t k = 0; k < naddr; k++)
+        anon_v4_addr(a, ip + addr[k]);
+    memcpy(new_ps, ip + 12, 4);
+    memcpy(new_ps + 4, ip + pdst, 4);
     if (hl <= n)
         ipv4_header_checksum(ip, hl);
     else
-        csum_adjust(ip + 10, old, ip + 12, 8, false);
+        csum_adjust(ip + 10, old_hdr, ip, have & ~(size_t)1, false);
     uint8_t proto = ip[9];
     bool first_fragment = (be16(ip + 6) & 0x1fff) == 0;
     if (hl >= n || !first_fragment)
@@ -150,13 +263,16 @@ static size_t do_ipv4(struct anon *a, uint8_t *ip, size_t n, int depth)
     size_t l4n = n - hl;
     int co = l4_csum_offset(proto);
     if (co >= 0 && proto != 58 && l4n >= (size_t)co + 2)
-        csum_adjust(l4 + co, old, ip + 12, 8, proto == 17);
+        csum_adjust(l4 + co, old_ps, new_ps, 8, proto == 17);
     if (proto == 1)
         do_icmp_quote(a, l4, l4n, false, depth);
+    size_t inner = do_l4(a, proto, l4, l4n, depth);
     if (a->payload == PAYLOAD_DROP && depth == 0) {
         size_t keep = hl + l4_header_len(proto, l4, l4n);
         if (proto == 1 && l4n >= 8 + 20)
             keep = n < hl + 8 + 60 + 8 ? n : hl + 8 + 60 + 8; /* the quoted headers */
+        if (proto == 4 || proto == 41 || proto == 47)
+            keep = hl + inner;
         return keep < n ? keep : n;
     }
     return n;
@@ -177,79 +293,145 @@ static void do_nd_target(struct anon *a, uint8_t *icmp, size_t n)
     csum_adjust(icmp + 2, old, icmp + 8, 16 * (size_t)addrs, false);
 }
 
+/* IPv6: the header's addresses, those of a routing header (type 0, type 2 for mobile IPv6,
+ * type 4 the segment routing header) and of a home address option. The transport checksum's
+ * pseudo-header holds the final destination (the last hop of the route) and, with a home
+ * address option, the home address as source: both before and after anonymisation. */
 static size_t do_ipv6(struct anon *a, uint8_t *ip, size_t n, int depth)
 {
-    if (n < 40 || (ip[0] >> 4) != 6)
+    if (n < 40 || (ip[0] >> 4) != 6) {
+        a->bad = true;
         return n;
-    uint8_t old[32];
-    memcpy(old, ip + 8, 32);
-    anon_v6_addr(a, ip + 8);
-    anon_v6_addr(a, ip + 24);
+    }
+    size_t addr[40], naddr = 0, psrc = 8, pdst = 24;
+    addr[naddr++] = 8;
+    addr[naddr++] = 24;
     uint8_t next = ip[6];
     size_t off = 40;
-    /* Walk the extension headers to the transport header. */
-    for (int hops = 0; hops < 8 && off + 8 <= n; hops++) {
-        if (next == 0 || next == 43 || next == 60) {
-            size_t len = ((size_t)ip[off + 1] + 1) * 8;
-            next = ip[off];
-            off += len;
-        } else if (next == 44) {
-            if ((be16(ip + off + 2) & 0xfff8) != 0)
-                return n; /* not the first fragment: no transport header here */
-            next = ip[off];
-            off += 8;
-        } else {
+    bool l4_here = true;
+    for (int hops = 0; hops < 8; hops++) {
+        if (next != 0 && next != 43 && next != 60 && next != 44 && next != 51)
+            break;
+        if (off + 8 > n) {
+            if (next == 43 || next == 60)
+                a->bad = true; /* cut inside a header that may hold addresses */
+            l4_here = false;
             break;
         }
+        size_t len = next == 44 ? 8 : next == 51 ? ((size_t)ip[off + 1] + 2) * 4 : ((size_t)ip[off + 1] + 1) * 8;
+        if ((next == 43 || next == 60) && off + len > n) {
+            a->bad = true;
+            l4_here = false;
+            break;
+        }
+        if (next == 43) {
+            uint8_t type = ip[off + 2], left = ip[off + 3];
+            size_t count = ((size_t)ip[off + 1]) / 2;
+            if (type == 4 && (size_t)ip[off + 4] + 1 < count)
+                count = (size_t)ip[off + 4] + 1; /* SRH: segments, then TLVs */
+            if (type == 0 || type == 2 || type == 4) {
+                for (size_t k = 0; k < count && naddr < 40; k++)
+                    addr[naddr++] = off + 8 + 16 * k;
+                if (left > 0 && count > 0)
+                    pdst = type == 4 ? off + 8 : off + 8 + 16 * (count - 1);
+            } else if (left > 0 || type == 3) {
+                a->bad = true; /* a route we cannot read (RPL's compressed one, unknown types) */
+            }
+        } else if (next == 60) {
+            for (size_t o = off + 2; o + 2 <= off + len;) {
+                uint8_t t = ip[o];
+                if (t == 0) {
+                    o++;
+                    continue;
+                }
+                size_t ol = (size_t)ip[o + 1] + 2;
+                if (t == 201 && ol == 18 && o + ol <= off + len && naddr < 40) {
+                    addr[naddr++] = o + 2; /* home address */
+                    psrc = o + 2;
+                }
+                o += ol;
+            }
+        } else if (next == 44 && (be16(ip + off + 2) & 0xfff8) != 0) {
+            l4_here = false; /* a later fragment: no transport header here */
+        }
+        next = ip[off];
+        off += len;
+        if (!l4_here)
+            break;
     }
-    if (off >= n)
+    uint8_t old_ps[32], new_ps[32];
+    memcpy(old_ps, ip + psrc, 16);
+    memcpy(old_ps + 16, ip + pdst, 16);
+    for (size_t k = 0; k < naddr; k++)
+        anon_v6_addr(a, ip + addr[k]);
+    memcpy(new_ps, ip + psrc, 16);
+    memcpy(new_ps + 16, ip + pdst, 16);
+    if (!l4_here || off >= n)
         return n;
     uint8_t *l4 = ip + off;
     size_t l4n = n - off;
     int co = l4_csum_offset(next);
     if (co >= 0 && l4n >= (size_t)co + 2)
-        csum_adjust(l4 + co, old, ip + 8, 32, false);
+        csum_adjust(l4 + co, old_ps, new_ps, 32, false);
     if (next == 58) {
         do_icmp_quote(a, l4, l4n, true, depth);
         do_nd_target(a, l4, l4n);
     }
+    size_t inner = do_l4(a, next, l4, l4n, depth);
     if (a->payload == PAYLOAD_DROP && depth == 0) {
         size_t keep = off + l4_header_len(next, l4, l4n);
         if (next == 58 && l4n >= 8 + 40 && l4[0] < 128)
             keep = off + 8 + 40 + 8;
+        if (next == 4 || next == 41 || next == 47)
+            keep = off + inner;
         return keep < n ? keep : n;
     }
     return n;
 }
 
+/* ARP and RARP with IPv4 protocol addresses, over any hardware. */
 static size_t do_arp(struct anon *a, uint8_t *arp, size_t n)
 {
-    /* Ethernet/IPv4 ARP: sender protocol address at 14, target at 24. */
-    if (n >= 28 && be16(arp) == 1 && be16(arp + 2) == 0x0800 && arp[4] == 6 && arp[5] == 4) {
-        anon_v4_addr(a, arp + 14);
-        anon_v4_addr(a, arp + 24);
+    if (n < 8) {
+        a->bad = true;
+        return n;
     }
+    size_t hlen = arp[4], plen = arp[5];
+    if (be16(arp + 2) != ETHERTYPE_IPV4 || plen != 4)
+        return n;
+    if (n < 8 + 2 * hlen + 8) {
+        a->bad = true;
+        return n;
+    }
+    anon_v4_addr(a, arp + 8 + hlen);
+    anon_v4_addr(a, arp + 8 + 2 * hlen + 4);
     return n;
 }
 
-/* Anonymise one frame in place; returns the new caplen. */
+/* The network layer named by ethertype et at p; returns the bytes of it to keep. */
+static size_t do_ether_payload(struct anon *a, uint16_t et, uint8_t *p, size_t n, int depth)
+{
+    if (et == ETHERTYPE_IPV4)
+        return do_ipv4(a, p, n, depth);
+    if (et == ETHERTYPE_IPV6)
+        return do_ipv6(a, p, n, depth);
+    if (et == ETHERTYPE_ARP || et == ETHERTYPE_RARP)
+        return do_arp(a, p, n);
+    return a->payload == PAYLOAD_DROP ? 0 : n; /* not IP: no address we know of */
+}
+
+/* Anonymise one frame in place; returns the new caplen. A frame whose network header cannot be
+ * found (a link type not known here, cut too short) sets a->bad. */
 static uint32_t anonymize_frame(struct anon *a, uint16_t linktype, uint8_t *d, uint32_t n)
 {
     uint16_t et;
     int l3 = frame_l3(linktype, d, n, &et, NULL, NULL);
-    if (l3 < 0)
+    if (l3 < 0) {
+        a->bad = true;
         return n;
+    }
     size_t off = (size_t)l3;
-    size_t keep;
-    if (et == 0x0800)
-        keep = do_ipv4(a, d + off, n - off, 0);
-    else if (et == 0x86dd)
-        keep = do_ipv6(a, d + off, n - off, 0);
-    else if (et == 0x0806)
-        keep = do_arp(a, d + off, n - off);
-    else
-        keep = a->payload == PAYLOAD_DROP ? 0 : n - off;
-    return (uint32_t)(off + keep);
+    return (uint32_t)(off + do_ether_payload(a, et, d + off, n - off, 0));
 }
 
 /* tool_filter: the packet, anonymised in a copy. */
@@ -258,7 +440,21 @@ static int anonymize_packet(void *ctx, struct pr_packet *pkt)
     struct anon *a = ctx;
     memcpy(a->buf, pkt->data, pkt->caplen);
     uint64_t before = a->addresses;
+    a->bad = false;
+    a->nest = 0;
+    a->at_packet++;
     uint32_t n = anonymize_frame(a, pkt->linktype, a->buf, pkt->caplen);
+    if (a->bad) {
+        /* It may hold an address the tool cannot see: never written, so the output is all
+         * anonymised. */
+        a->addresses = before;
+        if (a->strict)
+            return -tool_fail(EXIT_FAIL, "anonymize", "packet %" PRIu64 " (link type %u, %s) cannot be "
+                              "parsed to its addresses; without --strict it is left out", a->at_packet,
+                              pkt->linktype, pr_linktype_name(pkt->linktype));
+        a->unparsed++;
+        return 0;
+    }
     a->changed += a->addresses != before || n != pkt->caplen;
     pkt->data = a->buf;
     pkt->caplen = n;
@@ -267,12 +463,13 @@ static int anonymize_packet(void *ctx, struct pr_packet *pkt)
 
 int cmd_anonymize(int argc, char **argv)
 {
-    enum { OPT_KEY_FILE = 1300, OPT_PAYLOAD };
+    enum { OPT_KEY_FILE = 1300, OPT_PAYLOAD, OPT_STRICT };
     static const struct option opts[] = {OUT_LONG_OPTIONS,
                                          {"key-file", required_argument, 0, OPT_KEY_FILE},
                                          {"payload", required_argument, 0, OPT_PAYLOAD},
+                                         {"strict", no_argument, 0, OPT_STRICT},
                                          {0, 0, 0, 0}};
-    static const char *use = "usage: sluice-pcap anonymize --key-file KEY [--payload keep|drop] "
+    static const char *use = "usage: sluice-pcap anonymize --key-file KEY [--payload keep|drop] [--strict] "
                              "[--format pcapng|pcap] [--json] IN OUT";
     struct out_opts oo = OUT_OPTS_INIT;
     bool as_json = false;
@@ -289,6 +486,8 @@ int cmd_anonymize(int argc, char **argv)
             a.payload = PAYLOAD_KEEP;
         else if (c == OPT_PAYLOAD && strcmp(optarg, "drop") == 0)
             a.payload = PAYLOAD_DROP;
+        else if (c == OPT_STRICT)
+            a.strict = true;
         else if (c == OPT_PAYLOAD)
             return tool_fail(EXIT_USAGE, "anonymize", "--payload must be keep or drop, not '%s'", optarg);
         else
@@ -331,10 +530,15 @@ int cmd_anonymize(int argc, char **argv)
     else
         rc = tool_copy("anonymize", r, in_path, out_path, &po_opt, anonymize_packet, &a, &in, &out);
     if (rc == 0) {
-        char text[160], js[200];
-        snprintf(text, sizeof text, "%" PRIu64 " addresses anonymised, key id %s", a.addresses, key_id);
-        snprintf(js, sizeof js, "\"addresses\": %" PRIu64 ", \"key_id\": \"%s\", \"payload\": \"%s\"",
-                 a.addresses, key_id, a.payload == PAYLOAD_DROP ? "drop" : "keep");
+        char text[256], js[256];
+        snprintf(text, sizeof text, "%" PRIu64 " addresses anonymised, key id %s%s", a.addresses, key_id,
+                 a.unparsed ? "" : "");
+        if (a.unparsed)
+            snprintf(text + strlen(text), sizeof text - strlen(text),
+                     ", %" PRIu64 " packets left out: they cannot be parsed to their addresses", a.unparsed);
+        snprintf(js, sizeof js, "\"addresses\": %" PRIu64 ", \"key_id\": \"%s\", \"payload\": \"%s\", "
+                 "\"unparsed_left_out\": %" PRIu64, a.addresses, key_id, a.payload == PAYLOAD_DROP ? "drop" : "keep",
+                 a.unparsed);
         print_summary(as_json, "anonymize", in, out, a.changed, text, js);
     }
     free(a.buf);

@@ -23,9 +23,10 @@ static uint32_t canonical(uint16_t linktype, const uint8_t *d, uint32_t n, bool 
         return n;
     if (ignore_vlan && vlan && linktype == 1) {
         /* dst+src MAC, then the innermost ethertype and everything after it. */
-        memcpy(out + 12, d + l3 - 2, n - (uint32_t)l3 + 2);
-        len = n - ((uint32_t)l3 - 14);
-        l3 = 14;
+        uint32_t et_off = frame_ether_walk(d, n, NULL, NULL);
+        memcpy(out + 12, d + et_off, n - et_off);
+        len = n - (et_off - 12);
+        l3 -= (int)(et_off - 12);
     }
     uint8_t *ip = out + l3;
     uint32_t left = len - (uint32_t)l3;

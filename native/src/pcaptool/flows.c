@@ -196,7 +196,7 @@ int cmd_flows(int argc, char **argv)
         if (!ft || (sink.format == OUT_IPFIX && !sink.ipfix))
             rc = tool_fail(EXIT_FAIL, "flows", "out of memory");
     }
-    uint64_t in = 0, ip_packets = 0;
+    uint64_t in = 0, ip_packets = 0, last_ts = 0;
     struct progress pg;
     progress_init(&pg, "flows");
     for (int i = 0; i < nin && !rc; i++) {
@@ -209,7 +209,11 @@ int cmd_flows(int argc, char **argv)
             uint16_t flags;
             if (dissect(pkt.linktype, pkt.data, pkt.caplen, &k, &bytes, &flags, pkt.origlen)) {
                 ip_packets++;
-                if (ft_packet(ft, &k, pkt.ts_ns, bytes, flags) != 0) {
+                /* A packet without a timestamp (a Simple Packet Block) counts at the time of the
+                 * packet before it, never at 1970. */
+                if (pkt.has_ts)
+                    last_ts = pkt.ts_ns;
+                if (ft_packet(ft, &k, last_ts, bytes, flags) != 0) {
                     rc = tool_fail(EXIT_FAIL, "flows", "%s: %s", out_path,
                                    errno ? strerror(errno) : "cannot write");
                     break;
@@ -243,10 +247,13 @@ int cmd_flows(int argc, char **argv)
             rc = tool_fail(EXIT_FAIL, "flows", "%s", err);
     }
     if (!rc) {
-        char text[128], js[160];
-        snprintf(text, sizeof text, "%" PRIu64 " flows with %" PRIu64 " IP packets", sink.flows, sink.packets);
-        snprintf(js, sizeof js, "\"flows\": %" PRIu64 ", \"ip_packets\": %" PRIu64 ", \"format\": \"%s\"",
-                 sink.flows, ip_packets, sink.format == OUT_CSV ? "csv" : "ipfix");
+        char text[200], js[220];
+        snprintf(text, sizeof text, "%" PRIu64 " flows with %" PRIu64 " IP packets, %" PRIu64
+                 " packets not attributed to a flow (not IP, or not parsable)", sink.flows, sink.packets,
+                 in - ip_packets);
+        snprintf(js, sizeof js, "\"flows\": %" PRIu64 ", \"ip_packets\": %" PRIu64 ", \"not_attributed\": %" PRIu64
+                 ", \"format\": \"%s\"", sink.flows, ip_packets, in - ip_packets,
+                 sink.format == OUT_CSV ? "csv" : "ipfix");
         print_summary(as_json, "flows", in, sink.flows, 0, text, js);
     }
     ft_free(ft);

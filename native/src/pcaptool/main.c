@@ -15,7 +15,7 @@ static const struct {
     {"dedup", cmd_dedup, "dedup [--window T|--window-packets N] [--ignore-vlan] IN OUT"},
     {"merge", cmd_merge, "merge [--offset FILE=SECONDS] -o OUT IN...  by timestamp"},
     {"flows", cmd_flows, "flows [--idle-timeout S] [--active-timeout S] --format csv|ipfix -o OUT IN..."},
-    {"anonymize", cmd_anonymize, "anonymize --key-file KEY [--payload keep|drop] IN OUT"},
+    {"anonymize", cmd_anonymize, "anonymize --key-file KEY [--payload keep|drop] [--strict] IN OUT"},
     {"convert", cmd_convert, "convert [--format F] [--precision us|ns] [--compress zstd|none] IN OUT"},
     {"index", cmd_index, "index [--positions OUT] FILE...    packets, times, drops, addresses, ports (JSON)"},
     {"pick", cmd_pick, "pick --positions POS --addr A... -o OUT FILE  the records holding A, read at their offsets"},
