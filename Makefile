@@ -16,7 +16,7 @@ SECONDS ?= 60
 SOAK_SECONDS ?= 3600
 STAMPS := .stamps
 
-.PHONY: run test test-slow bench soak native deps venv lint clean
+.PHONY: run test test-slow bench soak native deps venv lint clean corpus
 
 $(STAMPS)/deps: $(wildcard deps/apt/*.txt) scripts/install-deps
 	@mkdir -p $(STAMPS)
@@ -39,11 +39,16 @@ native: $(STAMPS)/deps
 run: venv native
 	$(SLUICE) run --seconds $(SECONDS)
 
-test: venv native
+# The pcap corpus of tcpdump's and libpcap's own tests (tests/pcaptool/test_corpus.py), from
+# Debian's source packages into /var/cache/sluice-test/corpus; cached, so a second run costs nothing.
+corpus: $(STAMPS)/deps
+	scripts/fetch-pcap-corpus
+
+test: venv native corpus
 	$(VENV)/bin/ruff check appliance tests bench
 	$(PYTEST) -m "not slow" --durations=15 tests
 
-test-slow: venv native
+test-slow: venv native corpus
 	$(PYTEST) -m slow tests
 
 bench: venv native

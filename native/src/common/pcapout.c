@@ -203,6 +203,11 @@ int po_write(pcapout *po, uint32_t iface, uint64_t ts_ns, const uint8_t *data, u
              uint32_t origlen)
 {
     if (po->opt.format == PR_FORMAT_PCAP) {
+        if (ts_ns / 1000000000u > UINT32_MAX) {
+            snprintf(po->err, sizeof po->err, "%s: packet %llu is stamped after 2106-02-07T06:28:15Z, which pcap "
+                     "cannot hold: use --format pcapng", po->path, (unsigned long long)po->packets + 1);
+            return -1;
+        }
         size_t n = PCAP_RECORD_HDR_LEN + caplen;
         uint8_t *p = reserve(po, n);
         if (!p)

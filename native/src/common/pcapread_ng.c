@@ -165,8 +165,13 @@ static int ng_block(pr_reader *r, const uint8_t *p, uint32_t len, uint64_t off, 
     const struct pr_iface *ifc = &r->ifs[r->section_base + ifid];
     pkt->has_ts = type != NG_SPB;
     pkt->ts_ns = pkt->has_ts ? ts_to_ns(ifc, ts) : 0;
+    if (pkt->ts_ns == UINT64_MAX) {
+        *kind = PR_DAMAGE_BAD_TIMESTAMP;
+        snprintf(why, whylen, "timestamp after 2554-07-21T23:34:33Z, beyond what 64-bit nanoseconds hold");
+        return -1;
+    }
     pkt->caplen = caplen;
-    pkt->origlen = origlen < caplen ? caplen : origlen;
+    pkt->origlen = origlen; /* as written, also when below caplen (libpcap and Wireshark keep it) */
     pkt->iface = (uint32_t)(r->section_base + ifid);
     pkt->linktype = ifc->linktype;
     pkt->data = data;
