@@ -17,6 +17,7 @@
 #include "memplan.h"
 #include "naming.h"
 #include "stats.h"
+#include "zstdspec.h"
 
 enum {
     OPT_DATE_DIRS = 256,
@@ -349,13 +350,11 @@ static int parse_one(int c, const char *arg, struct capture_opts *o, char *err, 
         o->rotate_seconds = v;
         return 0;
     case OPT_COMPRESS: {
-        if (strncmp(arg, "zstd", 4) != 0 || (arg[4] != '\0' && arg[4] != ':'))
+        int rc = zstd_spec_parse(arg, &o->compress_level);
+        if (rc == -1)
             return fail(err, errlen, "--compress %s: expected zstd or zstd:LEVEL", arg);
-        o->compress_level = ZSTD_LEVEL_DEFAULT;
-        if (arg[4] == ':' && parse_uint(arg + 5, ZSTD_LEVEL_MIN, ZSTD_LEVEL_MAX, &v) != 0)
+        if (rc == -2)
             return fail(err, errlen, "--compress %s: LEVEL must be 1 to 19", arg);
-        if (arg[4] == ':')
-            o->compress_level = (int)v;
         return 0;
     }
     case OPT_STATS_INTERVAL: {

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include "zstdspec.h" /* ZSTD_LEVEL_MIN, _MAX, _DEFAULT */
 
 enum out_format { FORMAT_PCAPNG, FORMAT_PCAP };
 enum backend { BACKEND_AFPACKET, BACKEND_PCAP };
@@ -75,9 +76,6 @@ int opts_parse_size(const char *s, uint64_t *out);
 #define RING_MB_MIN 4
 #define BUFFER_MB_MIN 2
 #define SIZE_MB_MAX 65536
-#define ZSTD_LEVEL_MIN 1
-#define ZSTD_LEVEL_MAX 19
-#define ZSTD_LEVEL_DEFAULT 3
 #define HOST_MAX_LEN 63
 #define FILTER_TIMEOUT_DEFAULT 5.0
 #define SIZE_GRAMMAR "^\\s*(\\d+(?:\\.\\d+)?)\\s*([KMGT]?)(?:i?B)?\\s*$"

@@ -1,10 +1,11 @@
 /* stats: counters and the JSON-lines stats channel (see stats.h). */
 #include "stats.h"
-#include "jsonout.h"
 
 #include <errno.h>
 #include <string.h>
 #include <time.h>
+
+#include "jsonout.h"
 
 static double now_s(void)
 {

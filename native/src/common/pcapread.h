@@ -1,4 +1,4 @@
-/* pcapread: THE one reader of capture files for sluice-capture and sluice-pcap.
+/* pcapread: THE one reader of capture files of sluice-pcap (sluice-capture -r reads through libpcap).
  *
  * Reads pcap (microsecond or nanosecond magic, either byte order) and pcapng (several sections,
  * several interfaces, any if_tsresol, if_tsoffset; EPB, SPB and the obsolete PB), both also

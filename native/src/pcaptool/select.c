@@ -219,7 +219,7 @@ int select_copy_cmd(int argc, char **argv, const char *cmd, const char *use, str
     }
     if (!rc && argc - optind != 2)
         rc = tool_fail(EXIT_USAGE, cmd, "%s", use);
-    if (!rc && strcmp(argv[optind + 1], "-") != 0 && tool_refuse_overwrite(cmd, argv[optind + 1], argv + optind, 1))
+    if (!rc && tool_check_output(cmd, argv[optind + 1], argv + optind, 1))
         rc = EXIT_USAGE;
     if (!rc)
         rc = tool_open(&job->r, argv[optind], PR_STRICT, cmd);
