@@ -163,7 +163,7 @@ int cmd_merge(int argc, char **argv)
                                          SELECT_LONG_OPTIONS,
                                          {0, 0, 0, 0}};
     static const char *use = "usage: sluice-pcap merge [--offset FILE=SECONDS]... [--format F] [--json] "
-                             "[--from T] [--to T] [--filter EXPR] [--growing IN]... -o OUT IN...";
+                             "[--from T] [--to T] [--filter EXPR] [--growing IN]... -o|-w OUT IN...";
     struct out_opts oo = OUT_OPTS_INIT;
     bool as_json = false;
     const char *out_path = NULL;
@@ -174,13 +174,13 @@ int cmd_merge(int argc, char **argv)
     struct select sel;
     select_init(&sel, "merge");
     optind = 1;
-    while ((c = tool_getopt(argc, argv, "o:", opts, &oo, &as_json, "merge")) != -1) {
+    while ((c = tool_getopt(argc, argv, "o:w:", opts, &oo, &as_json, "merge")) != -1) {
         int sel_opt = c == OPT_BAD_VALUE ? -1 : select_option(&sel, c, optarg);
         if (sel_opt < 0)
             rc = EXIT_USAGE;
         else if (sel_opt)
             continue;
-        else if (c == 'o')
+        else if (c == 'o' || c == 'w') /* -w: mergecap's habit */
             out_path = optarg;
         else if (c == OPT_OFFSET && noff < 256 && parse_offset(optarg, &off_file[noff], &off_ns[noff]) == 0)
             noff++;
