@@ -128,6 +128,7 @@ CASES: dict[str, tuple[int, bytes]] = {
     "ether-pppoe": (1, eth(0x8864, struct.pack("!BBHH", 0x11, 0, 1, len(V4) + 2) + b"\x00\x21" + V4)),
     "ether-snap": (1, ETH + struct.pack("!H", 8 + len(V4)) + b"\xaa\xaa\x03\0\0\0\x08\x00" + V4),
     "ether-gre": (1, eth(0x0800, bytes(ipv4()[:9]) + b"\x2f" + bytes(10) + bytes(4) + bytes(4))),  # replaced below
+    "ether-macsec-clear": (1, eth(0x88E5, b"\x20\x00" + struct.pack("!I", 1) + bytes(8) + b"\x08\x00" + V4)),
     "80211": (105, wifi(V4)),
     "radiotap-v6": (127, radiotap(wifi(V6P, 0x86DD))),
     "arp": (1, arp()),

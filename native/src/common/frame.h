@@ -26,8 +26,8 @@ uint32_t frame_ether_walk(const uint8_t *d, uint32_t n, unsigned *tags, uint16_t
  * (0x0800 IPv4, 0x86dd IPv6, 0x0806 ARP, 0x8035 RARP, or another ethertype for a frame that does
  * not carry IP); -1 for a link type not known here or a frame too short or too damaged to find
  * its network header. Link types: NULL (0) and LOOP (108) in either byte order and every BSD's
- * AF_INET6; Ethernet (1) with any 802.1Q/802.1ad tags, MPLS label stacks, PPPoE sessions and
- * 802.2 LLC/SNAP; PPP (9), PPP in HDLC framing (50), PPP over Ethernet (51), Cisco HDLC (104);
+ * AF_INET6; Ethernet (1) with any 802.1Q/802.1ad tags, MPLS label stacks, PPPoE sessions,
+ * MACsec without encryption (0x88e5 stays the ethertype of an encrypted one) and 802.2 LLC/SNAP; PPP (9), PPP in HDLC framing (50), PPP over Ethernet (51), Cisco HDLC (104);
  * raw IP (12, 14, 101, 228, 229: the ethertype from the IP version); Linux cooked v1 (113) and v2
  * (276); 802.11 data frames (105) alone or behind Prism (119), radiotap (127), AVS (163) or PPI
  * (192) headers (a protected frame has no IP in clear: ethertype 0). *tagged says whether

@@ -187,6 +187,68 @@ static size_t do_gre(struct anon *a, uint8_t *g, size_t n, int depth)
     return n;
 }
 
+/* A tunnel inside UDP (by its well-known port): VXLAN (4789) and GENEVE (6081) carry Ethernet,
+ * MPLS in UDP (6635) a label stack, GTP-U (2152) IP. The UDP checksum is adjusted for what
+ * changed inside. Returns the bytes of the UDP payload to keep for --payload drop. */
+static size_t do_udp_tunnel(struct anon *a, uint8_t *udp, size_t n, int depth)
+{
+    if (n < 8)
+        return n;
+    uint16_t dport = be16(udp + 2), sport = be16(udp);
+    uint16_t port = dport == 4789 || dport == 6081 || dport == 6635 || dport == 2152 ? dport : sport;
+    uint8_t *p = udp + 8;
+    size_t pn = n - 8, hl;
+    uint16_t linktype = 1;
+    if (port == 4789) {
+        hl = 8;
+    } else if (port == 6081) {
+        hl = pn >= 2 ? 8 + (size_t)(p[0] & 0x3f) * 4 : pn;
+        if (pn >= 4 && be16(p + 2) != 0x6558)
+            linktype = 0xffff; /* GENEVE carrying something other than Ethernet: not looked into */
+    } else if (port == 6635) {
+        hl = 0;
+        linktype = 0xfffe; /* MPLS: a label stack */
+    } else if (port == 2152) {
+        hl = pn >= 1 ? ((p[0] & 0x07) ? 12 : 8) : pn;
+        if (pn >= 2 && p[1] != 0xff)
+            linktype = 0xffff; /* not a G-PDU: signalling, no user packet */
+        else
+            linktype = 101;
+    } else {
+        return n;
+    }
+    if (hl > pn || linktype == 0xffff)
+        return n;
+    uint8_t *csum = be16(udp + 6) ? udp + 6 : NULL;
+    uint8_t *old = csum ? malloc(pn - hl) : NULL;
+    if (old)
+        memcpy(old, p + hl, pn - hl);
+    a->nest++;
+    uint32_t keep;
+    if (linktype == 0xfffe) {
+        /* An MPLS stack without a link header: open it as Ethernet's MPLS walk would. */
+        size_t off = 0;
+        while (off + 4 <= pn && !(p[off + 2] & 0x01))
+            off += 4;
+        off += 4;
+        uint16_t et = off < pn ? ((p[off] >> 4) == 4 ? ETHERTYPE_IPV4 : (p[off] >> 4) == 6 ? ETHERTYPE_IPV6 : 0) : 0;
+        if (!et) {
+            a->bad = off <= pn; /* something under the labels we cannot read */
+            keep = (uint32_t)pn;
+        } else {
+            keep = (uint32_t)(off + do_ether_payload(a, et, p + off, pn - off, depth));
+        }
+    } else {
+        keep = (uint32_t)hl + anonymize_frame(a, linktype, p + hl, (uint32_t)(pn - hl));
+    }
+    a->nest--;
+    if (old) {
+        csum_adjust(csum, old, p + hl, pn - hl, true);
+        free(old);
+    }
+    return 8 + keep;
+}
+
 /* What follows an IP header: tunnels, ICMP quotes. Returns the bytes to keep from l4. */
 static size_t do_l4(struct anon *a, uint8_t proto, uint8_t *l4, size_t l4n, int depth)
 {
@@ -199,6 +261,23 @@ static size_t do_l4(struct anon *a, uint8_t proto, uint8_t *l4, size_t l4n, int 
         a->nest--;
     } else if (proto == 47) {
         keep = do_gre(a, l4, l4n, depth);
+    } else if (proto == 17) {
+        keep = do_udp_tunnel(a, l4, l4n, depth);
+    } else if (proto == 143 || (proto == 97 && l4n >= 2)) {
+        /* Ethernet in IPv6 (SRv6 L2 services), EtherIP (2-byte header) */
+        size_t hl = proto == 97 ? 2 : 0;
+        a->nest++;
+        keep = hl + anonymize_frame(a, 1, l4 + hl, (uint32_t)(l4n - hl));
+        a->nest--;
+    } else if (proto == 103 && l4n >= 8 + 20 && (l4[0] & 0x0f) == 1) {
+        /* PIM register: the multicast packet it carries, after 8 bytes (the PIM checksum covers
+         * only the PIM header for a register, RFC 7761 4.9). */
+        uint16_t et = (l4[8] >> 4) == 4 ? ETHERTYPE_IPV4 : (l4[8] >> 4) == 6 ? ETHERTYPE_IPV6 : 0;
+        if (et) {
+            a->nest++;
+            keep = 8 + do_ether_payload(a, et, l4 + 8, l4n - 8, depth);
+            a->nest--;
+        }
     }
     return keep;
 }
@@ -271,7 +350,8 @@ static size_t do_ipv4(struct anon *a, uint8_t *ip, size_t n, int depth)
         size_t keep = hl + l4_header_len(proto, l4, l4n);
         if (proto == 1 && l4n >= 8 + 20)
             keep = n < hl + 8 + 60 + 8 ? n : hl + 8 + 60 + 8; /* the quoted headers */
-        if (proto == 4 || proto == 41 || proto == 47)
+        if (proto == 4 || proto == 41 || proto == 47 || proto == 97 || proto == 103 || proto == 143 ||
+            (proto == 17 && inner < l4n))
             keep = hl + inner;
         return keep < n ? keep : n;
     }
@@ -382,7 +462,8 @@ static size_t do_ipv6(struct anon *a, uint8_t *ip, size_t n, int depth)
         size_t keep = off + l4_header_len(next, l4, l4n);
         if (next == 58 && l4n >= 8 + 40 && l4[0] < 128)
             keep = off + 8 + 40 + 8;
-        if (next == 4 || next == 41 || next == 47)
+        if (next == 4 || next == 41 || next == 47 || next == 97 || next == 103 || next == 143 ||
+            (next == 17 && inner < l4n))
             keep = off + inner;
         return keep < n ? keep : n;
     }
@@ -408,6 +489,40 @@ static size_t do_arp(struct anon *a, uint8_t *arp, size_t n)
     return n;
 }
 
+/* Protocols known to carry no IP packet (0: not IP by the link layer itself: 802.2 LLC without
+ * SNAP, 802.11 management/control/protected frames, PPP control protocols). Any other ethertype
+ * may hide IP behind a header the tool does not know, so its packets are left out. */
+static bool known_not_ip(uint16_t et)
+{
+    switch (et) {
+    case 0:
+    case 0x8863: /* PPPoE discovery */
+    case 0x8809: /* slow protocols: LACP, OAM */
+    case 0x888e: /* 802.1X */
+    case 0x88cc: /* LLDP */
+    case 0x88f7: /* PTP */
+    case 0x88e5: /* MACsec, encrypted (frame.c opens a clear one) */
+    case 0x8902: /* CFM */
+    case 0x88b5: /* local experimental, lab generators */
+    case 0x9000: /* loopback */
+    case 0x8137: /* IPX */
+    case 0x809b: /* AppleTalk */
+    case 0x80f3: /* AARP */
+    case 0x8906: /* FCoE */
+    case 0x8914: /* FIP */
+    case 0x88a2: /* ATA over Ethernet */
+    case 0x6002: /* DEC MOP */
+    case 0x6003: /* DECnet */
+    case 0x6004: /* DEC LAT */
+    case 0x2000: /* CDP (SNAP) */
+    case 0x2004: /* DTP (SNAP) */
+    case 0x010b: /* PVST+ (SNAP) */
+        return true;
+    default:
+        return false;
+    }
+}
+
 /* The network layer named by ethertype et at p; returns the bytes of it to keep. */
 static size_t do_ether_payload(struct anon *a, uint16_t et, uint8_t *p, size_t n, int depth)
 {
@@ -417,6 +532,8 @@ static size_t do_ether_payload(struct anon *a, uint16_t et, uint8_t *p, size_t n
         return do_ipv6(a, p, n, depth);
     if (et == ETHERTYPE_ARP || et == ETHERTYPE_RARP)
         return do_arp(a, p, n);
+    if (!known_not_ip(et))
+        a->bad = true; /* it may carry IP in a way the tool does not know (a vendor's tag) */
     return a->payload == PAYLOAD_DROP ? 0 : n; /* not IP: no address we know of */
 }
 
