@@ -254,6 +254,8 @@ int cmd_pick(int argc, char **argv)
     if (!pos_path || !out_path || !naddr || argc - optind != 1)
         return tool_fail(EXIT_USAGE, "pick", "%s", use);
     const char *in_path = argv[optind];
+    if (tool_check_output("pick", out_path, argv + optind, 1))
+        return EXIT_USAGE;
     int rc = 0, pfd = open(pos_path, O_RDONLY | O_CLOEXEC), fd = open(in_path, O_RDONLY | O_CLOEXEC);
     uint8_t h[POS_HEADER], first[12];
     uint64_t header_end = 0, size = 0, na = 0, noffs = 0;
@@ -290,19 +292,18 @@ int cmd_pick(int argc, char **argv)
     bool swap = ng ? rd32(first + 8, false) != 0x1A2B3C4D
                    : rd32(first, false) != 0xA1B2C3D4 && rd32(first, false) != 0xA1B23C4D;
     struct pick_out *o = rc ? NULL : malloc(sizeof *o);
-    char tmp[4200] = "";
+    struct outfile of = {.fd = -1};
     if (!rc && !o)
         rc = tool_fail(EXIT_FAIL, "pick", "out of memory");
     if (!rc) {
+        /* outfile.h: "-", FIFOs and character devices in place, files through a temporary. */
+        char err[512];
         o->len = 0;
-        if (strcmp(out_path, "-") == 0) {
-            o->fd = STDOUT_FILENO;
-        } else {
-            snprintf(tmp, sizeof tmp, "%s.%ld.tmp", out_path, (long)getpid());
-            o->fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-            if (o->fd < 0)
-                rc = tool_fail(EXIT_FAIL, "pick", "%s: cannot create output: %s", out_path, strerror(errno));
-        }
+        o->fd = -1;
+        if (of_open(&of, out_path, err, sizeof err) < 0)
+            rc = tool_fail(EXIT_FAIL, "pick", "%s", err);
+        else
+            o->fd = of.fd;
     }
     if (!rc && out_copy(o, fd, 0, header_end) < 0)
         rc = tool_fail(EXIT_FAIL, "pick", "%s: cannot copy the header: %s", in_path, strerror(errno));
@@ -330,17 +331,16 @@ int cmd_pick(int argc, char **argv)
     }
     if (!rc && out_flush(o) < 0)
         rc = tool_fail(EXIT_FAIL, "pick", "%s: write: %s", out_path, strerror(errno));
-    if (o && o->fd >= 0 && o->fd != STDOUT_FILENO) {
-        if (close(o->fd) < 0 && !rc)
-            rc = tool_fail(EXIT_FAIL, "pick", "%s: close: %s", out_path, strerror(errno));
-        if (!rc && rename(tmp, out_path) < 0)
-            rc = tool_fail(EXIT_FAIL, "pick", "%s: rename: %s", out_path, strerror(errno));
+    if (of.path) {
+        char err[512];
         if (rc)
-            unlink(tmp);
+            of_abort(&of);
+        else if (of_commit(&of, err, sizeof err) < 0)
+            rc = tool_fail(EXIT_FAIL, "pick", "%s", err);
     }
-    if (!rc && strcmp(out_path, "-") != 0)
-        printf("pick: records %llu of %llu addresses' positions\n", (unsigned long long)picked,
-               (unsigned long long)n);
+    if (!rc)
+        fprintf(tool_report(), "pick: records %llu of %llu addresses' positions\n", (unsigned long long)picked,
+                (unsigned long long)n);
     free(offs);
     free(src.header);
     free(o);
