@@ -34,6 +34,11 @@ def _argv(cmd: str, src: Path, out: str, tmp_path: Path) -> list[str]:
         return ["merge", "-o", out, str(src)]
     if cmd == "flows":
         return ["flows", "-o", out, str(src)]
+    if cmd == "pick":
+        pos = tmp_path / "in.pos"
+        if not pos.exists():
+            run("index", "--positions", pos, src, check=True)
+        return ["pick", "--positions", str(pos), "--addr", "192.0.2.1", "-o", out, str(src)]
     if cmd == "anonymize":
         key = tmp_path / "key"
         key.write_text(KEY_HEX)
@@ -42,7 +47,7 @@ def _argv(cmd: str, src: Path, out: str, tmp_path: Path) -> list[str]:
     return [cmd, str(src), out]
 
 
-WRITERS = ["convert", "repair", "dedup", "merge", "anonymize", "flows"]
+WRITERS = ["convert", "repair", "dedup", "merge", "anonymize", "flows", "pick"]
 
 
 def _is_capture_or_csv(data: bytes, cmd: str) -> bool:
@@ -56,7 +61,7 @@ def test_dash_is_stdout_and_the_summary_moves_to_stderr(cmd: str, src: Path, tmp
     proc = subprocess.run([str(SLUICE_PCAP), *_argv(cmd, src, "-", tmp_path)], capture_output=True, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert _is_capture_or_csv(proc.stdout, cmd)
-    assert f"{cmd}: packets in 50" in proc.stderr.decode()
+    assert (f"{cmd}: packets in 50" if cmd != "pick" else "pick: records 50") in proc.stderr.decode()
     assert not (tmp_path / "-").exists()
 
 
@@ -94,7 +99,7 @@ def test_character_devices_are_never_replaced(cmd: str, src: Path, tmp_path: Pat
     stdout_link.symlink_to("/proc/self/fd/1")
     proc = subprocess.run([str(SLUICE_PCAP), *_argv(cmd, src, str(stdout_link), tmp_path)], capture_output=True)
     assert proc.returncode == 0 and _is_capture_or_csv(proc.stdout, cmd)
-    assert f"{cmd}: packets in 50".encode() in proc.stderr
+    assert (f"{cmd}: packets in 50" if cmd != "pick" else "pick: records 50").encode() in proc.stderr
     assert stdout_link.is_symlink()
 
 
