@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../src/capture/jsonout.h"
+#include "jsonout.h"
 #include "../src/capture/memplan.h"
 #include "../src/capture/opts.h"
 #include "../src/capture/recover.h"

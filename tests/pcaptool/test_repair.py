@@ -14,8 +14,9 @@ from tests.pcaptool.pcapfiles import original_count, packets, parse_pcap, run
 
 pytestmark = [pytest.mark.root, pytest.mark.netns]
 
-PCAP_DAMAGE = ["zero-magic", "zero-header", "cut-last", "garbage", "bad-caplen", "bad-origlen",
-               "zeroed-record", "several"]
+# An original length below the captured length is not damage: libpcap and Wireshark read it
+# (tests/pcaptool/test_corpus.py holds tcpdump's own files that have it).
+PCAP_DAMAGE = ["zero-magic", "zero-header", "cut-last", "garbage", "bad-caplen", "zeroed-record", "several"]
 
 
 def damage_pcap(data: bytes, how: str) -> bytes:

@@ -21,10 +21,12 @@ static bool frac_ok(const pr_reader *r, const struct rec_hdr *h)
     return h->frac < (r->nano ? 1000000000u : 1000000u);
 }
 
-/* Lengths a real record can have. */
+/* Lengths a real record can have. A captured length above the original one is read by libpcap
+ * and Wireshark (tcpdump's own test files have it), so it is not damage; a record that was never
+ * on the wire (origlen 0 with data) is. */
 static bool lengths_ok(const pr_reader *r, const struct rec_hdr *h)
 {
-    return h->caplen <= r->maxcap && h->caplen <= h->origlen && h->origlen <= PR_MAX_BLOCK;
+    return h->caplen <= r->maxcap && h->origlen <= PR_MAX_BLOCK && (h->origlen > 0 || h->caplen == 0);
 }
 
 static bool near_sec(int64_t a, int64_t b)
