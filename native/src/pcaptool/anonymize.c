@@ -294,7 +294,8 @@ static size_t do_ipv4(struct anon *a, uint8_t *ip, size_t n, int depth)
     size_t hl = (size_t)(ip[0] & 0x0f) * 4;
     size_t have = hl <= n ? hl : n;
     uint8_t old_hdr[60], old_ps[8], new_ps[8];
-    memcpy(old_hdr, ip, have);
+    if (hl > n)
+        memcpy(old_hdr, ip, have); /* only a cut header needs the incremental checksum */
     size_t addr[16], naddr = 0, pdst = 16;
     for (size_t o = 20; o < have;) {
         uint8_t t = ip[o];
