@@ -78,12 +78,14 @@ static const struct {
      "the Interface Statistics Blocks, and the index of addresses, ports and protocols.\n"
      "  --positions OUT          also write the offsets of the records of each address (for pick)\n"
      "  --json                   (the output is JSON anyway)\n"},
-    {"pick", cmd_pick, "pick --positions POS (--addr A | --port PROTO/N)... -o OUT FILE  records read at their offsets",
+    {"pick", cmd_pick,
+     "pick --positions POS (--addr A | --port PROTO/N)... [--from T] [--to T] -o OUT FILE  records at their offsets",
      "Writes the records of FILE that hold the given addresses or ports, read at the offsets that\n"
      "`index --positions` recorded, with FILE's own header: a capture readers parse as the original.\n"
      "  --positions POS          the positions file of FILE\n"
      "  --addr A                 an IPv4 or IPv6 address (repeatable)\n"
      "  --port PROTO/N           tcp/443, udp/53, sctp/N (repeatable)\n"
+     "  --from T, --to T         only records from T (inclusive) to T (exclusive), as merge's\n"
      "  -o, --output OUT         the output ('-' for stdout)\n"},
 };
 
