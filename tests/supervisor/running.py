@@ -56,7 +56,7 @@ class Supervise:
                                           str(self.config)]),
                 stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
         if wait_up:
-            self.wait_for(lambda s: all(w["up"] for w in s["writers"]) and s["disk"] is not None, 20,
+            self.wait_for(lambda s: all(w["up"] for w in s["writers"]) and s["watchdogs"].get("disk"), 20,
                           "writers up")
         return self
 
