@@ -12,7 +12,7 @@ The rules, each there because a flood broke its absence:
   min_age, never one held: the pipeline holds a file it still needs by creating an entry of the
   same name in SPOOL/.hold/ (any file or symlink) and releases it by removing that entry.
 - Captures are deleted only to make room for captures. When other files (not captures, not
-  their .part files) take OTHER_FILES_SHARE or more of the space above the floor, the spool is
+  their .part files, not Sluice's own catalog, index, journal or status) take OTHER_FILES_SHARE or more of the space above the floor, the spool is
   full of something else: deleting captures for it would destroy the evidence to keep someone's
   ISO image. Nothing is deleted, and the state is reported as `blocked` (journal
   `retention_blocked`, metric sluice_retention_blocked, alert SluiceSpoolFullOfOtherFiles)
@@ -31,6 +31,7 @@ from pathlib import Path
 from appliance.catalog import forget as catalog_forget
 from appliance.config import FreeFloor
 from appliance.journal import Journal
+from appliance.selftest.run import WORK_PREFIX as SELFTEST_WORK_PREFIX
 from appliance.watchdogs.disk import CaptureFile, capture_files, is_capture_file, statvfs
 
 log = logging.getLogger("sluice.retention")
@@ -112,14 +113,27 @@ def allocated(path: str | os.PathLike[str]) -> int:
         return 0
 
 
+# Sluice's own files beside the captures: the catalog's index sidecars, the stats lines of the
+# gap ledger, a running self-test's work folder, the catalog, the journal, the status and the
+# self-test result. They go with the captures, so they are not "other files".
+OWN_DIRS = (".index", "stats")
+OWN_DIR_PREFIXES = (SELFTEST_WORK_PREFIX,)
+OWN_FILE_PREFIXES = ("catalog.sqlite", "journal.jsonl", "status.json", ".status.json", "selftest.json",
+                     ".pipeline.lock")
+
+
 def capture_bytes(spool: str | os.PathLike[str], files: list[CaptureFile]) -> int:
-    """Disk space the captures take: closed files plus the .part files being written (their
-    preallocated blocks included)."""
+    """Disk space the captures and Sluice's own files take: closed files, the .part files being
+    written (their preallocated blocks included), the catalog and its index, journal, status."""
     total = sum(allocated(f.path) for f in files)
     for root, dirs, names in os.walk(spool):
         dirs[:] = [d for d in dirs if d != "lost+found" and d != HOLD_DIR]
+        parts = Path(root).relative_to(spool).parts
+        own_dir = bool(parts) and (parts[0] in OWN_DIRS or parts[0].startswith(OWN_DIR_PREFIXES))
+        top = Path(root) == Path(spool)
         for name in names:
-            if name.endswith(PART_SUFFIX) and is_capture_file(name.lstrip(".")[: -len(PART_SUFFIX)]):
+            if own_dir or (top and name.startswith(OWN_FILE_PREFIXES)) or \
+                    (name.endswith(PART_SUFFIX) and is_capture_file(name.lstrip(".")[: -len(PART_SUFFIX)])):
                 total += allocated(os.path.join(root, name))
     return total
 
