@@ -12,7 +12,8 @@ The rules, each there because a flood broke its absence:
   min_age, never one held: the pipeline holds a file it still needs by creating an entry of the
   same name in SPOOL/.hold/ (any file or symlink) and releases it by removing that entry.
 - Captures are deleted only to make room for captures. When other files (not captures, not
-  their .part files, not Sluice's own catalog, index, journal or status) take OTHER_FILES_SHARE or more of the space above the floor, the spool is
+  their .part files, not Sluice's own catalog, index, journal or status) take OTHER_FILES_SHARE
+  or more of the space above the floor, the spool is
   full of something else: deleting captures for it would destroy the evidence to keep someone's
   ISO image. Nothing is deleted, and the state is reported as `blocked` (journal
   `retention_blocked`, metric sluice_retention_blocked, alert SluiceSpoolFullOfOtherFiles)

@@ -61,7 +61,7 @@ def test_the_supervisor_unit_requires_the_firewall() -> None:
     assert "sluice-firewall.service" in after
     # systemd knows when the capture runs, restarts a hung loop, and does not retry a config that
     # cannot work (the supervisor exits 2 for it).
-    for line in ("Type=notify", "NotifyAccess=main", "WatchdogSec=30", "RestartPreventExitStatus=2"):
+    for line in ("Type=notify", "NotifyAccess=main", "WatchdogSec=120", "RestartPreventExitStatus=2"):
         assert line in unit.splitlines(), line
     firewall = (ROLE / "templates" / "sluice-firewall.service.j2").read_text()
     assert "Before=network-pre.target sluice.service" in firewall
