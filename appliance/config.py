@@ -463,9 +463,15 @@ class NicSection:
     irq_cpus: list[int] | None
 
 
+@dataclass(frozen=True)
+class PipelineSection:
+    backup: list[str]
+    processed: str
+
+
 SECTION_TYPES: dict[str, type] = {"capture": CaptureSection, "supervisor": SupervisorSection,
                                   "metrics": MetricsSection, "retention": RetentionSection,
-                                  "watchdogs": WatchdogsSection, "nic": NicSection}
+                                  "watchdogs": WatchdogsSection, "nic": NicSection, "pipeline": PipelineSection}
 
 
 def _section(name: str, values: dict[str, Any]) -> Any:
@@ -509,6 +515,10 @@ class Config:
     @property
     def nic(self) -> NicSection:
         return _section("nic", self.sections["nic"])  # type: ignore[no-any-return]
+
+    @property
+    def pipeline(self) -> PipelineSection:
+        return _section("pipeline", self.sections["pipeline"])  # type: ignore[no-any-return]
 
     # Shorthands for the values used everywhere.
     @property
@@ -591,36 +601,7 @@ def validate(data: dict[str, Any], source: str = "") -> Config:
     if cap["backend"] == "pcap" and cap["workers"] != 1:
         raise _fail(where, f"[capture] workers = {cap['workers']} is not allowed with backend = \"pcap\" "
                            "(allowed: 1)")
-    _check_memory(where, cap)
     return Config(sections=sections, source=source)
-
-
-def memory_bytes(meminfo: str = "/proc/meminfo") -> int | None:
-    """MemTotal of this machine, or None when /proc/meminfo cannot tell."""
-    try:
-        with open(meminfo) as f:
-            for line in f:
-                if line.startswith("MemTotal:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
-
-
-def _check_memory(where: str, cap: dict[str, Any]) -> None:
-    """Kernel rings (ring_mb per worker) and staging buffers (buffer_mb) of every interface are
-    locked in memory: more than the machine has can never start, so it is refused here."""
-    total = memory_bytes()
-    nifs = len(cap["interfaces"])
-    # "auto" sizes are the writer's own share of the memory (at most half of it): never too much.
-    ring = cap["ring_mb"] * cap["workers"] * nifs if isinstance(cap["ring_mb"], int) else 0
-    buffers = cap["buffer_mb"] * nifs if isinstance(cap["buffer_mb"], int) else 0
-    if total is None or (ring + buffers) * 1024**2 < total:
-        return
-    raise _fail(where, f"[capture] ring_mb = {cap['ring_mb']} x workers = {cap['workers']} x {nifs} interface(s)"
-                       + (f" + buffer_mb = {cap['buffer_mb']} x {nifs}" if buffers else "")
-                       + f" = {ring + buffers} MiB is more than this machine's memory "
-                         f"(allowed: less than {total // 1024**2} MiB in all)")
 
 
 _REPR = reprlib.Repr()
