@@ -235,6 +235,11 @@ def box_dashboard() -> gd.Dashboard:
         .with_panel(graph("Retention deletes per hour", "none",
                           (f"increase(sluice_retention_deleted_files_total{{{BOX}}}[1h])", "files"),
                           (f"increase(sluice_retention_deleted_bytes_total{{{BOX}}}[1h])", "bytes"), width=8))
+        .with_panel(graph("Other files on the spool", "bytes",
+                          (f"sluice_spool_other_bytes{{{BOX}}}", "other files"),
+                          (f"sluice_retention_blocked{{{BOX}}}", "retention blocked"), width=8,
+                          description="Bytes that are not captures; retention deletes no capture for them "
+                                      "(blocked = 1 while they fill the spool)."))
         .with_row(gd.Row("Time"))
         .with_panel(graph("Clock offset and max error", "s",
                           (f"sluice_time_offset_seconds{{{BOX}}}", "offset"),
@@ -294,6 +299,11 @@ def box_dashboard() -> gd.Dashboard:
                           (f"time() - sluice_selftest_timestamp_seconds{{{BOX}}}", "age of the result"),
                           (f"sluice_selftest_retention_seconds_at_link_rate{{{BOX}}}", "retention at link rate"),
                           width=8))
+        .with_row(gd.Row("The supervisor"))
+        .with_panel(graph("Watchdog checks", "s",
+                          (f"sluice_watchdog_duration_seconds{{{BOX}}}", "{{watchdog}} duration"),
+                          (f"sluice_watchdog_success{{{BOX}}} == 0", "{{watchdog}} FAILED"), width=8,
+                          description="How long each watchdog's check takes; a failed check shows as a line."))
     )
 
 
