@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "appliance.conns.commands",
     "appliance.gaps.commands",
     "appliance.lab.commands",
+    "appliance.meta.commands",
     "appliance.nic.commands",
     "appliance.notes.commands",
     "appliance.pipeline_commands",

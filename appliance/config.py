@@ -387,6 +387,35 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
 }
 
+def _meta_sources(value: Any) -> list[dict[str, Any]]:
+    from appliance.meta.collect import check_source
+
+    if not isinstance(value, list):
+        raise ValueError("a list")
+    sources = [check_source(v) for v in value]
+    names = [s["name"] for s in sources]
+    if len(set(names)) != len(names):
+        raise ValueError("names repeat")
+    return sources
+
+
+def _url_or_empty(value: Any) -> str:
+    if not isinstance(value, str) or (value and not re.match(r"^https?://[^\s/]+", value)):
+        raise ValueError(value)
+    return value
+
+
+SCHEMA["meta"] = {
+    "sources": Key([], _meta_sources, "a list of tables {name, kind = \"dns\"|\"dhcp\"|\"device\", ...} with "
+                   "distinct names (docs/metadata.md)", "the metadata sources `sluice meta collect` reads"),
+    "maintenance": Key("", _string, "a path to a TOML file of [[window]] tables (empty = none)",
+                       "maintenance windows: journal events and Alertmanager silences"),
+    "alertmanager": Key("", _url_or_empty, "an http(s):// URL (empty = no silences)",
+                        "the Alertmanager that maintenance windows silence"),
+    "retries": Key(2, _int_range(0, 10), "an integer 0..10", "further attempts for a failing source per pass"),
+    "retry_delay": Key(5.0, _seconds(0, 600), "seconds 0..600", "wait between attempts"),
+}
+
 REQUIRED = {("capture", "interfaces"), ("capture", "spool")}
 
 
