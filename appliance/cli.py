@@ -19,6 +19,7 @@ from appliance.errors import SluiceError
 EXIT_BROKEN_PIPE = 128 + 13
 
 COMMAND_MODULES = (
+    "appliance.campaign_commands",
     "appliance.catalog_commands",
     "appliance.conns.commands",
     "appliance.gaps.commands",

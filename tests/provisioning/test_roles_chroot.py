@@ -126,8 +126,15 @@ def test_units_enabled_and_capture_spoilers_masked(provisioned: Provisioned) -> 
     result = chroot(provisioned, "systemd-analyze", "verify", "--man=no",
                     "/etc/systemd/system/sluice-storage-setup.service",
                     "/etc/systemd/system/sluice-firewall.service",
-                    "/etc/systemd/system/sluice-conns.service")
+                    "/etc/systemd/system/sluice-conns.service", "/etc/systemd/system/sluice-meta.service",
+                    "/etc/systemd/system/sluice-meta.timer", "/etc/systemd/system/sluice-campaign.service",
+                    "/etc/systemd/system/sluice-campaign.timer")
     assert "error" not in result.stderr.lower() or "Failed to" in result.stderr, result.stderr
+    timers = in_root(provisioned, "/etc/systemd/system/timers.target.wants")
+    for unit in ("sluice-meta.timer", "sluice-campaign.timer"):
+        assert (timers / unit).is_symlink(), unit
+    assert "sluice meta collect --config" in in_root(provisioned, "/etc/systemd/system/sluice-meta.service").read_text()
+    assert "OnUnitActiveSec=1h" in in_root(provisioned, "/etc/systemd/system/sluice-meta.timer").read_text()
     conns = in_root(provisioned, "/etc/systemd/system/sluice-conns.service").read_text()
     assert "sluice conns --log /var/log/sluice/conns.jsonl" in conns and "--metrics 127.0.0.1:9751" in conns
 
