@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "appliance.nic.commands",
     "appliance.notes.commands",
     "appliance.pipeline_commands",
+    "appliance.report.commands",
     "appliance.run",
     "appliance.selftest.commands",
     "appliance.supervise_commands",

@@ -77,8 +77,12 @@ def _read_new(path: Path, offset: int) -> tuple[list[dict[str, Any]], int]:
 
 
 def _interfaces(db: sqlite3.Connection) -> list[str]:
-    return [r[0] for r in db.execute("SELECT DISTINCT interface FROM gap_intervals WHERE interface != ? "
-                                     "ORDER BY 1", (ledger.ALL,))]
+    """Every interface the ledger has seen: in an interval, or in a stats file (a whole one too)."""
+    names = {r[0] for r in db.execute("SELECT DISTINCT interface FROM gap_intervals WHERE interface != ?",
+                                      (ledger.ALL,))}
+    for (state,) in db.execute("SELECT state FROM gap_sources"):
+        names |= {k for k, v in json.loads(state).items() if isinstance(v, dict)}
+    return sorted(names)
 
 
 def _recompute(db: sqlite3.Connection, lo: float, hi: float) -> None:
