@@ -37,6 +37,7 @@ def chromium(*args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow  # about 100 s on a loaded 2-core machine (a capture, three Chromium runs)
 def test_report_of_a_supervised_capture(lab, tmp_path: Path) -> None:  # noqa: ANN001
     spool = tmp_path / "spool"
     cfg = write_config(tmp_path / "sluice.toml", lab.capture_if, spool, extra="[nic]\ntune = false\n")
