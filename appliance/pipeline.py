@@ -237,10 +237,30 @@ def _pass(cfg: Config, spool: Path, targets: list[str], processed: Path | None) 
                     result.failed[step] += 1
                     log.warning("pipeline %s %s: %s", step, rel, outcome.get("error"))
                     break
+        _backup_meta(db, spool, targets, journal, result)
     finally:
         journal.close()
         db.close()
     return result
+
+
+def _backup_meta(db: Any, spool: Path, targets: list[str], journal: Journal, result: PassResult) -> None:
+    """The metadata `sluice meta collect` catalogued (table meta_files, docs/metadata.md) is backed
+    up like capture files (the backup step only: it is text, not packets)."""
+    if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta_files'").fetchone():
+        return
+    for row in list(db.execute("SELECT path, steps FROM meta_files ORDER BY collected_ns, path")):
+        rel, steps = row["path"], json.loads(row["steps"])
+        if not (spool / rel).exists() or (steps.get("backup", {}).get("ok") and _still_there(steps["backup"])):
+            continue
+        outcome = backup(spool, rel, targets)
+        steps["backup"] = {**outcome, "at": round(time.time(), 3)}
+        with db:
+            db.execute("UPDATE meta_files SET steps = ?, state = ? WHERE path = ?",
+                       (json.dumps(steps, sort_keys=True), state_of(steps), rel))
+        journal.append("pipeline_step", path=rel, step="backup", **steps["backup"])
+        result.done["backup"] += outcome["ok"]
+        result.failed["backup"] += not outcome["ok"]
 
 
 def journal_steps(spool: Path) -> dict[str, dict[str, Any]]:

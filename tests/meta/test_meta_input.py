@@ -72,3 +72,26 @@ def test_bad_config(tmp_path: Path) -> None:
                               cwd=REPO, capture_output=True, text=True)
         lines = proc.stderr.strip().splitlines()
         assert proc.returncode == 2 and len(lines) == 1 and words in lines[0], proc.stderr
+
+
+def test_the_pipeline_backs_metadata_up(tmp_path: Path) -> None:
+    """A device copy `sluice meta collect` stored is copied by `sluice pipeline run --once` to the
+    backup target like a capture file, and its meta_files row says so."""
+    import json
+    import sqlite3
+
+    spool, backup, device = tmp_path / "spool", tmp_path / "backup", tmp_path / "switch.conf"
+    spool.mkdir()
+    backup.mkdir()
+    device.write_text("interface p1\n  mirror to span\n")
+    config = tmp_path / "sluice.toml"
+    config.write_text(f'[capture]\ninterfaces = ["eth9"]\nspool = "{spool}"\n[pipeline]\nbackup = ["{backup}"]\n'
+                      f'[meta]\n[[meta.sources]]\nname = "switch"\nkind = "device"\nfiles = ["{device}"]\n')
+    for args in (["meta", "collect", "--no-commit"], ["pipeline", "run", "--once"]):
+        proc = subprocess.run([sys.executable, "-m", "appliance.cli", *args, "--config", str(config)], cwd=REPO,
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    rel, state, steps = sqlite3.connect(spool / "catalog.sqlite").execute(
+        "SELECT path, state, steps FROM meta_files").fetchone()
+    assert state == "backed_up" and json.loads(steps)["backup"]["ok"]
+    assert (backup / rel).read_bytes() == (spool / rel).read_bytes() and "mirror to span" in (backup / rel).read_text()
