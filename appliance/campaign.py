@@ -68,8 +68,8 @@ def _sha256(path: str) -> str:
 
 
 def tool_versions(capture_binary: str | None = None) -> str:
-    """One line per program or library: its version, and for Sluice's own binaries their sha256
-    (sluice-pcap has no version flag; the hash names the exact build)."""
+    """One line per program or library: its version, and for Sluice's own binaries also their
+    sha256 (the version names a release, the hash the exact build)."""
     from appliance.catalog import find_pcap_binary
 
     lines = [f"sluice {__version__}", f"python {platform.python_version()}"]
@@ -85,8 +85,7 @@ def tool_versions(capture_binary: str | None = None) -> str:
         binaries.append(("sluice-pcap", None))
     for name, binary in binaries:
         if binary and os.path.isfile(binary):
-            version = _version([binary, "--version"]) if name == "sluice-capture" else name
-            lines.append(f"{version} sha256:{_sha256(binary)}")
+            lines.append(f"{name}: {_version([binary, '--version'])} sha256:{_sha256(binary)}")
         else:
             lines.append(f"{name} not found")
     for peer in PEERS:

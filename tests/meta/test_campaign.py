@@ -39,7 +39,8 @@ def test_history_after_a_few_events(tmp_path: Path) -> None:
     assert len(first) == 40
     assert sluice("campaign", "commit", "--config", str(config)).stdout.strip() == "nothing changed"
     tools = (repo / "tools.txt").read_text()
-    assert "sluice-capture 0.1 sha256:" in tools and "sluice-pcap sha256:" in tools and "dnspython 2.9.2" in tools
+    assert "sluice-capture: sluice-capture 0.1 sha256:" in tools and "dnspython 2.9.2" in tools
+    assert "sluice-pcap: sluice-pcap 0.1.0 sha256:" in tools
 
     sluice("notes", "add", "--config", str(config), "moved the tap to port 7")
     sluice("campaign", "commit", "--config", str(config))
