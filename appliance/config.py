@@ -215,6 +215,16 @@ def _host(v: Any) -> str:
     return v
 
 
+# Empty or a user/group name as useradd accepts it.
+_ACCOUNT_RE = re.compile(r"^(?:[a-z_][a-z0-9_-]{0,31})?$")
+
+
+def _account(v: Any) -> str:
+    if not isinstance(v, str) or not _ACCOUNT_RE.fullmatch(v):
+        raise ValueError
+    return v
+
+
 def _floor(v: Any) -> FreeFloor:
     if isinstance(v, bool) or not isinstance(v, str | int):
         raise ValueError
@@ -325,6 +335,12 @@ SCHEMA: dict[str, dict[str, Key]] = {
                     "host name in file names, the pcapng SHB and the spool subdirectory"),
         "binary": Key("", _string, "a path to sluice-capture (empty = find it)",
                       "the writer program; empty: $SLUICE_CAPTURE, native/build, then PATH"),
+        "user": Key("", _account, "a user name of this machine (empty = the supervisor's own user)",
+                    "the writer runs as this user once its sockets and rings are open (a supervisor "
+                    "started as root); every capability is dropped after start-up in any case"),
+        "readers_group": Key("", _account, "a group name of this machine (empty = none)",
+                             "capture folders 0750 and files 0640 owned by this group: its members "
+                             "read captures, nobody else does"),
     },
     "supervisor": {
         "stats_interval": Key(1.0, _seconds(0.05, 60), "seconds 0.05..60", "period of the writers' stats lines"),
@@ -601,11 +617,27 @@ def validate(data: dict[str, Any], source: str = "") -> Config:
     if cap["backend"] == "pcap" and cap["workers"] != 1:
         raise _fail(where, f"[capture] workers = {cap['workers']} is not allowed with backend = \"pcap\" "
                            "(allowed: 1)")
+    _check_accounts(where, cap)
     return Config(sections=sections, source=source)
 
 
 _REPR = reprlib.Repr()
 _REPR.maxlevel, _REPR.maxstring, _REPR.maxother, _REPR.maxlist = 3, 57, 57, 6
+
+
+def _check_accounts(where: str, cap: dict[str, Any]) -> None:
+    """The writer's user and the readers' group must exist here (the writer looks them up too)."""
+    import grp
+    import pwd
+
+    for key, kind, lookup in (("user", "user", pwd.getpwnam), ("readers_group", "group", grp.getgrnam)):
+        if not cap[key]:
+            continue
+        try:
+            lookup(cap[key])
+        except KeyError:
+            raise _fail(where, f"[capture] {key} = \"{cap[key]}\" is not a {kind} of this machine "
+                               f"(allowed: an existing {kind}, or \"\")") from None
 
 
 def _show(value: Any) -> str:

@@ -22,7 +22,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from appliance import __version__, watchdogs
+from appliance import __version__, spoolperm, watchdogs
 from appliance import config as config_mod
 from appliance import status as status_mod
 from appliance.catalog import on_writer_record as catalog_file_closed
@@ -59,6 +59,8 @@ def describe_exit(result: RunResult) -> str:
             how = f"killed by {signal.Signals(-code).name}"
         except ValueError:
             how = f"killed by signal {-code}"
+        if -code == signal.SIGSYS:  # the kernel's answer to a call outside sandbox.c's allow-list
+            how += " (a system call outside its seccomp allow-list)"
     else:
         how = f"exited with status {code}"
     tail = f": {result.stderr_tail[-1]}" if result.stderr_tail else ""
@@ -116,7 +118,7 @@ class Supervisor:
         """Everything that must hold before a writer starts; each failure is one SluiceError line."""
         spool = self.cfg.spool
         try:
-            self.cfg.capture_dir.mkdir(parents=True, exist_ok=True)
+            spoolperm.prepare_capture_dir(self.cfg)
         except OSError as exc:
             raise SluiceError(f"spool {spool}: cannot create {self.cfg.capture_dir}: {exc.strerror}", 2) from None
         _free, _size, _inodes, read_only = disk_wd.statvfs(spool)
@@ -443,8 +445,10 @@ class Supervisor:
             for slot in self.slots.values():
                 slot.proc.cfg = new
             return
-        if new.spool != old.spool or new.host != old.host:
-            new.capture_dir.mkdir(parents=True, exist_ok=True)
+        if new.spool != old.spool or new.host != old.host or new.sections["capture"]["user"] != \
+                old.sections["capture"]["user"] or new.sections["capture"]["readers_group"] != \
+                old.sections["capture"]["readers_group"]:
+            spoolperm.prepare_capture_dir(new)
             self.journal.close()
             self.journal = Journal(new.journal_path)
             self.stats_log.close()
@@ -494,6 +498,7 @@ def write_state(path: Path, snapshot: dict[str, Any]) -> None:
 
 
 def supervise(config_path: str) -> int:
+    os.umask(spoolperm.UMASK)  # the journal, status and catalog: nothing for others, as the captures
     cfg = config_mod.load(config_path)
     sup = Supervisor(cfg, config_path)
     sup.install_signal_handlers()

@@ -55,7 +55,9 @@
 #include "log.h"
 #include "naming.h"
 #include "opts.h"
+#include "privdrop.h"
 #include "recover.h"
+#include "sandbox.h"
 #include "source.h"
 #include "stats.h"
 #include "worker.h"
@@ -103,6 +105,7 @@ struct run {
     char label[64];
     char description[512];
     char userappl[320];
+    struct privdrop priv;
 };
 
 static void emit_stats(struct run *r, const char *type)
@@ -171,7 +174,7 @@ static int take_writer_lock(struct run *r, char *err, size_t errlen)
     int logged = 0;
     for (;;) {
         if (r->lock_fd < 0)
-            r->lock_fd = open(r->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+            r->lock_fd = open(r->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
         if (r->lock_fd < 0) {
             snprintf(err, errlen, "%.900s: %s", r->lock_path, strerror(errno));
             return 1;
@@ -220,7 +223,8 @@ static void release_writer_lock(struct run *r)
 
 /* The order matters: the socket is bound (and the kernel starts filling the ring) only once
  * everything slow is done (recovery, prefaulting the staging buffers), so that the capture
- * threads start draining the ring moments after it starts to fill. */
+ * threads start draining the ring moments after it starts to fill. Privileges go right after
+ * the socket (privdrop.h), the system calls once every thread runs (sandbox.h). */
 static int setup(struct run *r, char *err, size_t errlen)
 {
     const struct capture_opts *o = r->o;
@@ -243,19 +247,24 @@ static int setup(struct run *r, char *err, size_t errlen)
         r->st.ring_bytes = (uint64_t)o->ring_bytes * o->workers;
         r->st.link_bps = source_link_bps(o->iface);
     }
-    uint64_t step = 64u << 20;
-    if (o->rotate_size && o->rotate_size < step)
-        step = (o->rotate_size + BLOCK_ALIGN * 2 - 1) / BLOCK_ALIGN * BLOCK_ALIGN;
-    struct diskwriter_cfg dc = {o->io, o->compress_level, step, o->writer_cpu};
-    r->dw = diskwriter_start(&dc, r->q, &r->st, err, errlen);
-    if (r->dw == NULL)
-        return o->writer_cpu >= 0 ? 2 : 1;
     if (stop_pending())
         return 1;
     r->src = (o->read_file || o->backend == BACKEND_PCAP) ? source_pcap_open(o, err, errlen)
                                                           : source_afpacket_open(o, err, errlen);
     if (r->src == NULL)
         return 2;
+    /* Everything that needed root is open: from here on no capability (and --user), before
+     * any thread starts, since capabilities belong to each thread. */
+    if (privdrop_apply(&r->priv, o->user, o->dir, err, errlen) != 0)
+        return 2;
+    uint64_t step = 64u << 20;
+    if (o->rotate_size && o->rotate_size < step)
+        step = (o->rotate_size + BLOCK_ALIGN * 2 - 1) / BLOCK_ALIGN * BLOCK_ALIGN;
+    struct diskwriter_cfg dc = {o->io, o->compress_level, step, o->writer_cpu,
+                                r->priv.has_group ? (int)r->priv.readers : -1};
+    r->dw = diskwriter_start(&dc, r->q, &r->st, err, errlen);
+    if (r->dw == NULL)
+        return o->writer_cpu >= 0 ? 2 : 1;
     snprintf(r->description, sizeof r->description, "host %s; snaplen %u%s%s", o->host,
              o->snaplen, o->slice_header ? "; slice header" : "", r->src->ts_note[0] ? "; " : "");
     strncat(r->description, r->src->ts_note, sizeof r->description - strlen(r->description) - 1);
@@ -305,6 +314,9 @@ static int setup(struct run *r, char *err, size_t errlen)
             return w->cpu >= 0 ? 2 : 1;
         }
     }
+    /* Every thread runs: from here on only the system calls of the steady state. */
+    if (!o->no_seccomp && sandbox_install(err, errlen) != 0)
+        return 1;
     return 0;
 }
 
@@ -364,6 +376,11 @@ int main(int argc, char **argv)
     iface_label(&o, r.label, sizeof r.label);
     stats_init(&r.st, o.iface ? o.iface : r.label, stdout);
     err[0] = '\0';
+    if (privdrop_resolve(o.user, o.group, &r.priv, err, sizeof err) != 0) {
+        log_error("%s", err);
+        free(o.filter_buf);
+        return 2;
+    }
     int rc = setup(&r, err, sizeof err);
     if (rc != 0) {
         if (stop_pending()) /* SIGTERM during start-up: a clean stop, nothing to report */
