@@ -362,6 +362,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "listen": Key("127.0.0.1:9750", _listen,
                       "ADDRESS:PORT with an IPv4/IPv6 address (IPv6 in brackets), e.g. 127.0.0.1:9750",
                       "where /metrics is served; port 0 picks a free port"),
+        "web_config": Key("", _string, "a path to a web-config YAML file (empty = plain HTTP, no auth)",
+                          "TLS certificate and basic-auth users (bcrypt) in the Prometheus exporters' "
+                          "web-config format (docs/privacy.md)"),
     },
     "retention": {
         "min_free": Key("10%", _floor, "a percentage such as \"10%\" (0..<100) or a size such as \"50G\"",
@@ -618,6 +621,10 @@ def validate(data: dict[str, Any], source: str = "") -> Config:
         raise _fail(where, f"[capture] workers = {cap['workers']} is not allowed with backend = \"pcap\" "
                            "(allowed: 1)")
     _check_accounts(where, cap)
+    if sections["metrics"]["web_config"]:
+        from appliance import webconfig
+
+        webconfig.load(sections["metrics"]["web_config"])  # one line naming the file's problem
     return Config(sections=sections, source=source)
 
 

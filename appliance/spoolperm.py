@@ -11,6 +11,7 @@ from __future__ import annotations
 import grp
 import os
 import pwd
+import stat
 from pathlib import Path
 
 from appliance.config import Config
@@ -38,5 +39,7 @@ def _own(path: Path, uid: int, gid: int) -> None:
     st = path.stat()
     if (uid != -1 and st.st_uid != uid) or (gid != -1 and st.st_gid != gid):
         os.chown(path, uid, gid)
-    if st.st_mode & 0o7777 != SPOOL_DIR_MODE and os.geteuid() in (0, st.st_uid):
-        os.chmod(path, SPOOL_DIR_MODE)
+    # the set-group-id bit of a spool made by the provisioning (2750) stays: new folders inherit
+    want = SPOOL_DIR_MODE | (st.st_mode & stat.S_ISGID)
+    if st.st_mode & 0o7777 != want and os.geteuid() in (0, st.st_uid):
+        os.chmod(path, want)

@@ -22,7 +22,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from appliance import __version__, spoolperm, watchdogs
+from appliance import __version__, spoolperm, watchdogs, webconfig
 from appliance import config as config_mod
 from appliance import status as status_mod
 from appliance.catalog import on_writer_record as catalog_file_closed
@@ -131,12 +131,16 @@ class Supervisor:
 
     def _start_metrics(self) -> None:
         host, port = self.cfg.metrics.listen
+        web_path = self.cfg.get("metrics", "web_config")
+        web = webconfig.load(web_path) if web_path else None
         self.metrics = MetricsServer(self.snapshot)
         try:
-            bound = self.metrics.start(host, port)
+            bound = self.metrics.start(host, port, web)
         except OSError as exc:
             raise SluiceError(f"metrics listen {host}:{port}: cannot bind: {exc.strerror or exc}", 2) from None
-        log.info("metrics on http://%s:%d/metrics", host if ":" not in host else f"[{host}]", bound)
+        log.info("metrics on %s://%s:%d/metrics%s", "https" if web and web.tls else "http",
+                 host if ":" not in host else f"[{host}]", bound,
+                 f" ({len(web.users)} basic-auth users)" if web and web.users else "")
 
     def _make_slot(self, ifname: str) -> WriterSlot:
         return WriterSlot(WriterProcess(self.cfg, ifname, self.binary, on_record=self._on_record))

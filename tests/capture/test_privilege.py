@@ -159,3 +159,26 @@ def test_the_supervisor_reports_and_restarts_a_writer_killed_by_seccomp(
         assert stat.S_IMODE(d.stat().st_mode) == 0o750 and d.stat().st_gid == gid, d
     assert host_dir.stat().st_uid == pwd.getpwnam(USER).pw_uid
     assert_readers_only(capture_files(spool))
+
+
+def test_sluice_pcap_and_extract_outputs_are_0640_whatever_the_umask(tmp_path: Path) -> None:
+    import struct
+
+    from appliance import extract
+    from tests.conftest import SLUICE_PCAP
+
+    frame = bytes.fromhex("02aabbccdd02" "02aabbccdd01" "88b5") + b"\x55" * 50
+    source = tmp_path / "in.pcap"
+    source.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
+                       + struct.pack("<IIII", 1, 0, len(frame), len(frame)) + frame)
+    out = tmp_path / "out.pcapng"
+    old = os.umask(0)
+    try:
+        p = subprocess.run([str(SLUICE_PCAP), "convert", str(source), str(out)], capture_output=True, text=True,
+                           timeout=30)
+        extract._write_empty(str(tmp_path / "empty.pcapng"), "pcapng")
+    finally:
+        os.umask(old)
+    assert p.returncode == 0, p.stderr
+    assert stat.S_IMODE(out.stat().st_mode) == 0o640
+    assert stat.S_IMODE((tmp_path / "empty.pcapng").stat().st_mode) == 0o640
