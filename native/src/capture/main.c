@@ -50,6 +50,7 @@
 #include "assembler.h"
 #include "blockq.h"
 #include "clock.h"
+#include "cryptopan.h"
 #include "diskwriter.h"
 #include "filter.h"
 #include "log.h"
@@ -106,6 +107,10 @@ struct run {
     char description[512];
     char userappl[320];
     struct privdrop priv;
+    int anonymize;              /* --anonymize: key read, workers each get a cipher */
+    uint8_t key[CP_KEY_LEN];    /* wiped once every worker has its cipher */
+    char key_id[24];
+    char shb_comment[128];
 };
 
 static void emit_stats(struct run *r, const char *type)
@@ -265,8 +270,14 @@ static int setup(struct run *r, char *err, size_t errlen)
     r->dw = diskwriter_start(&dc, r->q, &r->st, err, errlen);
     if (r->dw == NULL)
         return o->writer_cpu >= 0 ? 2 : 1;
-    snprintf(r->description, sizeof r->description, "host %s; snaplen %u%s%s", o->host,
-             o->snaplen, o->slice_header ? "; slice header" : "", r->src->ts_note[0] ? "; " : "");
+    char anon_note[96] = "";
+    if (r->anonymize) {
+        snprintf(anon_note, sizeof anon_note, "; addresses anonymised (Crypto-PAn, key id %s)", r->key_id);
+        snprintf(r->shb_comment, sizeof r->shb_comment,
+                 "anonymised at capture by sluice-capture (Crypto-PAn, key id %s)", r->key_id);
+    }
+    snprintf(r->description, sizeof r->description, "host %s; snaplen %u%s%s%s", o->host,
+             o->snaplen, o->slice_header ? "; slice header" : "", anon_note, r->src->ts_note[0] ? "; " : "");
     strncat(r->description, r->src->ts_note, sizeof r->description - strlen(r->description) - 1);
     snprintf(r->userappl, sizeof r->userappl, "sluice-capture %s (host %s)", VERSION, o->host);
     struct assembler_cfg ac = {
@@ -281,6 +292,8 @@ static int setup(struct run *r, char *err, size_t errlen)
         .filter = o->filter,
         .description = r->description,
         .userappl = r->userappl,
+        .shb_comment = r->anonymize ? r->shb_comment : NULL,
+        .key_id = r->anonymize ? r->key_id : NULL,
         .capture_start_ns = wall_ns(),
         .counters = isb_counters_of,
         .counters_ctx = r->src,
@@ -303,6 +316,16 @@ static int setup(struct run *r, char *err, size_t errlen)
         w->asm_ = r->asm_;
         w->st = &r->st;
         w->slice = (struct slice_cfg){o->snaplen, o->slice_header, r->src->linktype};
+        w->linktype = (uint16_t)r->src->linktype;
+        if (r->anonymize) {
+            w->anon_buf = malloc(SNAPLEN_MAX + 64); /* the largest frame a source delivers */
+            w->anon.cp = w->anon_buf ? cp_new(r->key, err, errlen) : NULL;
+            if (w->anon.cp == NULL) {
+                if (w->anon_buf == NULL)
+                    snprintf(err, errlen, "out of memory");
+                return 1; /* no capture thread started without its cipher */
+            }
+        }
         w->stop = &r->stop;
         int rc = worker_start(w);
         if (rc != 0) {
@@ -314,6 +337,7 @@ static int setup(struct run *r, char *err, size_t errlen)
             return w->cpu >= 0 ? 2 : 1;
         }
     }
+    memset(r->key, 0, sizeof r->key); /* every worker has its cipher: the key itself goes */
     /* Every thread runs: from here on only the system calls of the steady state. */
     if (!o->no_seccomp && sandbox_install(err, errlen) != 0)
         return 1;
@@ -381,6 +405,17 @@ int main(int argc, char **argv)
         free(o.filter_buf);
         return 2;
     }
+    /* The key is read now, before anything is captured (a bad key: nothing in clear on disk)
+     * and before the privileges go (it is readable by its owner only, root on a box). */
+    if (o.anonymize_key != NULL) {
+        if (cp_read_key_file(o.anonymize_key, r.key, err, sizeof err) != 0) {
+            log_error("--anonymize: %s", err);
+            free(o.filter_buf);
+            return 2;
+        }
+        cp_key_id(r.key, r.key_id);
+        r.anonymize = 1;
+    }
     int rc = setup(&r, err, sizeof err);
     if (rc != 0) {
         if (stop_pending()) /* SIGTERM during start-up: a clean stop, nothing to report */
@@ -413,9 +448,14 @@ int main(int argc, char **argv)
     if (r.src)
         emit_stats(&r, "final");
     assembler_destroy(r.asm_);
+    for (unsigned i = 0; r.workers && i < r.src->workers; i++) {
+        cp_free(r.workers[i].anon.cp);
+        free(r.workers[i].anon_buf);
+    }
     source_close(r.src);
     blockq_destroy(r.q);
     free(r.workers);
+    memset(r.key, 0, sizeof r.key);
     release_writer_lock(&r);
     free(o.filter_buf);
     return rc;
