@@ -358,6 +358,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
                             "time a writer gets to close its files after SIGTERM before SIGKILL"),
         "state_interval": Key(1.0, _seconds(0.1, 60), "seconds 0.1..60", "how often status.json is rewritten"),
     },
+    "privacy": {
+        "anonymize_key": Key("", _string, "a path to a 32-byte Crypto-PAn key file (empty = off)",
+                             "the writers anonymise every IPv4/IPv6 address before it reaches the disk "
+                             "(sluice-capture --anonymize; the file readable by its owner only)"),
+    },
     "metrics": {
         "listen": Key("127.0.0.1:9750", _listen,
                       "ADDRESS:PORT with an IPv4/IPv6 address (IPv6 in brackets), e.g. 127.0.0.1:9750",

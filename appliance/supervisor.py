@@ -438,7 +438,7 @@ class Supervisor:
         log.info("config reloaded: %s", ", ".join(changed) or "no change")
         if any(c.startswith("metrics.") for c in changed):
             log.warning("metrics.listen changes take effect at the next start")
-        writer_keys = [c for c in changed if c.startswith("capture.") or c == "supervisor.stats_interval"]
+        writer_keys = [c for c in changed if c.startswith(("capture.", "privacy.")) or c == "supervisor.stats_interval"]
         old = self.cfg
         self.cfg = new
         self.binary = binary

@@ -76,6 +76,8 @@ def writer_argv(cfg: Config, interface: str, binary: str, cpus: list[int] | None
         argv += ["--user", cap["user"]]
     if cap["readers_group"]:
         argv += ["--group", cap["readers_group"]]
+    if cfg.get("privacy", "anonymize_key"):
+        argv += ["--anonymize", cfg.get("privacy", "anonymize_key")]
     return argv
 
 
