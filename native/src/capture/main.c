@@ -12,9 +12,11 @@
  *     each packet to the worker's callback, in place (no copy). Why one block per call: the
  *     worker holds the assembler's lock for one block only, and a source never blocks once
  *     it has delivered (source.h).
- *  3. Per-packet stage (worker.c on_packet -> slice.c slice_keep). Decides how many bytes of
- *     the packet are kept (snaplen, --slice header). Why here: the only place that sees every
- *     packet before it is written; anonymisation plugs in here.
+ *  3. Per-packet stage (worker.c on_packet -> slice.c slice_keep, then with --anonymize
+ *     src/common/anonframe.h in a copy of the frame). Decides how many bytes of the packet are
+ *     kept (snaplen, --slice header) and rewrites every address with Crypto-PAn. Why here: the
+ *     only place that sees every packet before it is written, so no clear address reaches a
+ *     staging block.
  *  4. Block assembler (assembler.c assembler_add_locked). Encodes the record (pcapng EPB or
  *     pcap, nanosecond stamps, src/common/pcapenc.h) straight into a page-aligned staging
  *     block of the blockq, rotates files by size or wall-clock time and writes the ISB at
@@ -33,8 +35,10 @@
  *  7. Stats channel (stats.c). main emits one JSON line per --stats-interval on stdout,
  *     scheduled on the monotonic clock (clock.h); the disk writer emits a line per closed file.
  *
- * main owns start-up (options, recovery, memory, threads pinned with --cpus/--writer-cpu),
- * signals (blocked in every thread, taken here only), the stats period, and the clean stop. */
+ * main owns start-up (options, the anonymisation key, recovery, memory, the sockets, then the
+ * privilege drop (privdrop.h), threads pinned with --cpus/--writer-cpu, then the seccomp filter
+ * (sandbox.h)), signals (blocked in every thread, taken here only), the stats period, and the
+ * clean stop. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
