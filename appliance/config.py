@@ -625,11 +625,6 @@ def validate(data: dict[str, Any], source: str = "") -> Config:
     if cap["backend"] == "pcap" and cap["workers"] != 1:
         raise _fail(where, f"[capture] workers = {cap['workers']} is not allowed with backend = \"pcap\" "
                            "(allowed: 1)")
-    _check_accounts(where, cap)
-    if sections["metrics"]["web_config"]:
-        from appliance import webconfig
-
-        webconfig.load(sections["metrics"]["web_config"])  # one line naming the file's problem
     return Config(sections=sections, source=source)
 
 
@@ -637,11 +632,15 @@ _REPR = reprlib.Repr()
 _REPR.maxlevel, _REPR.maxstring, _REPR.maxother, _REPR.maxlist = 3, 57, 57, 6
 
 
-def _check_accounts(where: str, cap: dict[str, Any]) -> None:
-    """The writer's user and the readers' group must exist here (the writer looks them up too)."""
+def check_on_this_machine(cfg: Config) -> None:
+    """What only the box itself can check (`sluice config check` and the supervisor's start; not
+    `load`, which a controller also runs on a box's file): the writer's user and the readers'
+    group exist here (the writer looks them up too), the metrics web config and its files load."""
     import grp
     import pwd
 
+    where = cfg.source or "<text>"
+    cap = cfg.sections["capture"]
     for key, kind, lookup in (("user", "user", pwd.getpwnam), ("readers_group", "group", grp.getgrnam)):
         if not cap[key]:
             continue
@@ -650,6 +649,10 @@ def _check_accounts(where: str, cap: dict[str, Any]) -> None:
         except KeyError:
             raise _fail(where, f"[capture] {key} = \"{cap[key]}\" is not a {kind} of this machine "
                                f"(allowed: an existing {kind}, or \"\")") from None
+    if cfg.get("metrics", "web_config"):
+        from appliance import webconfig
+
+        webconfig.load(cfg.get("metrics", "web_config"))  # one line naming the file's problem
 
 
 def _show(value: Any) -> str:

@@ -417,6 +417,7 @@ class Supervisor:
             return
         try:
             new = config_mod.load(self.config_path)
+            config_mod.check_on_this_machine(new)
         except Exception as exc:  # noqa: BLE001 (boundary: no config file may stop the capture)
             error = str(exc) if isinstance(exc, SluiceError) else \
                 f"config {self.config_path}: cannot be read: {exc.__class__.__name__}"
@@ -504,6 +505,7 @@ def write_state(path: Path, snapshot: dict[str, Any]) -> None:
 def supervise(config_path: str) -> int:
     os.umask(spoolperm.UMASK)  # the journal, status and catalog: nothing for others, as the captures
     cfg = config_mod.load(config_path)
+    config_mod.check_on_this_machine(cfg)
     sup = Supervisor(cfg, config_path)
     sup.install_signal_handlers()
     return sup.run()
