@@ -452,10 +452,15 @@ int main(int argc, char **argv)
     if (r.src)
         emit_stats(&r, "final");
     assembler_destroy(r.asm_);
+    uint64_t left_out = 0;
     for (unsigned i = 0; r.workers && i < r.src->workers; i++) {
+        left_out += r.workers[i].anon_left_out;
         cp_free(r.workers[i].anon.cp);
         free(r.workers[i].anon_buf);
     }
+    if (left_out)
+        log_warning("--anonymize: %llu packets left out: the walk could not parse them to their addresses",
+                    (unsigned long long)left_out);
     source_close(r.src);
     blockq_destroy(r.q);
     free(r.workers);

@@ -21,6 +21,10 @@ static void on_packet(void *ctx, const struct packet *p)
         anonymised = *p;
         anonymised.data = w->anon_buf;
         keep = anonframe_rewrite(&w->anon, w->linktype, w->anon_buf, keep);
+        if (w->anon.bad) { /* it may hold an address the walk cannot see: left out, as sluice-pcap */
+            w->anon_left_out++;
+            return;
+        }
         p = &anonymised;
     }
     /* locked at the first packet of a batch: a source never blocks once it has delivered */

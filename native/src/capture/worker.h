@@ -29,6 +29,7 @@ struct worker {
     struct anonframe anon;   /* --anonymize: this thread's own walk and cipher (anon.cp NULL: off) */
     uint16_t linktype;
     uint8_t *anon_buf;       /* the frame being anonymised (the ring's copy stays as it was) */
+    uint64_t anon_left_out;  /* frames the walk could not parse: never written */
 };
 
 /* 0, or an errno (EINVAL: no such CPU) */
