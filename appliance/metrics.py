@@ -23,10 +23,9 @@ from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import ThreadingWSGIServer, make_wsgi_app, start_http_server
 
-from appliance.webconfig import WebConfig
-
 from appliance.snapshot import Snapshot, WriterSnapshot
 from appliance.watchdogs import Family, load_all
+from appliance.webconfig import WebConfig
 
 
 def _num(value: float | None, none: float = math.inf) -> float:
