@@ -436,6 +436,8 @@ class CaptureSection:
     backend: str
     host: str
     binary: str
+    user: str
+    readers_group: str
 
 
 @dataclass(frozen=True)
@@ -453,6 +455,12 @@ class SupervisorSection:
 @dataclass(frozen=True)
 class MetricsSection:
     listen: tuple[str, int]
+    web_config: str
+
+
+@dataclass(frozen=True)
+class PrivacySection:
+    anonymize_key: str
 
 
 @dataclass(frozen=True)
@@ -495,7 +503,8 @@ class PipelineSection:
 
 SECTION_TYPES: dict[str, type] = {"capture": CaptureSection, "supervisor": SupervisorSection,
                                   "metrics": MetricsSection, "retention": RetentionSection,
-                                  "watchdogs": WatchdogsSection, "nic": NicSection, "pipeline": PipelineSection}
+                                  "watchdogs": WatchdogsSection, "nic": NicSection, "pipeline": PipelineSection,
+                                  "privacy": PrivacySection}
 
 
 def _section(name: str, values: dict[str, Any]) -> Any:
@@ -539,6 +548,10 @@ class Config:
     @property
     def nic(self) -> NicSection:
         return _section("nic", self.sections["nic"])  # type: ignore[no-any-return]
+
+    @property
+    def privacy(self) -> PrivacySection:
+        return _section("privacy", self.sections["privacy"])  # type: ignore[no-any-return]
 
     @property
     def pipeline(self) -> PipelineSection:
