@@ -215,6 +215,16 @@ def _host(v: Any) -> str:
     return v
 
 
+# Empty or a user/group name as useradd accepts it.
+_ACCOUNT_RE = re.compile(r"^(?:[a-z_][a-z0-9_-]{0,31})?$")
+
+
+def _account(v: Any) -> str:
+    if not isinstance(v, str) or not _ACCOUNT_RE.fullmatch(v):
+        raise ValueError
+    return v
+
+
 def _floor(v: Any) -> FreeFloor:
     if isinstance(v, bool) or not isinstance(v, str | int):
         raise ValueError
@@ -325,6 +335,12 @@ SCHEMA: dict[str, dict[str, Key]] = {
                     "host name in file names, the pcapng SHB and the spool subdirectory"),
         "binary": Key("", _string, "a path to sluice-capture (empty = find it)",
                       "the writer program; empty: $SLUICE_CAPTURE, native/build, then PATH"),
+        "user": Key("", _account, "a user name of this machine (empty = the supervisor's own user)",
+                    "the writer runs as this user once its sockets and rings are open (a supervisor "
+                    "started as root); every capability is dropped after start-up in any case"),
+        "readers_group": Key("", _account, "a group name of this machine (empty = none)",
+                             "capture folders 0750 and files 0640 owned by this group: its members "
+                             "read captures, nobody else does"),
     },
     "supervisor": {
         "stats_interval": Key(1.0, _seconds(0.05, 60), "seconds 0.05..60", "period of the writers' stats lines"),
@@ -342,10 +358,18 @@ SCHEMA: dict[str, dict[str, Key]] = {
                             "time a writer gets to close its files after SIGTERM before SIGKILL"),
         "state_interval": Key(1.0, _seconds(0.1, 60), "seconds 0.1..60", "how often status.json is rewritten"),
     },
+    "privacy": {
+        "anonymize_key": Key("", _string, "a path to a 32-byte Crypto-PAn key file (empty = off)",
+                             "the writers anonymise every IPv4/IPv6 address before it reaches the disk "
+                             "(sluice-capture --anonymize; the file readable by its owner only)"),
+    },
     "metrics": {
         "listen": Key("127.0.0.1:9750", _listen,
                       "ADDRESS:PORT with an IPv4/IPv6 address (IPv6 in brackets), e.g. 127.0.0.1:9750",
                       "where /metrics is served; port 0 picks a free port"),
+        "web_config": Key("", _string, "a path to a web-config YAML file (empty = plain HTTP, no auth)",
+                          "TLS certificate and basic-auth users (bcrypt) in the Prometheus exporters' "
+                          "web-config format (docs/privacy.md)"),
     },
     "retention": {
         "min_free": Key("10%", _floor, "a percentage such as \"10%\" (0..<100) or a size such as \"50G\"",
@@ -441,6 +465,8 @@ class CaptureSection:
     backend: str
     host: str
     binary: str
+    user: str
+    readers_group: str
 
 
 @dataclass(frozen=True)
@@ -458,6 +484,12 @@ class SupervisorSection:
 @dataclass(frozen=True)
 class MetricsSection:
     listen: tuple[str, int]
+    web_config: str
+
+
+@dataclass(frozen=True)
+class PrivacySection:
+    anonymize_key: str
 
 
 @dataclass(frozen=True)
@@ -500,7 +532,8 @@ class PipelineSection:
 
 SECTION_TYPES: dict[str, type] = {"capture": CaptureSection, "supervisor": SupervisorSection,
                                   "metrics": MetricsSection, "retention": RetentionSection,
-                                  "watchdogs": WatchdogsSection, "nic": NicSection, "pipeline": PipelineSection}
+                                  "watchdogs": WatchdogsSection, "nic": NicSection, "pipeline": PipelineSection,
+                                  "privacy": PrivacySection}
 
 
 def _section(name: str, values: dict[str, Any]) -> Any:
@@ -544,6 +577,10 @@ class Config:
     @property
     def nic(self) -> NicSection:
         return _section("nic", self.sections["nic"])  # type: ignore[no-any-return]
+
+    @property
+    def privacy(self) -> PrivacySection:
+        return _section("privacy", self.sections["privacy"])  # type: ignore[no-any-return]
 
     @property
     def pipeline(self) -> PipelineSection:
@@ -635,6 +672,29 @@ def validate(data: dict[str, Any], source: str = "") -> Config:
 
 _REPR = reprlib.Repr()
 _REPR.maxlevel, _REPR.maxstring, _REPR.maxother, _REPR.maxlist = 3, 57, 57, 6
+
+
+def check_on_this_machine(cfg: Config) -> None:
+    """What only the box itself can check (`sluice config check` and the supervisor's start; not
+    `load`, which a controller also runs on a box's file): the writer's user and the readers'
+    group exist here (the writer looks them up too), the metrics web config and its files load."""
+    import grp
+    import pwd
+
+    where = cfg.source or "<text>"
+    cap = cfg.sections["capture"]
+    for key, kind, lookup in (("user", "user", pwd.getpwnam), ("readers_group", "group", grp.getgrnam)):
+        if not cap[key]:
+            continue
+        try:
+            lookup(cap[key])
+        except KeyError:
+            raise _fail(where, f"[capture] {key} = \"{cap[key]}\" is not a {kind} of this machine "
+                               f"(allowed: an existing {kind}, or \"\")") from None
+    if cfg.get("metrics", "web_config"):
+        from appliance import webconfig
+
+        webconfig.load(cfg.get("metrics", "web_config"))  # one line naming the file's problem
 
 
 def _show(value: Any) -> str:

@@ -13,16 +13,19 @@ The HTTP server is prometheus-client's own.
 from __future__ import annotations
 
 import math
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.exposition import start_http_server
+from prometheus_client.exposition import ThreadingWSGIServer, make_wsgi_app, start_http_server
 
 from appliance.snapshot import Snapshot, WriterSnapshot
 from appliance.watchdogs import Family, load_all
+from appliance.webconfig import WebConfig
 
 
 def _num(value: float | None, none: float = math.inf) -> float:
@@ -132,8 +135,25 @@ class SnapshotCollector:
         return []  # unchecked collector: families are known only at scrape time
 
 
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        pass
+
+
+def _with_basic_auth(app: Any, web: WebConfig) -> Any:
+    """The WSGI app behind basic auth: 401 with a challenge unless a configured user signs in."""
+    def guarded(environ: dict[str, Any], start_response: Any) -> Any:
+        if web.authorized(environ.get("HTTP_AUTHORIZATION")):
+            return app(environ, start_response)
+        start_response("401 Unauthorized", [("WWW-Authenticate", 'Basic realm="sluice"'),
+                                            ("Content-Type", "text/plain; charset=utf-8")])
+        return [b"Unauthorized\n"]
+    return guarded
+
+
 class MetricsServer:
-    """/metrics on the configured address, served by prometheus-client on its own thread."""
+    """/metrics on the configured address, served by prometheus-client on its own thread; with a
+    web config (appliance/webconfig.py), over TLS and/or behind basic auth."""
 
     def __init__(self, provider: Callable[[], Snapshot]) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
@@ -143,10 +163,28 @@ class MetricsServer:
         self._thread: threading.Thread | None = None
         self.port = 0
 
-    def start(self, host: str, port: int) -> int:
-        self._server, self._thread = start_http_server(port, addr=host, registry=self.registry)
+    def start(self, host: str, port: int, web: WebConfig | None = None) -> int:
+        if web is None:
+            self._server, self._thread = start_http_server(port, addr=host, registry=self.registry)
+        else:
+            self._server, self._thread = self._start_guarded(host, port, web)
         self.port = int(self._server.server_address[1])
         return self.port
+
+    def _start_guarded(self, host: str, port: int, web: WebConfig) -> tuple[Any, threading.Thread]:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+
+        class Server(ThreadingWSGIServer):
+            address_family = family
+
+        server = make_server(host, port, _with_basic_auth(make_wsgi_app(self.registry), web), Server,
+                             handler_class=_QuietHandler)
+        ctx = web.ssl_context()
+        if ctx is not None:
+            server.socket = ctx.wrap_socket(server.socket, server_side=True)
+        thread = threading.Thread(target=server.serve_forever, name="metrics", daemon=True)
+        thread.start()
+        return server, thread
 
     def stop(self) -> None:
         if self._server is not None:

@@ -12,6 +12,7 @@ from appliance import status as status_mod
 
 def _config_check(args: argparse.Namespace) -> int:
     cfg = config_mod.load(args.file)
+    config_mod.check_on_this_machine(cfg)
     print(f"{args.file}: ok ({len(cfg.interfaces)} interface(s), spool {cfg.spool})")
     return 0
 

@@ -22,7 +22,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from appliance import __version__, watchdogs
+from appliance import __version__, spoolperm, watchdogs, webconfig
 from appliance import config as config_mod
 from appliance import status as status_mod
 from appliance.catalog import on_writer_record as catalog_file_closed
@@ -59,6 +59,8 @@ def describe_exit(result: RunResult) -> str:
             how = f"killed by {signal.Signals(-code).name}"
         except ValueError:
             how = f"killed by signal {-code}"
+        if -code == signal.SIGSYS:  # the kernel's answer to a call outside sandbox.c's allow-list
+            how += " (a system call outside its seccomp allow-list)"
     else:
         how = f"exited with status {code}"
     tail = f": {result.stderr_tail[-1]}" if result.stderr_tail else ""
@@ -116,7 +118,7 @@ class Supervisor:
         """Everything that must hold before a writer starts; each failure is one SluiceError line."""
         spool = self.cfg.spool
         try:
-            self.cfg.capture_dir.mkdir(parents=True, exist_ok=True)
+            spoolperm.prepare_capture_dir(self.cfg)
         except OSError as exc:
             raise SluiceError(f"spool {spool}: cannot create {self.cfg.capture_dir}: {exc.strerror}", 2) from None
         _free, _size, _inodes, read_only = disk_wd.statvfs(spool)
@@ -129,12 +131,16 @@ class Supervisor:
 
     def _start_metrics(self) -> None:
         host, port = self.cfg.metrics.listen
+        web_path = self.cfg.get("metrics", "web_config")
+        web = webconfig.load(web_path) if web_path else None
         self.metrics = MetricsServer(self.snapshot)
         try:
-            bound = self.metrics.start(host, port)
+            bound = self.metrics.start(host, port, web)
         except OSError as exc:
             raise SluiceError(f"metrics listen {host}:{port}: cannot bind: {exc.strerror or exc}", 2) from None
-        log.info("metrics on http://%s:%d/metrics", host if ":" not in host else f"[{host}]", bound)
+        log.info("metrics on %s://%s:%d/metrics%s", "https" if web and web.tls else "http",
+                 host if ":" not in host else f"[{host}]", bound,
+                 f" ({len(web.users)} basic-auth users)" if web and web.users else "")
 
     def _make_slot(self, ifname: str) -> WriterSlot:
         return WriterSlot(WriterProcess(self.cfg, ifname, self.binary, on_record=self._on_record))
@@ -411,6 +417,7 @@ class Supervisor:
             return
         try:
             new = config_mod.load(self.config_path)
+            config_mod.check_on_this_machine(new)
         except Exception as exc:  # noqa: BLE001 (boundary: no config file may stop the capture)
             error = str(exc) if isinstance(exc, SluiceError) else \
                 f"config {self.config_path}: cannot be read: {exc.__class__.__name__}"
@@ -432,7 +439,7 @@ class Supervisor:
         log.info("config reloaded: %s", ", ".join(changed) or "no change")
         if any(c.startswith("metrics.") for c in changed):
             log.warning("metrics.listen changes take effect at the next start")
-        writer_keys = [c for c in changed if c.startswith("capture.") or c == "supervisor.stats_interval"]
+        writer_keys = [c for c in changed if c.startswith(("capture.", "privacy.")) or c == "supervisor.stats_interval"]
         old = self.cfg
         self.cfg = new
         self.binary = binary
@@ -443,8 +450,10 @@ class Supervisor:
             for slot in self.slots.values():
                 slot.proc.cfg = new
             return
-        if new.spool != old.spool or new.host != old.host:
-            new.capture_dir.mkdir(parents=True, exist_ok=True)
+        if new.spool != old.spool or new.host != old.host or new.sections["capture"]["user"] != \
+                old.sections["capture"]["user"] or new.sections["capture"]["readers_group"] != \
+                old.sections["capture"]["readers_group"]:
+            spoolperm.prepare_capture_dir(new)
             self.journal.close()
             self.journal = Journal(new.journal_path)
             self.stats_log.close()
@@ -494,7 +503,9 @@ def write_state(path: Path, snapshot: dict[str, Any]) -> None:
 
 
 def supervise(config_path: str) -> int:
+    os.umask(spoolperm.UMASK)  # the journal, status and catalog: nothing for others, as the captures
     cfg = config_mod.load(config_path)
+    config_mod.check_on_this_machine(cfg)
     sup = Supervisor(cfg, config_path)
     sup.install_signal_handlers()
     return sup.run()

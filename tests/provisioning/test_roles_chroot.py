@@ -87,7 +87,7 @@ def test_config_renders_and_validates_with_sluice_itself(provisioned: Provisione
 
 def test_sluice_group_owns_the_spool_mount_point_setgid(provisioned: Provisioned) -> None:
     result = chroot(provisioned, "stat", "-c", "%U:%G %a", "/data/sluice")
-    assert result.stdout.strip() == "root:sluice 2750"
+    assert result.stdout.strip() == "sluice:sluice 2750"  # the supervisor's user writes it
     assert oct(in_root(provisioned, "/data").stat().st_mode & 0o7777) == "0o755"
 
 
@@ -122,6 +122,14 @@ def test_units_enabled_and_capture_spoilers_masked(provisioned: Provisioned) -> 
     assert "network-online.target" not in "".join(line for line in service.splitlines() if not line.startswith("#"))
     caps = next(line for line in service.splitlines() if line.startswith("CapabilityBoundingSet="))
     assert "CAP_NET_RAW" in caps and "CAP_SYS_ADMIN" not in caps
+    # Not root: the sluice user, the capabilities ambient (its writers drop them), no tuning.
+    assert "User=sluice" in service.splitlines() and "Group=sluice" in service.splitlines()
+    ambient = next(line for line in service.splitlines() if line.startswith("AmbientCapabilities="))
+    assert ambient.split("=", 1)[1] == caps.split("=", 1)[1] and "CAP_SYS_NICE" not in ambient
+    passwd = chroot(provisioned, "getent", "passwd", "sluice").stdout.split(":")
+    assert passwd[0] == "sluice" and passwd[2] != "0" and passwd[6].strip() == "/usr/sbin/nologin"
+    cfg = tomllib.loads(in_root(provisioned, "/etc/sluice/sluice.toml").read_text())
+    assert cfg["capture"]["readers_group"] == "sluice" and cfg["nic"]["tune"] is False
     # systemd itself accepts the units (offline, inside the tree).
     result = chroot(provisioned, "systemd-analyze", "verify", "--man=no",
                     "/etc/systemd/system/sluice-storage-setup.service",

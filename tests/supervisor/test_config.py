@@ -203,3 +203,15 @@ def test_the_example_config_has_every_key_with_its_default(capsys: pytest.Captur
             if (section, key) not in config.REQUIRED:
                 assert cfg.sections[section][key] == spec.check(spec.default), (section, key)
     assert config.loads(shipped, "example").interfaces == ["c0"]  # as shipped: the defaults apply
+
+
+def test_writer_argv_carries_user_readers_group_and_anonymize_key(tmp_path: Path) -> None:
+    from appliance.writer import writer_argv
+
+    cfg = config.loads(MINIMAL.replace("/data/sluice", str(tmp_path)) + '\n[privacy]\nanonymize_key = "/k"\n', "t")
+    cfg.sections["capture"].update(user="nobody", readers_group="nogroup")
+    argv = writer_argv(cfg, "c0", "/bin/sluice-capture")
+    assert argv[argv.index("--user") + 1] == "nobody" and argv[argv.index("--group") + 1] == "nogroup"
+    assert argv[argv.index("--anonymize") + 1] == "/k"
+    plain = writer_argv(config.loads(MINIMAL.replace("/data/sluice", str(tmp_path)), "t"), "c0", "/bin/sluice-capture")
+    assert not {"--user", "--group", "--anonymize"} & set(plain)

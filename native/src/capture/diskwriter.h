@@ -25,6 +25,7 @@ struct diskwriter_cfg {
     int compress_level;     /* 0 = plain */
     uint64_t prealloc_step; /* fallocate granularity */
     int cpu;                /* --writer-cpu, -1 = not pinned */
+    int readers_gid;        /* --group: files 0640 and folders 0750 of this group; -1 = none */
 };
 
 struct diskwriter;
