@@ -14,7 +14,7 @@ static const struct {
     {"repair", cmd_repair, "repair [opts] IN OUT               recover every packet that can be"},
     {"dedup", cmd_dedup, "dedup [--window T|--window-packets N] [--ignore-vlan] IN OUT"},
     {"merge", cmd_merge, "merge [--offset FILE=SECONDS] -o OUT IN...  by timestamp"},
-    {"flows", cmd_flows, "flows [--idle-timeout S] [--active-timeout S] --format csv|ipfix -o OUT IN..."},
+    {"flows", cmd_flows, "flows [--idle-timeout S] [--active-timeout S] [--format csv|ipfix] -o OUT IN..."},
     {"anonymize", cmd_anonymize, "anonymize --key-file KEY [--payload keep|drop] IN OUT"},
     {"convert", cmd_convert, "convert [--format F] [--precision us|ns] [--compress zstd|none] IN OUT"},
     {"index", cmd_index, "index [--positions OUT] FILE...    packets, times, drops, addresses, ports (JSON)"},
