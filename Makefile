@@ -67,6 +67,17 @@ lint: venv
 	shellcheck --severity=warning $(SHELL_SCRIPTS)
 
 # What provisioning/ installs on a box: wheels (Sluice + pinned deps) and native binaries.
+# The Debian package (docs/package.md): build/deb/sluice-appliance_VERSION_ARCH.deb and lintian's report.
+.PHONY: deb man
+deb: venv native
+	scripts/install-deps deps/apt/package.txt
+	packaging/build-deb
+
+# Man pages and bash completion from the programs' --help, into build/man, build/completion.
+man: venv native
+	$(VENV)/bin/python packaging/gendocs.py --out build --version $$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml) \
+	    --sluice $(SLUICE) --capture native/build/sluice-capture --pcap native/build/sluice-pcap
+
 .PHONY: provisioning-artifacts image image-test bundle image-update-test
 provisioning-artifacts: venv native
 	provisioning/build-artifacts
