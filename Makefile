@@ -66,7 +66,7 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	shellcheck --severity=warning $(SHELL_SCRIPTS)
 
-# What provisioning/ installs on a box: wheels (Sluice + pinned deps) and native binaries.
+# What provisioning/ installs on a box: the sluice-appliance package (and the wheels it was made of).
 # The Debian package (docs/package.md): build/deb/sluice-appliance_VERSION_ARCH.deb and lintian's report.
 .PHONY: deb man
 deb: venv native
@@ -79,8 +79,7 @@ man: venv native
 	    --sluice $(SLUICE) --capture native/build/sluice-capture --pcap native/build/sluice-pcap
 
 .PHONY: provisioning-artifacts image image-test bundle image-update-test
-provisioning-artifacts: venv native
-	provisioning/build-artifacts
+provisioning-artifacts: deb
 
 # Image-only packages (qemu, grub, mmdebstrap) are not in deps/apt: `make test` does not need them.
 image: provisioning-artifacts

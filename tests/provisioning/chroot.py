@@ -68,9 +68,11 @@ def unpack_tree(tarball: Path, dest: Path) -> Path:
 
 
 def build_artifacts() -> Path:
-    """Wheels and native binaries for capture_node, exactly as `make provisioning-artifacts`."""
-    subprocess.run([str(PROVISIONING / "build-artifacts"), str(ARTIFACTS)], check=True,
-                   stdout=subprocess.DEVNULL)
+    """The sluice-appliance package for capture_node (and the wheels and binaries it was made
+    of), as `make provisioning-artifacts`; not rebuilt when the tree did not change."""
+    subprocess.run(["flock", "/tmp/sluice-deb.lock", str(REPO / "packaging" / "build-deb")], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   env={**os.environ, "SLUICE_ARTIFACTS": str(ARTIFACTS)})
     return ARTIFACTS
 
 
