@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -37,7 +38,15 @@ def _counter(name: str, doc: str, labels: list[str] | None = None) -> CounterMet
     return CounterMetricFamily(name, doc, labels=labels or [])
 
 
-def writer_families(writers: list[dict[str, Any]]) -> list[Metric]:
+def _timestamp(now: float, age: Any) -> float:
+    """An event's Unix time from its age (Prometheus' guide: export when, not how long ago);
+    0 when it never happened."""
+    if age is None or math.isinf(float(age)):
+        return 0.0
+    return now - float(age)
+
+
+def writer_families(writers: list[dict[str, Any]], now: float) -> list[Metric]:
     counters = [
         ("sluice_capture_packets", "packets", "packets the writer received from the kernel ring"),
         ("sluice_capture_bytes", "bytes", "bytes (wire length) of those packets"),
@@ -60,7 +69,8 @@ def writer_families(writers: list[dict[str, Any]]) -> list[Metric]:
         "sluice_capture_burst_seconds": ("burst_seconds",
                                          "seconds of line rate the writer's ring and buffers hold (NaN: unknown)"),
         "sluice_writer_up": ("up", "1 while the writer runs and sends stats"),
-        "sluice_writer_newest_file_age_seconds": ("newest_file_age_seconds", "age of the newest closed file"),
+        "sluice_writer_newest_file_timestamp_seconds": ("newest_file_age_seconds",
+                                                        "Unix time the newest closed file was closed (0: none yet)"),
         "sluice_writer_disk_error": ("disk_error", "1 while the writer reports a disk error"),
     }
     gauge_fams = {name: _gauge(name, doc, ["interface"]) for name, (_k, doc) in gauges.items()}
@@ -74,11 +84,13 @@ def writer_families(writers: list[dict[str, Any]]) -> list[Metric]:
                 value = 1.0 if value else 0.0
             elif key == "burst_seconds" and value is None:
                 value = math.nan  # the link's speed is unknown
+            elif key == "newest_file_age_seconds":
+                value = _timestamp(now, value)
             gauge_fams[name].add_metric([w["interface"]], _num(value))
     return [*fams, restarts, *gauge_fams.values()]
 
 
-def disk_families(disk: dict[str, Any] | None) -> list[Metric]:
+def disk_families(disk: dict[str, Any] | None, now: float) -> list[Metric]:
     if not disk:
         return []
     spec = [
@@ -89,7 +101,8 @@ def disk_families(disk: dict[str, Any] | None) -> list[Metric]:
         ("sluice_disk_full_eta_seconds", "full_eta_seconds", "seconds until full at that rate"),
         ("sluice_disk_read_only", "read_only", "1 when the spool filesystem is read-only"),
         ("sluice_spool_files", "spool_files", "closed capture files in the spool"),
-        ("sluice_spool_oldest_file_age_seconds", "oldest_file_age_seconds", "age of the oldest capture file kept"),
+        ("sluice_spool_oldest_file_timestamp_seconds", "oldest_file_age_seconds",
+         "Unix time of the oldest capture file kept (0: none)"),
     ]
     fams: list[Metric] = []
     for name, key, doc in spec:
@@ -97,7 +110,9 @@ def disk_families(disk: dict[str, Any] | None) -> list[Metric]:
         value = disk.get(key)
         if isinstance(value, bool):
             value = float(value)
-        none = 0.0 if key == "oldest_file_age_seconds" else math.inf
+        if key == "oldest_file_age_seconds":
+            value = _timestamp(now, value)
+        none = math.inf
         fam.add_metric([disk["path"]], _num(value, none))
         fams.append(fam)
     return fams
@@ -145,7 +160,8 @@ def time_families(t: dict[str, Any] | None) -> list[Metric]:
 def nic_families(nics: list[dict[str, Any]]) -> list[Metric]:
     link = _gauge("sluice_nic_link_up", "1 when the interface is up with carrier", ["interface"])
     changes = _counter("sluice_nic_carrier_changes", "carrier changes seen by the kernel", ["interface"])
-    speed = _gauge("sluice_nic_speed_bits_per_second", "link speed (0 when unknown)", ["interface"])
+    speed = _gauge("sluice_nic_speed_bytes_per_second", "link speed in bytes (base unit) per second (0 when unknown)",
+                   ["interface"])
     rx = _counter("sluice_nic_rx_packets", "packets received by the NIC", ["interface"])
     missed = _counter("sluice_nic_rx_missed", "packets the NIC missed (no buffer)", ["interface"])
     dropped = _counter("sluice_nic_rx_dropped", "packets dropped by the driver/stack", ["interface"])
@@ -157,7 +173,7 @@ def nic_families(nics: list[dict[str, Any]]) -> list[Metric]:
         i = [n["interface"]]
         link.add_metric(i, 1.0 if n["link_up"] else 0.0)
         changes.add_metric(i, n["carrier_changes"])
-        speed.add_metric(i, n["speed_bps"])
+        speed.add_metric(i, n["speed_bps"] / 8)
         rx.add_metric(i, n["rx_packets"])
         missed.add_metric(i, n["rx_missed"])
         dropped.add_metric(i, n["rx_dropped"])
@@ -207,9 +223,9 @@ def update_families(u: dict[str, Any] | None) -> list[Metric]:
 
 def families(snapshot: Snapshot) -> list[Metric]:
     return [
-        *writer_families(snapshot.get("writers", [])),
+        *writer_families(snapshot.get("writers", []), float(snapshot.get("ts", time.time()))),
         *time_families(snapshot.get("time")),
-        *disk_families(snapshot.get("disk")),
+        *disk_families(snapshot.get("disk"), float(snapshot.get("ts", time.time()))),
         *raid_families(snapshot.get("raid", [])),
         *smart_families(snapshot.get("smart", [])),
         *nic_families(snapshot.get("nic", [])),

@@ -32,7 +32,7 @@ def test_a_site_config_changes_thresholds_and_runbook_links(tmp_path: Path) -> N
     assert proc.returncode == 0, proc.stderr
     text = out.read_text()
     assert "https://git.example.org" not in text and text.count("https://wiki.example.net/sluice/Sluice") >= 17
-    assert "sluice_spool_oldest_file_age_seconds < 30 * 86400" in text and "promised 30 days." in text
+    assert "time() - sluice_spool_oldest_file_timestamp_seconds < 30 * 86400" in text and "promised 30 days." in text
     assert "abs(sluice_time_offset_seconds) > 0.002" in text and "more than 2ms." in text
     assert "[1h], 12 * 3600)" in text and "within 12 hours" in text
     assert "@{" not in text
