@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
-from tests.provisioning.chroot import cached_tree_tarball, unpack_tree
+from tests.provisioning.chroot import cached_tree_tarball, read_package_list, unpack_tree
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -58,6 +58,15 @@ def test_package_holds_programs_units_man_pages_completion_and_monitoring(deb: P
                  "./usr/share/sluice/monitoring/prometheus/rules/alerts.yml", "./usr/lib/sluice/python/appliance/"):
         assert f" {path}\n" in listing, path
     assert "zstandard" not in listing  # a test-only dependency stays out of the box
+
+
+def test_every_dependency_is_in_the_image_package_list(deb: Path) -> None:
+    """The image installs the package offline: what it depends on must be in the image's tree."""
+    depends = subprocess.run(["dpkg-deb", "--field", str(deb), "Depends"], capture_output=True, text=True,
+                             check=True).stdout
+    names = {re.split(r"[ (]", alt.strip())[0] for dep in depends.split(",") for alt in dep.split("|")}
+    image = set(read_package_list())
+    assert names - {"libc6"} <= image, sorted(names - image)
 
 
 def test_installs_into_a_fresh_debian_12_runs_and_purges_cleanly(deb: Path, tmp_path: Path) -> None:
