@@ -60,7 +60,8 @@ soak: venv native $(STAMPS)/soak-venv
 # Every Python file (ruff) and every shell script (shellcheck: executable files with a sh or bash
 # shebang; warnings and errors, style notes left to the author).
 SHELL_SCRIPTS = $(shell find . \( -name .git -o -name .venv -o -path ./build -o -path ./native/build -o -path ./image/out \) -prune -o \
-    -type f -perm -u+x ! -name '*.j2' -print | xargs grep -lE '^\#!(/usr/bin/env |/bin/)(ba|da)?sh$$')
+    -type f -perm -u+x ! -name '*.j2' -print | xargs grep -lE '^\#!(/usr/bin/env |/bin/)(ba|da)?sh$$') \
+    $(wildcard debian/*.postinst debian/*.postrm debian/*.preinst debian/*.prerm)
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -64,6 +64,15 @@ def test_test_slow_passes_when_no_test_is_selected_and_fails_on_a_failure() -> N
     assert failing.returncode != 0
 
 
+def test_one_version_for_python_c_and_the_package() -> None:
+    version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    changelog = (REPO / "debian" / "changelog").read_text().splitlines()[0]
+    assert changelog.startswith(f"sluice-appliance ({version})"), changelog
+    capture = subprocess.run([str(REPO / "native" / "build" / "sluice-capture"), "--version"], capture_output=True,
+                             text=True, check=True).stdout
+    assert capture.strip() == f"sluice-capture {version}"
+
+
 def test_licence_file_and_pyproject_agree() -> None:
     licence = (REPO / "LICENSE").read_text()
     assert licence.startswith("MIT License")
