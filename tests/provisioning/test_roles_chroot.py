@@ -28,6 +28,9 @@ from tests.provisioning.chroot import (
 pytestmark = [
     pytest.mark.root,
     pytest.mark.skipif(have_tools() is not None, reason=str(have_tools())),
+    # The module fixture builds the package when the tree changed (2-3 min here) and runs the
+    # playbook twice (about 3 min each on a loaded 2-core machine).
+    pytest.mark.timeout(1500),
 ]
 
 HOST = "sluice-appliance"
