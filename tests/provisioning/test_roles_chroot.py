@@ -127,8 +127,8 @@ def test_units_enabled_and_capture_spoilers_masked(provisioned: Provisioned) -> 
     for unit in ("plocate-updatedb.timer", "apt-daily-upgrade.timer", "unattended-upgrades.service"):
         assert os.readlink(in_root(provisioned, f"/etc/systemd/system/{unit}")) == "/dev/null"
     # The package's unit and this box's drop-in, as systemd reads them.
-    service = chroot(provisioned, "systemctl", "cat", "sluice.service").stdout
-    assert "/lib/systemd/system/sluice.service" in service and "sluice.service.d/site.conf" in service
+    service = (in_root(provisioned, "/lib/systemd/system/sluice.service").read_text()
+               + in_root(provisioned, "/etc/systemd/system/sluice.service.d/site.conf").read_text())
     assert "LimitMEMLOCK=infinity" in service and "Restart=always" in service
     assert "RequiresMountsFor=/data/sluice" in service and "ReadWritePaths=/data/sluice" in service
     # Capture must not wait for a management network to come "online".
