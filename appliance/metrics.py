@@ -46,20 +46,30 @@ WRITER_COUNTERS = (
     ("sluice_capture_bytes_written", "bytes_written", "bytes written to capture files"),
     ("sluice_writer_files_closed", "files_closed", "capture files closed and renamed"),
 )
-WRITER_GAUGES: tuple[tuple[str, str, Callable[[WriterSnapshot], float]], ...] = (
-    ("sluice_capture_drop_ratio", "drops / (packets + kernel drops) over the last interval", lambda w: w.drop_ratio),
-    ("sluice_capture_ring_fill_ratio", "fill of the kernel ring, 0..1", lambda w: w.ring_fill),
-    ("sluice_capture_buffer_fill_ratio", "fill of the writer's staging buffers, 0..1", lambda w: w.buffer_fill),
+def _timestamp(now: float, age: float | None) -> float:
+    """An event's Unix time from its age (Prometheus' guide: export when, not how long ago);
+    0 when it never happened."""
+    if age is None or math.isinf(age):
+        return 0.0
+    return now - age
+
+
+WRITER_GAUGES: tuple[tuple[str, str, Callable[[WriterSnapshot, float], float]], ...] = (
+    ("sluice_capture_drop_ratio", "drops / (packets + kernel drops) over the last interval",
+     lambda w, now: w.drop_ratio),
+    ("sluice_capture_ring_fill_ratio", "fill of the kernel ring, 0..1", lambda w, now: w.ring_fill),
+    ("sluice_capture_buffer_fill_ratio", "fill of the writer's staging buffers, 0..1", lambda w, now: w.buffer_fill),
     ("sluice_capture_burst_seconds", "seconds of line rate the writer's ring and buffers hold (NaN: unknown)",
-     lambda w: math.nan if w.burst_seconds is None else w.burst_seconds),
-    ("sluice_writer_up", "1 while the writer runs and sends stats", lambda w: float(w.up)),
-    ("sluice_writer_newest_file_age_seconds", "age of the newest closed file",
-     lambda w: _num(w.newest_file_age_seconds)),
-    ("sluice_writer_disk_error", "1 while the writer reports a disk error", lambda w: float(bool(w.disk_error))),
+     lambda w, now: math.nan if w.burst_seconds is None else w.burst_seconds),
+    ("sluice_writer_up", "1 while the writer runs and sends stats", lambda w, now: float(w.up)),
+    ("sluice_writer_newest_file_timestamp_seconds", "Unix time the newest closed file was closed (0: none yet)",
+     lambda w, now: _timestamp(now, w.newest_file_age_seconds)),
+    ("sluice_writer_disk_error", "1 while the writer reports a disk error",
+     lambda w, now: float(bool(w.disk_error))),
 )
 
 
-def writer_families(writers: list[WriterSnapshot]) -> list[Metric]:
+def writer_families(writers: list[WriterSnapshot], now: float) -> list[Metric]:
     fams: list[Metric] = []
     for name, key, doc in WRITER_COUNTERS:
         fam = CounterMetricFamily(name, doc, labels=["interface"])
@@ -74,7 +84,7 @@ def writer_families(writers: list[WriterSnapshot]) -> list[Metric]:
     for name, doc, value in WRITER_GAUGES:
         gauge = GaugeMetricFamily(name, doc, labels=["interface"])
         for w in writers:
-            gauge.add_metric([w.interface], value(w))
+            gauge.add_metric([w.interface], value(w, now))
         fams.append(gauge)
     return fams
 
@@ -119,7 +129,8 @@ def appliance_families(snapshot: Snapshot) -> list[Metric]:
 
 
 def families(snapshot: Snapshot) -> list[Metric]:
-    return [*writer_families(snapshot.writers), *watchdog_families(snapshot), *appliance_families(snapshot)]
+    return [*writer_families(snapshot.writers, snapshot.ts), *watchdog_families(snapshot),
+            *appliance_families(snapshot)]
 
 
 class SnapshotCollector:

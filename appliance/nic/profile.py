@@ -1,7 +1,8 @@
 """The capture profile: what a capture interface should look like (docs/nic.md explains why).
 
 The profile is plain data; `tune` makes an interface match it and `check` reports where it does
-not. The supervisor builds one from the config with `profile_from_mapping`.
+not. `sluice nic tune|check --config` builds one from the config with `profile_from_mapping`; the
+supervisor's NIC watchdog builds its own from the `[nic]` section (appliance/watchdogs/nic.py).
 """
 
 from __future__ import annotations

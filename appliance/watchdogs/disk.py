@@ -33,6 +33,7 @@ class DiskReading:
     full_eta_seconds: float  # +inf when not filling
     spool_files: int = 0  # closed capture files in the spool
     oldest_file_age_seconds: float | None = None  # None: no capture file
+    oldest_file_timestamp: float | None = None  # its mtime (Unix time); None: no capture file
     floor_bytes: int = 0  # the retention floor on this filesystem
 
 
@@ -173,7 +174,9 @@ class DiskWatchdog(Watchdog[DiskReading]):
         Family("sluice_disk_full_eta_seconds", "gauge", "seconds until full at that rate", ("path",)),
         Family("sluice_disk_read_only", "gauge", "1 when the spool filesystem is read-only", ("path",)),
         Family("sluice_spool_files", "gauge", "closed capture files in the spool", ("path",)),
-        Family("sluice_spool_oldest_file_age_seconds", "gauge", "age of the oldest capture file kept", ("path",)),
+        Family("sluice_spool_oldest_file_timestamp_seconds", "gauge",
+               "Unix time of the oldest capture file kept (0: none)",
+               ("path",)),
     )
 
     def __init__(self, cfg: Config) -> None:
@@ -192,6 +195,7 @@ class DiskWatchdog(Watchdog[DiskReading]):
         now = time.time()
         reading.spool_files = len(self.files)
         reading.oldest_file_age_seconds = round(now - self.files[0].mtime, 3) if self.files else None
+        reading.oldest_file_timestamp = self.files[0].mtime if self.files else None
         reading.floor_bytes = ctx.cfg.retention.min_free.bytes_for(reading.size_bytes)
         if self._read_only is not None and self._read_only != reading.read_only and ctx.journal is not None:
             ctx.journal.append("disk_read_only" if reading.read_only else "disk_writable", path=reading.path)
@@ -201,14 +205,14 @@ class DiskWatchdog(Watchdog[DiskReading]):
     @classmethod
     def samples(cls, reading: DiskReading) -> Iterable[Sample]:
         path = (reading.path,)
-        oldest = reading.oldest_file_age_seconds
+        oldest = reading.oldest_file_timestamp
         for family, value in (
                 ("sluice_disk_free_bytes", reading.free_bytes), ("sluice_disk_size_bytes", reading.size_bytes),
                 ("sluice_disk_free_inodes", reading.free_inodes),
                 ("sluice_disk_write_bytes_per_second", reading.write_bytes_per_second),
                 ("sluice_disk_full_eta_seconds", reading.full_eta_seconds),
                 ("sluice_disk_read_only", reading.read_only), ("sluice_spool_files", reading.spool_files),
-                ("sluice_spool_oldest_file_age_seconds", 0.0 if oldest is None else oldest)):
+                ("sluice_spool_oldest_file_timestamp_seconds", 0.0 if oldest is None else oldest)):
             yield Sample(family, path, float(value))
 
     @classmethod

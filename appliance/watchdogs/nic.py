@@ -107,7 +107,9 @@ class NicWatchdog(Watchdog[NicStatus]):
     families = (
         Family("sluice_nic_link_up", "gauge", "1 when the interface is up with carrier", ("interface",)),
         Family("sluice_nic_carrier_changes", "counter", "carrier changes seen by the kernel", ("interface",)),
-        Family("sluice_nic_speed_bits_per_second", "gauge", "link speed (0 when unknown)", ("interface",)),
+        Family("sluice_nic_speed_bytes_per_second", "gauge",
+               "link speed in bytes (base unit) per second (0 when unknown)",
+               ("interface",)),
         Family("sluice_nic_rx_packets", "counter", "packets received by the NIC", ("interface",)),
         Family("sluice_nic_rx_missed", "counter", "packets the NIC missed (no buffer)", ("interface",)),
         Family("sluice_nic_rx_dropped", "counter", "packets dropped by the driver/stack", ("interface",)),
@@ -134,7 +136,7 @@ class NicWatchdog(Watchdog[NicStatus]):
             i = (n.interface,)
             yield Sample("sluice_nic_link_up", i, 1.0 if n.link_up else 0.0)
             yield Sample("sluice_nic_carrier_changes", i, float(n.carrier_changes))
-            yield Sample("sluice_nic_speed_bits_per_second", i, float(n.speed_bps))
+            yield Sample("sluice_nic_speed_bytes_per_second", i, n.speed_bps / 8)
             yield Sample("sluice_nic_rx_packets", i, float(n.rx_packets))
             yield Sample("sluice_nic_rx_missed", i, float(n.rx_missed))
             yield Sample("sluice_nic_rx_dropped", i, float(n.rx_dropped))

@@ -28,6 +28,9 @@ from tests.provisioning.chroot import (
 pytestmark = [
     pytest.mark.root,
     pytest.mark.skipif(have_tools() is not None, reason=str(have_tools())),
+    # The module fixture builds the package when the tree changed (2-3 min here) and runs the
+    # playbook twice (about 3 min each on a loaded 2-core machine).
+    pytest.mark.timeout(1500),
 ]
 
 HOST = "sluice-appliance"
@@ -78,11 +81,19 @@ def test_config_renders_and_validates_with_sluice_itself(provisioned: Provisione
     assert data["metrics"]["listen"] == "0.0.0.0:9750"
     cfg = sluice_config.loads(path.read_text(), str(path))
     assert cfg.interfaces == ["c0"]
-    # The sluice installed into the tree from the wheels checks the same file.
-    result = chroot(provisioned, "/usr/local/bin/sluice", "config", "check", "/etc/sluice/sluice.toml")
+    # The sluice the package installed into the tree checks the same file.
+    result = chroot(provisioned, "/usr/bin/sluice", "config", "check", "/etc/sluice/sluice.toml")
     assert result.returncode == 0, result.stderr
     st = path.stat()
     assert oct(st.st_mode & 0o7777) == "0o640" and st.st_uid == 0
+
+
+def test_the_package_is_installed_with_its_user(provisioned: Provisioned) -> None:
+    status = chroot(provisioned, "dpkg-query", "-W", "-f=${Status} ${Version}", "sluice-appliance").stdout
+    assert status.startswith("install ok installed ")
+    assert chroot(provisioned, "getent", "passwd", "sluice").stdout.startswith("sluice:")
+    assert chroot(provisioned, "/usr/bin/sluice-capture", "--version").stdout.startswith("sluice-capture ")
+    assert not in_root(provisioned, "/usr/local/bin/sluice").exists()
 
 
 def test_sluice_group_owns_the_spool_mount_point_setgid(provisioned: Provisioned) -> None:
@@ -115,12 +126,14 @@ def test_units_enabled_and_capture_spoilers_masked(provisioned: Provisioned) -> 
         assert (wants / unit).is_symlink(), unit
     for unit in ("plocate-updatedb.timer", "apt-daily-upgrade.timer", "unattended-upgrades.service"):
         assert os.readlink(in_root(provisioned, f"/etc/systemd/system/{unit}")) == "/dev/null"
-    service = in_root(provisioned, "/etc/systemd/system/sluice.service").read_text()
+    # The package's unit and this box's drop-in, as systemd reads them.
+    service = (in_root(provisioned, "/lib/systemd/system/sluice.service").read_text()
+               + in_root(provisioned, "/etc/systemd/system/sluice.service.d/site.conf").read_text())
     assert "LimitMEMLOCK=infinity" in service and "Restart=always" in service
-    assert "RequiresMountsFor=/data/sluice" in service
+    assert "RequiresMountsFor=/data/sluice" in service and "ReadWritePaths=/data/sluice" in service
     # Capture must not wait for a management network to come "online".
     assert "network-online.target" not in "".join(line for line in service.splitlines() if not line.startswith("#"))
-    caps = next(line for line in service.splitlines() if line.startswith("CapabilityBoundingSet="))
+    caps = [line for line in service.splitlines() if line.startswith("CapabilityBoundingSet=")][-1]
     assert "CAP_NET_RAW" in caps and "CAP_SYS_ADMIN" not in caps
     # Not root: the sluice user, the capabilities ambient (its writers drop them), no tuning.
     assert "User=sluice" in service.splitlines() and "Group=sluice" in service.splitlines()
@@ -150,7 +163,7 @@ def test_units_enabled_and_capture_spoilers_masked(provisioned: Provisioned) -> 
 def test_nic_tuning_hooks_cover_appearance_and_link_up(provisioned: Provisioned) -> None:
     rules = in_root(provisioned, "/etc/udev/rules.d/70-sluice-nic-tune.rules").read_text()
     assert 'KERNEL=="c0"' in rules and "sluice-nic-tune@%k.service" in rules
-    unit = in_root(provisioned, "/etc/systemd/system/sluice-nic-tune@.service").read_text()
+    unit = in_root(provisioned, "/lib/systemd/system/sluice-nic-tune@.service").read_text()
     assert "BindsTo=sys-subsystem-net-devices-%i.device" in unit
     hook = in_root(provisioned, "/etc/networkd-dispatcher/carrier.d/50-sluice-nic-tune")
     assert os.access(hook, os.X_OK)

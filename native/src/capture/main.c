@@ -67,7 +67,8 @@
 #include "stats.h"
 #include "worker.h"
 
-#define VERSION "0.1"
+/* The project's one version, pyproject.toml's, passed by the Makefile. */
+#define VERSION SLUICE_VERSION
 #define LOCK_WAIT_S 15 /* how long a writer waits for the one it replaces to close its file */
 
 /* File names carry the interface; for a replay, the file's base name up to its first dot. */
