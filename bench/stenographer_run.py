@@ -4,12 +4,13 @@ namespace of its own.
 
 One run: a namespace with a veth pair (feed0 -> cap0) and its own loopback; a temp dir under
 /var/tmp with the config (one thread, packet and index dirs beside it, port 1234 on 127.0.0.1 of
-that namespace), a CA, server and client certs made with openssl as stenokeys.sh makes them;
+that namespace), a CA, server and client certs for 127.0.0.1 made with openssl;
 `stenographer -config` started (its stenotype captures cap0 by AF_PACKET); the sample replayed into
 feed0 by tcpreplay at a rate it keeps without loss; then, once stenotype has closed the file with
 the last packet and the daemon has opened it, each query timed through `stenoread` (the package's
 script: stenocurl with the client certs, then tcpdump -w). Everything (processes, namespace, dir)
-is removed whatever happens. What fails raises StenoUnavailable with the command and its error.
+is removed whatever happens (STENO_KEEP=1 keeps the dir and its stenographer.log for a look).
+What fails raises StenoUnavailable with the command and its error.
 """
 
 from __future__ import annotations
