@@ -146,6 +146,16 @@ def _optional_abs_path(v: Any) -> str:
     return v
 
 
+def _optional_host_port(v: Any) -> str:
+    if not isinstance(v, str):
+        raise ValueError
+    if v:
+        host, sep, port = v.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError
+    return v
+
+
 ROTATE_SIZE_MAX = 1 << 42  # 4T: sluice-capture --print-contract (tests/capture/test_contract.py)
 
 
@@ -361,6 +371,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
                       "backup targets: every closed file is copied to each and verified by sha256"),
         "processed": Key("", _optional_abs_path, "an absolute directory path, or empty (repair and dedup off)",
                          "where the repaired and de-duplicated copies go"),
+        "ipfix_collector": Key("", _optional_host_port, "empty or HOST:PORT (UDP)",
+                               "also send each file's flows as IPFIX to this collector (nfcapd)"),
     },
 }
 

@@ -15,6 +15,10 @@ each step's result recorded in the catalog (`files.steps`, `files.state`) and in
 4. dedup (with `processed`): the SPAN copies go, into `PROCESSED/<path>` (`sluice-pcap dedup`,
    from the repaired copy when there is one). sluice-pcap writes each output under a temporary
    name and renames it when whole, so an interrupted step leaves nothing half.
+5. flows (with `processed`): `sluice-pcap flows` of the processed copy, written as Parquet under
+   `PROCESSED/flows/host=H/date=YYYY-MM-DD/NAME.parquet` (the layout and schema of `sluice conns
+   join`: appliance.conns.flowsio), one file per capture file and day, renamed when whole; with
+   `[pipeline] ipfix_collector` the same flows also go to that collector as IPFIX over UDP.
 
 Each step is idempotent: a second pass over the same files does nothing.
 """
@@ -27,6 +31,8 @@ import json
 import logging
 import os
 import re
+import socket
+import struct
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -35,12 +41,13 @@ from typing import Any
 
 from appliance import catalog
 from appliance.config import Config
+from appliance.conns.flowsio import read_csv, write_parquet
 from appliance.errors import SluiceError
 from appliance.journal import Journal, read_events
 
 log = logging.getLogger("sluice.pipeline")
 
-STEPS = ("backup", "check", "repair", "dedup")
+STEPS = ("backup", "check", "repair", "dedup", "flows")
 CHUNK = 4 << 20
 
 
@@ -138,13 +145,73 @@ def dedup(spool: Path, rel: str, processed: Path, steps: dict[str, Any]) -> dict
     return _pcap_step("dedup", Path(repaired) if repaired else spool / rel, processed / rel)
 
 
+def capture_stem(rel: str) -> str:
+    """The capture file's name without its extensions (rx0-...-000001.pcapng.zst -> rx0-...-000001)."""
+    name = Path(rel).name
+    for ext in (".zst", ".gz", ".pcapng", ".pcap"):
+        name = name.removesuffix(ext)
+    return name
+
+
+def send_ipfix(path: Path, collector: str) -> int:
+    """Each IPFIX message of an RFC 5655 file (`sluice-pcap flows --format ipfix`) as one UDP
+    datagram to HOST:PORT; the file's first message carries the templates. Returns the count."""
+    host, _, port = collector.rpartition(":")
+    data = path.read_bytes()
+    sent = pos = 0
+    with socket.socket(socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET, socket.SOCK_DGRAM) as s:
+        while pos + 4 <= len(data):
+            (length,) = struct.unpack_from(">H", data, pos + 2)
+            if length < 16:
+                raise SluiceError(f"{path}: bad IPFIX message at byte {pos}", 1)
+            s.sendto(data[pos:pos + length], (host.strip("[]"), int(port)))
+            pos += length
+            sent += 1
+    return sent
+
+
+def flows(rel: str, processed: Path, steps: dict[str, Any], host: str, collector: str) -> dict[str, Any]:
+    t0 = time.monotonic()
+    src = steps["dedup"]["output"]
+    folder = processed / "flows"
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = capture_stem(rel)
+    tmp = folder / f".{stem}.csv.{os.getpid()}.tmp"  # swept by sweep_temporaries after a kill
+    result: dict[str, Any] = {"ok": False}
+    try:
+        proc = subprocess.run([catalog.find_pcap_binary(), "flows", "--format", "csv", "-o", str(tmp), src],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            return {**result, "error": proc.stderr.strip()[-500:], "seconds": round(time.monotonic() - t0, 3)}
+        records = list(read_csv(tmp))
+        written = write_parquet(records, str(folder), host, stem=stem) if records else []
+        result.update(ok=True, flows=len(records), outputs={str(p): sha256_file(p) for p in written})
+        if collector:
+            proc = subprocess.run([catalog.find_pcap_binary(), "flows", "--format", "ipfix", "-o", str(tmp), src],
+                                  capture_output=True, text=True)
+            if proc.returncode != 0:
+                return {**result, "ok": False, "error": proc.stderr.strip()[-500:],
+                        "seconds": round(time.monotonic() - t0, 3)}
+            result["ipfix_messages"] = send_ipfix(tmp, collector)
+    except (OSError, SluiceError) as exc:
+        result.update(ok=False, error=str(getattr(exc, "strerror", None) or exc))
+    finally:
+        tmp.unlink(missing_ok=True)
+    result["seconds"] = round(time.monotonic() - t0, 3)
+    return result
+
+
 def _still_there(outcome: dict[str, Any]) -> bool:
-    """A recorded output is still the one written (else the step runs again)."""
-    out = outcome.get("output")
-    return not out or (Path(out).exists() and sha256_file(out) == outcome.get("sha256"))
+    """Recorded outputs are still the ones written (else the step runs again)."""
+    outputs = dict(outcome.get("outputs", {}))
+    if outcome.get("output"):
+        outputs[outcome["output"]] = outcome.get("sha256")
+    return all(Path(out).exists() and sha256_file(out) == digest for out, digest in outputs.items())
 
 
 def state_of(steps: dict[str, Any]) -> str:
+    if steps.get("flows", {}).get("ok"):
+        return "flows"
     if steps.get("dedup", {}).get("ok"):
         return "processed"
     if steps.get("check", {}).get("ok"):
@@ -216,7 +283,7 @@ def _pass(cfg: Config, spool: Path, targets: list[str], processed: Path | None) 
                     continue
                 if step != "backup" and not steps.get("backup", {}).get("ok"):
                     break  # nothing before its copy is safe
-                if step in ("repair", "dedup") and processed is None:
+                if step in ("repair", "dedup", "flows") and processed is None:
                     break
                 if step == "backup":
                     outcome = backup(spool, rel, targets)
@@ -224,8 +291,11 @@ def _pass(cfg: Config, spool: Path, targets: list[str], processed: Path | None) 
                     outcome = check(spool, rel)
                 elif step == "repair":
                     outcome = repair(spool, rel, processed, steps)  # type: ignore[arg-type]
-                else:
+                elif step == "dedup":
                     outcome = dedup(spool, rel, processed, steps)  # type: ignore[arg-type]
+                else:
+                    outcome = flows(rel, processed, steps, cfg.host,  # type: ignore[arg-type]
+                                    cfg.get("pipeline", "ipfix_collector"))
                 steps[step] = {**outcome, "at": round(time.time(), 3)}
                 with db:
                     db.execute("UPDATE files SET steps = ?, state = ? WHERE path = ?",

@@ -195,11 +195,12 @@ def _schema() -> Any:
     return pa.schema(fields)
 
 
-def write_parquet(flows: list[Flow], root: str, default_host: str) -> list[Path]:
+def write_parquet(flows: list[Flow], root: str, default_host: str, stem: str = "") -> list[Path]:
     """Write flows under ROOT/host=H/date=D/, one file per partition, each renamed when whole.
 
-    A file's name comes from its flows' time span, so running the same join again replaces its
-    own output instead of adding a copy.
+    A file's name is STEM.parquet (the pipeline: the capture file's name), or else comes from its
+    flows' time span, so running the same join again replaces its own output instead of adding a
+    copy.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -228,7 +229,7 @@ def write_parquet(flows: list[Flow], root: str, default_host: str) -> list[Path]
                 else:
                     columns[name].append(r.get(name))
         table = pa.Table.from_pydict(columns, schema=schema)
-        name = f"conns-{rows[0]['first_ns']}-{rows[-1]['last_ns']}.parquet"
+        name = f"{stem}.parquet" if stem else f"conns-{rows[0]['first_ns']}-{rows[-1]['last_ns']}.parquet"
         final = folder / name
         tmp = folder / f".{name}.{os.getpid()}.tmp"
         try:
