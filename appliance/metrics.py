@@ -173,9 +173,13 @@ def appliance_families(snapshot: Snapshot) -> list[Metric]:
     files.add_metric([], ret.get("deleted_files_total", 0))
     nbytes = _counter("sluice_retention_deleted_bytes", "bytes those files held")
     nbytes.add_metric([], ret.get("deleted_bytes_total", 0))
+    waiting = _gauge("sluice_retention_waiting_for_backup_bytes",
+                     "bytes of capture files retention may not delete yet because they are not backed up, "
+                     "while the spool is under its free-space floor (0 otherwise)")
+    waiting.add_metric([], ret.get("waiting_for_backup_bytes", 0))
     info = _gauge("sluice_build_info", "always 1; labels version", ["version"])
     info.add_metric([snapshot.get("version", "unknown")], 1.0)
-    return [files, nbytes, info]
+    return [files, nbytes, waiting, info]
 
 
 def update_families(u: dict[str, Any] | None) -> list[Metric]:

@@ -5,6 +5,12 @@ first; never a file still being written (.part names are not capture files), nev
 than min_age, never one held: the pipeline holds a file it still needs by creating an entry of
 the same name in SPOOL/.hold/ (any file or symlink) and releases it by removing that entry.
 Each deletion is journaled and counted by the caller's metrics.
+
+With `require_backup` (the supervisor sets it when `[pipeline] backup` has a target), a file is
+held too until the catalog records its backup as verified on every target
+(catalog.backed_up): retention never deletes a raw file before it is backed up. When that holds
+the spool under the floor, the result says how many bytes wait for backup; the supervisor
+journals it (`retention_waiting_for_backup`) and exports it as a metric.
 """
 
 from __future__ import annotations
@@ -13,7 +19,9 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from appliance.catalog import backed_up, relative
 from appliance.catalog import forget as catalog_forget
 from appliance.config import FreeFloor
 from appliance.journal import Journal
@@ -27,6 +35,8 @@ class RetentionResult:
     deleted: list[CaptureFile] = field(default_factory=list)
     freed_bytes: int = 0
     short_bytes: int = 0  # still missing to reach the floor (nothing left that may be deleted)
+    waiting_for_backup_bytes: int = 0  # held back only because not backed up yet (while short)
+    waiting_for_backup_files: int = 0
 
 
 HOLD_DIR = ".hold"
@@ -64,15 +74,24 @@ def plan(files: list[CaptureFile], free: int, fs_size: int, floor: FreeFloor, ma
 
 
 def enforce(spool: str | os.PathLike[str], floor: FreeFloor, margin: FreeFloor, journal: Journal | None,
-            min_age: float = 0.0, now: float | None = None, headroom: int = 0) -> RetentionResult:
+            min_age: float = 0.0, now: float | None = None, headroom: int = 0,
+            require_backup: bool = False) -> RetentionResult:
     free, size, _inodes, read_only = statvfs(spool)
     result = RetentionResult()
     if read_only or free >= floor.bytes_for(size) + headroom:
         return result
     files = capture_files(spool)
     now = time.time() if now is None else now
-    chosen, result.short_bytes = plan(files, free, size, floor, margin, now, min_age, headroom,
-                                      held_names(spool))
+    held = held_names(spool)
+    unsaved: list[CaptureFile] = []
+    if require_backup:
+        saved = backed_up(spool)
+        unsaved = [f for f in files if relative(Path(spool), f.path) not in saved and f.path.name not in held]
+        held |= {f.path.name for f in unsaved}
+    chosen, result.short_bytes = plan(files, free, size, floor, margin, now, min_age, headroom, held)
+    if result.short_bytes and unsaved:
+        result.waiting_for_backup_files = len(unsaved)
+        result.waiting_for_backup_bytes = sum(f.size for f in unsaved)
     for f in chosen:
         try:
             os.unlink(f.path)
@@ -90,4 +109,7 @@ def enforce(spool: str | os.PathLike[str], floor: FreeFloor, margin: FreeFloor, 
                            floor_bytes=floor.bytes_for(size), headroom_bytes=headroom)
     if result.short_bytes and journal is not None:
         journal.append("retention_short", missing_bytes=result.short_bytes, floor_bytes=floor.bytes_for(size))
+    if result.waiting_for_backup_files and journal is not None:
+        journal.append("retention_waiting_for_backup", files=result.waiting_for_backup_files,
+                       bytes=result.waiting_for_backup_bytes, missing_bytes=result.short_bytes)
     return result

@@ -105,6 +105,7 @@ class Supervisor:
         self._files: list[disk_wd.CaptureFile] = []
         self._retention_files = 0
         self._retention_bytes = 0
+        self._retention_waiting_for_backup = 0
         self._last_drops: dict[str, tuple[int, int]] = {}
         self._last_disk_error: dict[str, str | None] = {}
         self._warned: set[str] = set()
@@ -338,7 +339,11 @@ class Supervisor:
         # until the next check, not only right after this one.
         headroom = int(self._fill_rate.rate * ret["interval"] * 2)
         result = enforce_retention(self.cfg.spool, ret["min_free"], ret["margin"], self.journal, ret["min_age"],
-                                   headroom=headroom)
+                                   headroom=headroom, require_backup=bool(self.cfg.get("pipeline", "backup")))
+        self._retention_waiting_for_backup = result.waiting_for_backup_bytes  # issue 15: never before backup
+        if result.waiting_for_backup_bytes:
+            log.warning("retention: %d file(s), %d bytes not backed up yet hold the spool under its floor",
+                        result.waiting_for_backup_files, result.waiting_for_backup_bytes)
         if result.deleted:
             self._retention_files += len(result.deleted)
             self._retention_bytes += result.freed_bytes
@@ -443,6 +448,7 @@ class Supervisor:
             "nic": nic_docs,
             "retention": {"deleted_files_total": self._retention_files,
                           "deleted_bytes_total": self._retention_bytes,
+                          "waiting_for_backup_bytes": self._retention_waiting_for_backup,
                           "min_free": str(self.cfg.get("retention", "min_free"))},
             "update": update_status(),
             "selftest": load_selftest(self.cfg.spool),  # the last `sluice selftest`, as metrics

@@ -231,3 +231,50 @@ def test_flows_step_writes_hive_parquet_and_ipfix_that_nfcapd_accepts(spool: Spo
     assert len(records) >= n  # nfdump splits a bidirectional record into its two directions at most
     again = sluice("pipeline", "run", "--once", "--config", str(cfg))
     assert again.returncode == 0 and b"flows 0 done" in again.stdout
+
+
+def test_retention_never_deletes_a_file_not_backed_up(spool: Spool, tmp_path: Path) -> None:
+    """A backup target too small for all: the files whose backup failed survive retention under a
+    floor it cannot reach, which deletes every backed-up file and says how much waits for backup;
+    once their backup succeeds, retention may delete them too."""
+    from appliance import retention
+    from appliance.config import FreeFloor
+    from appliance.journal import Journal
+    from appliance.metrics import appliance_families
+
+    mnt, small = tmp_path / "fs", tmp_path / "small"
+    mnt.mkdir()
+    mount_tmpfs(mnt, "256M")
+    try:
+        copy = mnt / "spool"
+        shutil.copytree(spool.dir, copy, symlinks=True)
+        files = list(copy.rglob("*.pcapng"))
+        big = max(files, key=lambda p: p.stat().st_size)
+        pages = [-(-p.stat().st_size // 4096) for p in files if p != big]
+        mount_tmpfs(small, f"{(sum(pages) + -(-big.stat().st_size // 4096) // 2) * 4096}")  # not room for all
+        cfg = _config(tmp_path, copy, [small])
+        assert sluice("pipeline", "run", "--once", "--config", str(cfg)).returncode == 1
+        unsaved = {r["path"] for r in rows(copy) if not r["steps"]["backup"]["ok"]}
+        assert unsaved and len(unsaved) < len(files)
+        unsaved_bytes = sum((copy / rel).stat().st_size for rel in unsaved)
+        everything = shutil.disk_usage(copy).total  # a floor no deletion can reach
+        with Journal(copy / "journal.jsonl") as j:
+            result = retention.enforce(copy, FreeFloor(nbytes=everything), FreeFloor(nbytes=0), j,
+                                       require_backup=True)
+        assert {r["path"] for r in rows(copy)} == unsaved and all((copy / rel).exists() for rel in unsaved)
+        assert len(result.deleted) == len(files) - len(unsaved)
+        assert result.waiting_for_backup_files == len(unsaved) and result.waiting_for_backup_bytes == unsaved_bytes
+        waiting = list(read_events(copy / "journal.jsonl", "retention_waiting_for_backup"))
+        assert waiting and waiting[-1]["bytes"] == unsaved_bytes
+        families = {f.name: f for f in appliance_families(
+            {"retention": {"waiting_for_backup_bytes": result.waiting_for_backup_bytes}})}
+        assert families["sluice_retention_waiting_for_backup_bytes"].samples[0].value == unsaved_bytes
+        subprocess.run(["mount", "-o", "remount,size=64M", str(small)], check=True)
+        assert sluice("pipeline", "run", "--once", "--config", str(cfg)).returncode == 0
+        with Journal(copy / "journal.jsonl") as j:
+            result = retention.enforce(copy, FreeFloor(nbytes=everything), FreeFloor(nbytes=0), j,
+                                       require_backup=True)
+        assert not list(copy.rglob("*.pcapng")) and result.waiting_for_backup_bytes == 0
+    finally:
+        umount(small)
+        umount(mnt)
