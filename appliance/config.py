@@ -131,9 +131,9 @@ def _path(v: Any) -> str:
 
 
 def _backup_targets(v: Any) -> list[str]:
-    """Backup targets: absolute directory paths, each once (remote ssh:// targets are not
-    supported yet)."""
-    if not isinstance(v, list) or not all(isinstance(t, str) and t.startswith("/") and "\0" not in t for t in v):
+    """Backup targets, each once: absolute directory paths or ssh://[USER@]HOST[:PORT]/PATH."""
+    if not isinstance(v, list) or not all(isinstance(t, str) and "\0" not in t and (
+            t.startswith("/") or re.fullmatch(r"ssh://[^/@\s]+@?[^/\s]*(:\d+)?/\S*", t)) for t in v):
         raise ValueError
     if len(set(v)) != len(v):
         raise ValueError
@@ -367,10 +367,12 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "irq_cpus": Key([], _cpu_list, "a list of CPU numbers (empty = leave as is)", "CPUs for the NIC's IRQs"),
     },
     "pipeline": {
-        "backup": Key([], _backup_targets, "a list of distinct absolute directory paths",
+        "backup": Key([], _backup_targets, "a list of distinct absolute directory paths or ssh://[USER@]HOST[:PORT]/PATH",
                       "backup targets: every closed file is copied to each and verified by sha256"),
         "processed": Key("", _optional_abs_path, "an absolute directory path, or empty (repair and dedup off)",
                          "where the repaired and de-duplicated copies go"),
+        "ssh_command": Key("ssh -o BatchMode=yes -o ConnectTimeout=10", _string, "a command line",
+                           "the ssh that rsync runs for ssh:// backup targets (key, known hosts)"),
         "ipfix_collector": Key("", _optional_host_port, "empty or HOST:PORT (UDP)",
                                "also send each file's flows as IPFIX to this collector (nfcapd)"),
     },

@@ -9,6 +9,11 @@ each step's result recorded in the catalog (`files.steps`, `files.state`) and in
    verified copy; a target that fails (full, gone, read-only) leaves the file not backed up, with
    no temporary left, and the next pass tries again. A copy already there with the right sha256
    is not written again.
+   A target `ssh://[USER@]HOST[:PORT]/PATH` gets the copy by rsync over ssh (`[pipeline]
+   ssh_command`, e.g. with `-i KEY`): rsync writes a temporary name, fsyncs (`--fsync`) and
+   renames; the copy is then read back on the remote host (`sha256sum` over ssh) and compared. A
+   connection that drops or a remote disk that fills leaves the file not backed up; the next pass
+   removes what the broken copy left and tries again.
 2. check: `sluice-pcap check` of the original (`valid` false: damaged).
 3. repair (with `[pipeline] processed`): a damaged file is repaired into
    `PROCESSED/repaired/<path>` (`sluice-pcap repair`); the original stays as it is.
@@ -31,10 +36,12 @@ import json
 import logging
 import os
 import re
+import shlex
 import socket
 import struct
 import subprocess
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,15 +97,72 @@ def copy_verified(src: Path, dst: Path, digest: str) -> bool:
     return True
 
 
-def backup(spool: Path, rel: str, targets: list[str]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class SshTarget:
+    """ssh://[USER@]HOST[:PORT]/PATH"""
+
+    login: str
+    port: str
+    path: str
+
+    @staticmethod
+    def parse(url: str) -> SshTarget:
+        parts = urllib.parse.urlsplit(url)
+        login = f"{parts.username}@{parts.hostname}" if parts.username else str(parts.hostname)
+        return SshTarget(login, str(parts.port or ""), parts.path or "/")
+
+    def ssh(self, ssh_command: str) -> list[str]:
+        return [*shlex.split(ssh_command), *(["-p", self.port] if self.port else [])]
+
+
+RSYNC_TIMEOUT = 60  # seconds without I/O before rsync gives up on a target that went silent
+
+
+def _remote_sha256(target: SshTarget, ssh_command: str, remote: str) -> str | None:
+    """The sha256 of REMOTE on the target (None when absent), after removing the temporaries an
+    interrupted rsync of it left (.NAME.XXXXXX): only one pass of this box writes these names."""
+    folder, name = os.path.split(remote)
+    script = (f"cd {shlex.quote(folder)} 2>/dev/null || exit 0; rm -f -- .{shlex.quote(name)}.??????; "
+              f"if [ -f {shlex.quote(name)} ]; then sha256sum -- {shlex.quote(name)}; fi")
+    proc = subprocess.run([*target.ssh(ssh_command), target.login, script], capture_output=True, text=True,
+                          timeout=RSYNC_TIMEOUT * 2)
+    if proc.returncode != 0:
+        said = proc.stderr.strip().splitlines()
+        raise SluiceError(f"ssh {target.login}: {said[-1] if said else f'exit {proc.returncode}'}", 1)
+    return proc.stdout.split()[0] if proc.stdout.strip() else None
+
+
+def copy_verified_ssh(src: Path, url: str, rel: str, digest: str, ssh_command: str) -> bool:
+    """src to the ssh target (rsync: temporary name, --fsync, rename; then sha256sum over ssh):
+    True when written, False when a verified copy was there already."""
+    target = SshTarget.parse(url)
+    remote = os.path.join(target.path, rel)
+    if _remote_sha256(target, ssh_command, remote) == digest:
+        return False
+    proc = subprocess.run(["rsync", "--fsync", "--mkpath", "--times", f"--timeout={RSYNC_TIMEOUT}",
+                           "-e", shlex.join(target.ssh(ssh_command)), str(src), f"{target.login}:{remote}"],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        lines = [line for line in proc.stderr.strip().splitlines() if line]
+        raise SluiceError(f"rsync: {' | '.join(lines[:2]) or f'exit {proc.returncode}'}", 1)
+    if _remote_sha256(target, ssh_command, remote) != digest:
+        raise SluiceError(f"{url}/{rel}: the copy reads back with another sha256", 1)
+    return True
+
+
+def backup(spool: Path, rel: str, targets: list[str], ssh_command: str = "") -> dict[str, Any]:
     t0 = time.monotonic()
     digest = sha256_file(spool / rel)
     written, errors = [], []
     for target in targets:
         try:
-            if copy_verified(spool / rel, Path(target) / rel, digest):
+            if target.startswith("ssh://"):
+                wrote = copy_verified_ssh(spool / rel, target, rel, digest, ssh_command)
+            else:
+                wrote = copy_verified(spool / rel, Path(target) / rel, digest)
+            if wrote:
                 written.append(target)
-        except (OSError, SluiceError) as exc:
+        except (OSError, SluiceError, subprocess.TimeoutExpired) as exc:
             errors.append(f"{target}: {getattr(exc, 'strerror', None) or exc}")
     result: dict[str, Any] = {"ok": not errors and bool(targets), "sha256": digest, "targets": targets,
                               "written": written, "seconds": round(time.monotonic() - t0, 3)}
@@ -252,7 +316,7 @@ def run_once(cfg: Config) -> PassResult:
     if not targets:
         raise SluiceError("[pipeline] backup: no backup target configured; the pipeline backs up first", 2)
     for t in targets:
-        if not Path(t).is_dir():
+        if not t.startswith("ssh://") and not Path(t).is_dir():
             raise SluiceError(f"[pipeline] backup: {t}: no such directory", 2)
     processed = Path(cfg.get("pipeline", "processed")) if cfg.get("pipeline", "processed") else None
     lock = os.open(spool / ".pipeline.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
@@ -262,7 +326,7 @@ def run_once(cfg: Config) -> PassResult:
         os.close(lock)
         raise SluiceError(f"{spool / '.pipeline.lock'}: another pipeline pass is running", 2) from None
     try:
-        sweep_temporaries([Path(t) for t in targets] + ([processed] if processed else []))
+        sweep_temporaries([Path(t) for t in targets if not t.startswith("ssh://")] + ([processed] if processed else []))
         return _pass(cfg, spool, targets, processed)
     finally:
         os.close(lock)
@@ -286,7 +350,7 @@ def _pass(cfg: Config, spool: Path, targets: list[str], processed: Path | None) 
                 if step in ("repair", "dedup", "flows") and processed is None:
                     break
                 if step == "backup":
-                    outcome = backup(spool, rel, targets)
+                    outcome = backup(spool, rel, targets, cfg.get("pipeline", "ssh_command"))
                 elif step == "check":
                     outcome = check(spool, rel)
                 elif step == "repair":
