@@ -24,6 +24,11 @@ each step's result recorded in the catalog (`files.steps`, `files.state`) and in
    `PROCESSED/flows/host=H/date=YYYY-MM-DD/NAME.parquet` (the layout and schema of `sluice conns
    join`: appliance.conns.flowsio), one file per capture file and day, renamed when whole; with
    `[pipeline] ipfix_collector` the same flows also go to that collector as IPFIX over UDP.
+6. publish (with `[pipeline] publish` and `key_file`): the processed copy anonymised (Crypto-PAn,
+   `sluice-pcap anonymize --payload drop`: headers only) into `PUBLISH/<path>`, its flows (made
+   from the anonymised copy, so they carry the same anonymised addresses) into
+   `PUBLISH/flows/host=H/date=D/`, and `PUBLISH/MANIFEST.json` rewritten (temporary name, rename):
+   every published file with its size and sha256, and the key id (`sha256:<16 hex>`), never the key.
 
 Each step is idempotent: a second pass over the same files does nothing.
 """
@@ -54,7 +59,7 @@ from appliance.journal import Journal, read_events
 
 log = logging.getLogger("sluice.pipeline")
 
-STEPS = ("backup", "check", "repair", "dedup", "flows")
+STEPS = ("backup", "check", "repair", "dedup", "flows", "publish")
 CHUNK = 4 << 20
 
 
@@ -234,9 +239,11 @@ def send_ipfix(path: Path, collector: str) -> int:
     return sent
 
 
-def flows(rel: str, processed: Path, steps: dict[str, Any], host: str, collector: str) -> dict[str, Any]:
+def flows(rel: str, processed: Path, steps: dict[str, Any], host: str, collector: str,
+          src: str = "") -> dict[str, Any]:
+    """Flows of SRC (default: the processed copy) into PROCESSED/flows/."""
     t0 = time.monotonic()
-    src = steps["dedup"]["output"]
+    src = src or steps["dedup"]["output"]
     folder = processed / "flows"
     folder.mkdir(parents=True, exist_ok=True)
     stem = capture_stem(rel)
@@ -265,6 +272,44 @@ def flows(rel: str, processed: Path, steps: dict[str, Any], host: str, collector
     return result
 
 
+MANIFEST = "MANIFEST.json"
+
+
+def write_manifest(publish: Path, key_id: str) -> Path:
+    """PUBLISH/MANIFEST.json: every file of the publish set (but itself) with size and sha256."""
+    files = []
+    for root, _dirs, names in os.walk(publish):
+        for name in sorted(names):
+            p = Path(root, name)
+            if name == MANIFEST or TEMPORARY.match(name):
+                continue
+            files.append({"path": str(p.relative_to(publish)), "bytes": p.stat().st_size, "sha256": sha256_file(p)})
+    doc = {"key_id": key_id, "anonymisation": "Crypto-PAn (sluice-pcap anonymize), payload dropped",
+           "files": sorted(files, key=lambda f: f["path"])}
+    final = publish / MANIFEST
+    tmp = publish / f".{MANIFEST}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+    os.replace(tmp, final)
+    return final
+
+
+def publish(rel: str, steps: dict[str, Any], publish_dir: Path, key_file: str, host: str) -> dict[str, Any]:
+    t0 = time.monotonic()
+    out = publish_dir / rel
+    out.parent.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run([catalog.find_pcap_binary(), "anonymize", "--json", "--key-file", key_file,
+                           "--payload", "drop", steps["dedup"]["output"], str(out)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        return {"ok": False, "error": proc.stderr.strip()[-500:], "seconds": round(time.monotonic() - t0, 3)}
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    flowed = flows(rel, publish_dir, steps, host, "", src=str(out))
+    if not flowed["ok"]:
+        return {**flowed, "seconds": round(time.monotonic() - t0, 3)}
+    write_manifest(publish_dir, summary["key_id"])
+    return {"ok": True, "key_id": summary["key_id"], "outputs": {str(out): sha256_file(out), **flowed["outputs"]},
+            "packets_out": summary["packets_out"], "seconds": round(time.monotonic() - t0, 3)}
+
+
 def _still_there(outcome: dict[str, Any]) -> bool:
     """Recorded outputs are still the ones written (else the step runs again)."""
     outputs = dict(outcome.get("outputs", {}))
@@ -274,6 +319,8 @@ def _still_there(outcome: dict[str, Any]) -> bool:
 
 
 def state_of(steps: dict[str, Any]) -> str:
+    if steps.get("publish", {}).get("ok"):
+        return "published"
     if steps.get("flows", {}).get("ok"):
         return "flows"
     if steps.get("dedup", {}).get("ok"):
@@ -319,6 +366,9 @@ def run_once(cfg: Config) -> PassResult:
         if not t.startswith("ssh://") and not Path(t).is_dir():
             raise SluiceError(f"[pipeline] backup: {t}: no such directory", 2)
     processed = Path(cfg.get("pipeline", "processed")) if cfg.get("pipeline", "processed") else None
+    publish_dir = Path(cfg.get("pipeline", "publish")) if cfg.get("pipeline", "publish") else None
+    if publish_dir is not None and not (cfg.get("pipeline", "key_file") and processed is not None):
+        raise SluiceError("[pipeline] publish needs key_file (the Crypto-PAn key) and processed", 2)
     lock = os.open(spool / ".pipeline.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -326,13 +376,15 @@ def run_once(cfg: Config) -> PassResult:
         os.close(lock)
         raise SluiceError(f"{spool / '.pipeline.lock'}: another pipeline pass is running", 2) from None
     try:
-        sweep_temporaries([Path(t) for t in targets if not t.startswith("ssh://")] + ([processed] if processed else []))
-        return _pass(cfg, spool, targets, processed)
+        sweep_temporaries([Path(t) for t in targets if not t.startswith("ssh://")]
+                          + [d for d in (processed, publish_dir) if d is not None])
+        return _pass(cfg, spool, targets, processed, publish_dir)
     finally:
         os.close(lock)
 
 
-def _pass(cfg: Config, spool: Path, targets: list[str], processed: Path | None) -> PassResult:
+def _pass(cfg: Config, spool: Path, targets: list[str], processed: Path | None,
+          publish_dir: Path | None) -> PassResult:
     result = PassResult()
     db = catalog.connect(spool)
     journal = Journal(cfg.journal_path)
@@ -347,7 +399,9 @@ def _pass(cfg: Config, spool: Path, targets: list[str], processed: Path | None) 
                     continue
                 if step != "backup" and not steps.get("backup", {}).get("ok"):
                     break  # nothing before its copy is safe
-                if step in ("repair", "dedup", "flows") and processed is None:
+                if step in ("repair", "dedup", "flows", "publish") and processed is None:
+                    break
+                if step == "publish" and publish_dir is None:
                     break
                 if step == "backup":
                     outcome = backup(spool, rel, targets, cfg.get("pipeline", "ssh_command"))
@@ -357,9 +411,12 @@ def _pass(cfg: Config, spool: Path, targets: list[str], processed: Path | None) 
                     outcome = repair(spool, rel, processed, steps)  # type: ignore[arg-type]
                 elif step == "dedup":
                     outcome = dedup(spool, rel, processed, steps)  # type: ignore[arg-type]
-                else:
+                elif step == "flows":
                     outcome = flows(rel, processed, steps, cfg.host,  # type: ignore[arg-type]
                                     cfg.get("pipeline", "ipfix_collector"))
+                else:
+                    outcome = publish(rel, steps, publish_dir, cfg.get("pipeline", "key_file"),  # type: ignore[arg-type]
+                                      cfg.host)
                 steps[step] = {**outcome, "at": round(time.time(), 3)}
                 with db:
                     db.execute("UPDATE files SET steps = ?, state = ? WHERE path = ?",

@@ -278,3 +278,58 @@ def test_retention_never_deletes_a_file_not_backed_up(spool: Spool, tmp_path: Pa
     finally:
         umount(small)
         umount(mnt)
+
+
+def _original_addresses(files: list[Path]) -> set[str]:
+    """Every IP address in the packets of FILES (IP headers, both versions, and ARP), per tshark."""
+    merged = subprocess.run([str(SLUICE_PCAP), "merge", "-o", "-", *map(str, files)], capture_output=True,
+                            check=True).stdout
+    out = subprocess.run(["tshark", "-n", "-T", "fields", "-E", "separator=,", "-e", "ip.addr", "-e", "ipv6.addr",
+                          "-e", "arp.src.proto_ipv4", "-e", "arp.dst.proto_ipv4", "-r", "-"],
+                         input=merged, capture_output=True, check=True).stdout.decode()
+    return {a for line in out.splitlines() for a in line.split(",") if a}
+
+
+def test_publish_set_has_no_original_address_and_a_manifest(spool: Spool, tmp_path: Path) -> None:
+    """Publish: anonymised, header-only copies and their flows, a manifest with every file's
+    sha256 and the key id; no original address anywhere in the bytes of the set, nor the key."""
+    import ipaddress
+
+    copy = tmp_path / "spool"
+    shutil.copytree(spool.dir, copy, symlinks=True)
+    backup, processed, publish = tmp_path / "backup", tmp_path / "processed", tmp_path / "publish"
+    backup.mkdir()
+    key = tmp_path / "cryptopan.key"
+    key_hex = hashlib.sha256(b"sluice publish test").hexdigest()
+    key.write_text(key_hex + "\n")
+    key.chmod(0o600)
+    cfg = _config(tmp_path, copy, [backup])
+    cfg.write_text(cfg.read_text() + f'processed = "{processed}"\npublish = "{publish}"\nkey_file = "{key}"\n')
+    proc = sluice("pipeline", "run", "--once", "--config", str(cfg))
+    assert proc.returncode == 0, proc.stdout.decode() + proc.stderr.decode()
+    by_path = {r["path"]: r for r in rows(copy)}
+    assert {r["state"] for r in by_path.values()} == {"published"}
+    manifest = json.loads((publish / "MANIFEST.json").read_text())
+    listed = {f["path"]: f["sha256"] for f in manifest["files"]}
+    on_disk = {str(p.relative_to(publish)): _sha(p) for p in publish.rglob("*") if p.is_file()
+               and p.name != "MANIFEST.json"}
+    assert listed == on_disk and set(by_path) <= set(listed)
+    assert any(p.startswith("flows/host=lab/date=") and p.endswith(".parquet") for p in listed)
+    assert manifest["key_id"].startswith("sha256:") and len(manifest["key_id"]) == 7 + 16
+    originals = _original_addresses([copy / rel for rel in by_path])
+    assert {"192.0.2.1", "198.51.100.2", "2001:db8::1"} <= originals
+    needles = [key_hex.encode(), bytes.fromhex(key_hex)]
+    for a in originals:
+        ip = ipaddress.ip_address(a)
+        needles += [ip.packed, str(ip).encode(), ip.exploded.encode()]
+    for p in publish.rglob("*"):
+        if p.is_file():
+            data = p.read_bytes()
+            found = [n for n in needles if n in data]
+            assert not found, f"{p.relative_to(publish)} holds {found[:3]}"
+    published = [publish / rel for rel in by_path]
+    assert all(subprocess.run([str(SLUICE_PCAP), "check", str(p)], capture_output=True).returncode == 0
+               for p in published)
+    assert len(_original_addresses(published)) >= len(originals) // 2  # addresses still there, anonymised
+    again = sluice("pipeline", "run", "--once", "--config", str(cfg))
+    assert again.returncode == 0 and b"publish 0 done" in again.stdout

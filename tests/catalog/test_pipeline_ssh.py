@@ -10,6 +10,7 @@ import hashlib
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -78,15 +79,17 @@ def sshd(spool: Spool, tmp_path: Path) -> Iterator[Sshd]:
                       f"AuthorizedKeysFile {d / 'authorized_keys'}\nPermitRootLogin prohibit-password\n"
                       "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
                       f"PidFile {d / 'sshd.pid'}\nSubsystem sftp internal-sftp\n")
+    control = tempfile.mkdtemp(prefix="scm-", dir="/tmp")  # a socket path must stay under 108 bytes
     ssh_command = (f"ssh -i {d / 'client_key'} -o UserKnownHostsFile={d / 'known_hosts'} "
                    "-o StrictHostKeyChecking=yes -o BatchMode=yes -o ConnectTimeout=5 "
-                   f"-o ControlMaster=auto -o ControlPath={d}/cm-%C -o ControlPersist=20")  # one connection
+                   f"-o ControlMaster=auto -o ControlPath={control}/%C -o ControlPersist=20")  # one connection
     server = Sshd(spool.ns.cap, config, ssh_command)
     server.start()
     try:
         yield server
     finally:
         server.stop()
+        shutil.rmtree(control, ignore_errors=True)
 
 
 def _config(tmp: Path, spool: Path, remote: Path, ssh_command: str) -> Path:
