@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import csv
+import sys
+from pathlib import Path
 
 from appliance import config as config_mod
 from appliance import pipeline
@@ -19,7 +22,34 @@ def _run(args: argparse.Namespace) -> int:
     return 1 if any(result.failed.values()) else 0
 
 
+def _flows_query(args: argparse.Namespace) -> int:
+    from appliance import flows_query
+
+    if args.flows:
+        root = Path(args.flows)
+    else:
+        cfg = config_mod.load(args.config)
+        if not cfg.get("pipeline", "processed"):
+            raise SluiceError(f"config {cfg.source}: [pipeline] processed is not set: no flows to query", 2)
+        root = Path(cfg.get("pipeline", "processed")) / "flows"
+    columns, rows = flows_query.query(root, args.sql)
+    out = csv.writer(sys.stdout, lineterminator="\n")
+    out.writerow(columns)
+    out.writerows(rows)
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
+    f = sub.add_parser("flows", help="the pipeline's Parquet flows")
+    fsub = f.add_subparsers(dest="flows_command", metavar="ACTION")
+    fsub.required = True
+    q = fsub.add_parser("query", help="SQL over table `flows` (DuckDB), CSV on stdout")
+    q.add_argument("sql", metavar="SQL")
+    q.add_argument("--config", default=config_mod.DEFAULT_CONFIG_PATH,
+                   help="the dataset is [pipeline] processed/flows of this config")
+    q.add_argument("--flows", metavar="DIR", help="a flows dataset root instead (e.g. PUBLISH/flows, shared storage)")
+    q.set_defaults(func=_flows_query)
+
     p = sub.add_parser("pipeline", help="the post-capture pipeline: backup, check (issue 15, first steps)")
     psub = p.add_subparsers(dest="pipeline_command", metavar="ACTION")
     psub.required = True

@@ -231,6 +231,14 @@ def test_flows_step_writes_hive_parquet_and_ipfix_that_nfcapd_accepts(spool: Spo
     assert len(records) >= n  # nfdump splits a bidirectional record into its two directions at most
     again = sluice("pipeline", "run", "--once", "--config", str(cfg))
     assert again.returncode == 0 and b"flows 0 done" in again.stdout
+    # the same totals from DuckDB over the dataset: `sluice flows query`
+    proc = sluice("flows", "query", "--config", str(cfg),
+                  "SELECT count(*), sum(packets + rev_packets), sum(bytes + rev_bytes), count(DISTINCT host) "
+                  "FROM flows")
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout.decode().splitlines()[1] == f"{n},{packets},{octets},1"
+    bad = sluice("flows", "query", "--config", str(cfg), "SELEC nonsense")
+    assert bad.returncode == 2 and len(bad.stderr.decode().strip().splitlines()) == 1
 
 
 def test_retention_never_deletes_a_file_not_backed_up(spool: Spool, tmp_path: Path) -> None:

@@ -156,12 +156,13 @@ def test_ssh_target_that_fills_up_is_retried(spool: Spool, sshd: Sshd, tmp_path:
 
 
 def test_ssh_target_that_vanishes_mid_copy_is_retried(spool: Spool, sshd: Sshd, tmp_path: Path) -> None:
-    """The link to the backup host is slowed (netem) so a copy takes seconds; sshd and its
+    """The link to the backup host is slowed (tbf) so a copy takes seconds; sshd and its
     sessions are killed while rsync writes a temporary on the remote side."""
     copy, remote = tmp_path / "spool", tmp_path / "remote"
     shutil.copytree(spool.dir, copy, symlinks=True)
     cfg = _config(tmp_path, copy, remote, sshd.ssh_command)
-    netns.run_in(spool.ns.h, ["tc", "qdisc", "add", "dev", "tx0", "root", "netem", "rate", "100kbit"])
+    netns.run_in(spool.ns.h, ["tc", "qdisc", "add", "dev", "tx0", "root", "tbf", "rate", "100kbit", "burst", "1600",
+                                    "latency", "5s"])
     try:
         argv = in_net(spool.ns.h, [sys.executable, "-m", "appliance.cli", "pipeline", "run", "--once",
                                             "--config", str(cfg)])
