@@ -375,6 +375,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
                        "where the anonymised, header-only copies and their flows go (needs key_file)"),
         "key_file": Key("", _optional_abs_path, "an absolute file path, or empty",
                         "the Crypto-PAn key (32 bytes raw or 64 hex) for publish; never published"),
+        "interval": Key(10.0, _seconds(1, 3600), "seconds 1..3600",
+                        "`sluice pipeline run` (the service) starts a pass this long after the last ended"),
         "ssh_command": Key("ssh -o BatchMode=yes -o ConnectTimeout=10", _string, "a command line",
                            "the ssh that rsync runs for ssh:// backup targets (key, known hosts)"),
         "ipfix_collector": Key("", _optional_host_port, "empty or HOST:PORT (UDP)",

@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import start_http_server
 
+from appliance import pipeline_metrics
 from appliance.selftest.report import metric_families as selftest_families
 
 Snapshot = dict[str, Any]
@@ -220,6 +221,7 @@ def families(snapshot: Snapshot) -> list[Metric]:
         *appliance_families(snapshot),
         *update_families(snapshot.get("update")),
         *selftest_families(snapshot.get("selftest")),
+        *pipeline_metrics.families(snapshot.get("pipeline")),
     ]
 
 

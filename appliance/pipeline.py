@@ -45,13 +45,15 @@ import shlex
 import socket
 import struct
 import subprocess
+import threading
 import time
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from appliance import catalog
+from appliance import catalog, pipeline_metrics
 from appliance.config import Config
 from appliance.conns.flowsio import read_csv, write_parquet
 from appliance.errors import SluiceError
@@ -311,11 +313,10 @@ def publish(rel: str, steps: dict[str, Any], publish_dir: Path, key_file: str, h
 
 
 def _still_there(outcome: dict[str, Any]) -> bool:
-    """Recorded outputs are still the ones written (else the step runs again)."""
-    outputs = dict(outcome.get("outputs", {}))
-    if outcome.get("output"):
-        outputs[outcome["output"]] = outcome.get("sha256")
-    return all(Path(out).exists() and sha256_file(out) == digest for out, digest in outputs.items())
+    """Recorded outputs are still there (else the step runs again). Existence is enough: every
+    output is renamed into place whole, and a pass must not re-read the whole processed set."""
+    outputs = [*outcome.get("outputs", {}), *([outcome["output"]] if outcome.get("output") else [])]
+    return all(Path(out).exists() for out in outputs)
 
 
 def state_of(steps: dict[str, Any]) -> str:
@@ -355,7 +356,7 @@ def sweep_temporaries(dirs: list[Path]) -> int:
     return removed
 
 
-def run_once(cfg: Config) -> PassResult:
+def run_once(cfg: Config, progress: Progress | None = None, stop: threading.Event | None = None) -> PassResult:
     """One pass over every closed file of the catalog: each step not done yet, in order. Only one
     pass runs at a time (SPOOL/.pipeline.lock); it starts by removing what a killed pass left."""
     spool = cfg.spool
@@ -376,62 +377,98 @@ def run_once(cfg: Config) -> PassResult:
         os.close(lock)
         raise SluiceError(f"{spool / '.pipeline.lock'}: another pipeline pass is running", 2) from None
     try:
+        for stale in spool.glob(f".{pipeline_metrics.STATE_FILE}.*.tmp"):
+            stale.unlink(missing_ok=True)
         sweep_temporaries([Path(t) for t in targets if not t.startswith("ssh://")]
                           + [d for d in (processed, publish_dir) if d is not None])
-        return _pass(cfg, spool, targets, processed, publish_dir)
+        return _pass(cfg, spool, targets, processed, publish_dir, progress, stop)
     finally:
         os.close(lock)
 
 
+def enabled_steps(processed: Path | None, publish_dir: Path | None) -> list[str]:
+    return [s for s in STEPS if s in ("backup", "check") or (processed is not None and s != "publish")
+            or (s == "publish" and publish_dir is not None)]
+
+
+Progress = Callable[[int, int, str, str], None]  # (steps done, steps to do, file, step)
+
+
 def _pass(cfg: Config, spool: Path, targets: list[str], processed: Path | None,
-          publish_dir: Path | None) -> PassResult:
+          publish_dir: Path | None, progress: Progress | None = None,
+          stop: threading.Event | None = None) -> PassResult:
     result = PassResult()
     db = catalog.connect(spool)
     journal = Journal(cfg.journal_path)
+    enabled = enabled_steps(processed, publish_dir)
+    state = pipeline_metrics.read_state(spool) or {"steps": {}}
+    per_step = {s: state["steps"].setdefault(s, {}) for s in enabled}
+    files = [(row["path"], json.loads(row["steps"]))
+             for row in db.execute("SELECT path, steps FROM files ORDER BY first_ns, path")]
+    files = [(rel, steps) for rel, steps in files if (spool / rel).exists()]
+    todo = {rel: [s for s in enabled if not (steps.get(s, {}).get("ok") and _still_there(steps[s]))]
+            for rel, steps in files}
+    for s in enabled:
+        per_step[s]["backlog"] = sum(s in todo[rel] for rel, _steps in files)
+    total, finished = sum(len(t) for t in todo.values()), 0
     try:
-        for row in list(db.execute("SELECT path, steps FROM files ORDER BY first_ns, path")):
-            rel, steps = row["path"], json.loads(row["steps"])
+        for rel, steps in files:
             result.files += 1
-            if not (spool / rel).exists():
-                continue
-            for step in STEPS:
-                if steps.get(step, {}).get("ok") and _still_there(steps[step]):
-                    continue
+            size = (spool / rel).stat().st_size
+            for step in todo[rel]:
+                if stop is not None and stop.is_set():
+                    return result
                 if step != "backup" and not steps.get("backup", {}).get("ok"):
                     break  # nothing before its copy is safe
-                if step in ("repair", "dedup", "flows", "publish") and processed is None:
-                    break
-                if step == "publish" and publish_dir is None:
-                    break
-                if step == "backup":
-                    outcome = backup(spool, rel, targets, cfg.get("pipeline", "ssh_command"))
-                elif step == "check":
-                    outcome = check(spool, rel)
-                elif step == "repair":
-                    outcome = repair(spool, rel, processed, steps)  # type: ignore[arg-type]
-                elif step == "dedup":
-                    outcome = dedup(spool, rel, processed, steps)  # type: ignore[arg-type]
-                elif step == "flows":
-                    outcome = flows(rel, processed, steps, cfg.host,  # type: ignore[arg-type]
-                                    cfg.get("pipeline", "ipfix_collector"))
-                else:
-                    outcome = publish(rel, steps, publish_dir, cfg.get("pipeline", "key_file"),  # type: ignore[arg-type]
-                                      cfg.host)
+                if progress is not None:
+                    progress(finished, total, rel, step)
+                outcome = _run_step(cfg, step, spool, rel, steps, targets, processed, publish_dir)
+                finished += 1
                 steps[step] = {**outcome, "at": round(time.time(), 3)}
                 with db:
                     db.execute("UPDATE files SET steps = ?, state = ? WHERE path = ?",
                                (json.dumps(steps, sort_keys=True), state_of(steps), rel))
                 journal.append("pipeline_step", path=rel, step=step, **steps[step])
+                counters = per_step[step]
+                counters["seconds_total"] = round(counters.get("seconds_total", 0.0) + outcome.get("seconds", 0.0), 3)
                 if outcome["ok"]:
                     result.done[step] += 1
+                    counters["backlog"] = max(counters.get("backlog", 1) - 1, 0)
+                    counters["files_total"] = counters.get("files_total", 0) + 1
+                    counters["bytes_total"] = counters.get("bytes_total", 0) + size
+                    counters["last_success"] = steps[step]["at"]
                 else:
                     result.failed[step] += 1
+                    counters["failures_total"] = counters.get("failures_total", 0) + 1
                     log.warning("pipeline %s %s: %s", step, rel, outcome.get("error"))
+                pipeline_metrics.write_state(spool, state)
+                if not outcome["ok"]:
                     break
+        if progress is not None:
+            progress(finished, total, "", "")
+        state["last_pass"] = round(time.time(), 3)
+        pipeline_metrics.write_state(spool, state)
     finally:
         journal.close()
         db.close()
     return result
+
+
+def _run_step(cfg: Config, step: str, spool: Path, rel: str, steps: dict[str, Any], targets: list[str],
+              processed: Path | None, publish_dir: Path | None) -> dict[str, Any]:
+    if step == "backup":
+        return backup(spool, rel, targets, cfg.get("pipeline", "ssh_command"))
+    if step == "check":
+        return check(spool, rel)
+    assert processed is not None  # enabled_steps: the later steps need it
+    if step == "repair":
+        return repair(spool, rel, processed, steps)
+    if step == "dedup":
+        return dedup(spool, rel, processed, steps)
+    if step == "flows":
+        return flows(rel, processed, steps, cfg.host, cfg.get("pipeline", "ipfix_collector"))
+    assert publish_dir is not None
+    return publish(rel, steps, publish_dir, cfg.get("pipeline", "key_file"), cfg.host)
 
 
 def journal_steps(spool: Path) -> dict[str, dict[str, Any]]:

@@ -29,6 +29,7 @@ from appliance.errors import SluiceError
 from appliance.gaps.statslog import StatsLog
 from appliance.journal import Journal, last_record
 from appliance.metrics import MetricsServer, Snapshot
+from appliance.pipeline_metrics import read_state as read_pipeline_state
 from appliance.retention import enforce as enforce_retention
 from appliance.selftest.report import load_result as load_selftest
 from appliance.update import update_status
@@ -452,6 +453,7 @@ class Supervisor:
                           "min_free": str(self.cfg.get("retention", "min_free"))},
             "update": update_status(),
             "selftest": load_selftest(self.cfg.spool),  # the last `sluice selftest`, as metrics
+            "pipeline": read_pipeline_state(self.cfg.spool),  # issue 15: the pipeline service's progress
         }
 
     def publish(self) -> None:

@@ -57,7 +57,11 @@ class Sshd:
     def stop(self) -> None:
         """Every sshd of the namespace, the listener and the sessions it forked, SIGKILL."""
         for pid in netns.pids_in(self.ns):
-            if Path(f"/proc/{pid}/comm").read_text().strip() in ("sshd", "rsync", "sha256sum", "sh"):
+            try:
+                comm = Path(f"/proc/{pid}/comm").read_text().strip()
+            except OSError:
+                continue  # gone already
+            if comm in ("sshd", "rsync", "sha256sum", "sh"):
                 subprocess.run(["kill", "-9", str(pid)], check=False)
         if self.proc is not None:
             self.proc.wait(timeout=10)
@@ -177,7 +181,8 @@ def test_ssh_target_that_vanishes_mid_copy_is_retried(spool: Spool, sshd: Sshd, 
     finally:
         netns.run_in(spool.ns.h, ["tc", "qdisc", "del", "dev", "tx0", "root"], check=False)
     saved, present = _remote_state(copy, remote)  # every copy at its final name is whole
-    assert saved == present and len(saved) < len(rows(copy))
+    # a copy renamed just before the connection died is whole but not verified: not backed up yet
+    assert saved <= present and len(saved) < len(rows(copy))
     sshd.start()
     proc = pipeline_in(spool.ns.h, cfg)
     assert proc.returncode == 0, proc.stdout.decode() + proc.stderr.decode()
