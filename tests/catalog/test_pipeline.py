@@ -18,7 +18,7 @@ import pytest
 from appliance.journal import read_events
 from tests.capture.conftest import mount_tmpfs, umount
 from tests.catalog.conftest import SLUICE_PCAP, Spool, rows, sluice
-from tests.conftest import REPO
+from tests.conftest import REPO, require_tool
 
 pytestmark = [pytest.mark.root, pytest.mark.netns]
 
@@ -215,7 +215,9 @@ def test_flows_step_writes_hive_parquet_and_ipfix_that_nfcapd_accepts(spool: Spo
     assert parquet and all(p.parent.parent.name == "host=lab" and p.parent.name.startswith("date=")
                            for p in parquet)
     table = ds.dataset(str(processed / "flows"), format="parquet", partitioning="hive").to_table()
-    assert table.column("first_ts").cast("int64").to_pylist() == table.column("first_ns").to_pylist()
+    assert str(table.schema.field("first_ts").type) == "timestamp[us, tz=UTC]"
+    micros = [t // 1000 for t in table.column("first_ns").to_pylist()]
+    assert table.column("first_ts").cast("int64").to_pylist() == micros
     assert {str(h) for h in table.column("host").to_pylist()} == {"lab"}
     processed_copies = [processed / rel for rel in by_path]
     n, packets, octets = _pcap_flow_totals(processed_copies, tmp_path)
@@ -341,3 +343,36 @@ def test_publish_set_has_no_original_address_and_a_manifest(spool: Spool, tmp_pa
     assert len(_original_addresses(published)) >= len(originals) // 2  # addresses still there, anonymised
     again = sluice("pipeline", "run", "--once", "--config", str(cfg))
     assert again.returncode == 0 and b"publish 0 done" in again.stdout
+
+
+@pytest.mark.slow
+def test_pyspark_reads_the_same_totals_as_duckdb_and_sluice_pcap(spool: Spool, tmp_path: Path) -> None:
+    """The pipeline's Parquet flows read unchanged by Spark (PySpark, local mode, Java 17): the
+    same flow count, packets, bytes and time span as DuckDB (`sluice flows query`) and as
+    `sluice-pcap flows` of the processed copies; the host and date partitions come from the path."""
+    pyspark_sql = pytest.importorskip("pyspark.sql", reason="pyspark (pinned in the dev extras)")
+    require_tool("java")
+    copy = tmp_path / "spool"
+    shutil.copytree(spool.dir, copy, symlinks=True)
+    backup, processed = tmp_path / "backup", tmp_path / "processed"
+    backup.mkdir()
+    cfg = _config(tmp_path, copy, [backup])
+    cfg.write_text(cfg.read_text() + f'processed = "{processed}"\n')
+    assert sluice("pipeline", "run", "--once", "--config", str(cfg)).returncode == 0
+    n, packets, octets = _pcap_flow_totals([processed / r["path"] for r in rows(copy)], tmp_path)
+    sql = ("SELECT count(*) AS n, sum(packets + rev_packets) AS p, sum(bytes + rev_bytes) AS b, "
+           "min(first_ns) AS f, max(last_ns) AS l, count(DISTINCT host) AS h FROM flows")
+    duck = sluice("flows", "query", "--config", str(cfg), sql)
+    assert duck.returncode == 0, duck.stderr.decode()
+    duck_row = [int(v) for v in duck.stdout.decode().splitlines()[1].split(",")]
+    spark = (pyspark_sql.SparkSession.builder.master("local[1]").appName("sluice-flows-test")
+             .config("spark.ui.enabled", "false").config("spark.sql.session.timeZone", "UTC").getOrCreate())
+    try:
+        spark.read.parquet(str(processed / "flows")).createOrReplaceTempView("flows")
+        spark_row = [int(v) for v in spark.sql(sql).collect()[0]]
+        micros = spark.sql("SELECT count(*) FROM flows WHERE unix_micros(first_ts) != first_ns DIV 1000").collect()
+    finally:
+        spark.stop()
+    assert spark_row == duck_row
+    assert spark_row[:3] == [n, packets, octets] and n > 0 and spark_row[5] == 1
+    assert micros[0][0] == 0  # the timestamp column is the integer ns, to the microsecond
