@@ -44,12 +44,12 @@ run: venv native
 corpus: $(STAMPS)/deps
 	scripts/fetch-pcap-corpus
 
-test: venv native corpus
-	$(VENV)/bin/ruff check appliance tests bench
+test: venv native lint corpus
 	$(PYTEST) -m "not slow" --durations=15 tests
 
+# pytest exits 5 when no test is selected: no test marked slow is not a failure.
 test-slow: venv native corpus
-	$(PYTEST) -m slow tests
+	$(PYTEST) -m slow tests || { rc=$$?; [ $$rc -eq 5 ] && echo "test-slow: no test is marked slow"; [ $$rc -eq 5 ]; }
 
 bench: venv native
 	$(VENV)/bin/python -m bench
@@ -62,13 +62,30 @@ $(STAMPS)/soak-venv: pyproject.toml $(STAMPS)/venv
 soak: venv native $(STAMPS)/soak-venv
 	SOAK_SECONDS=$(SOAK_SECONDS) $(VENV)/bin/python -m bench.soak
 
-lint: venv
-	$(VENV)/bin/ruff check appliance tests bench
+# Every Python file (ruff) and every shell script (shellcheck: executable files with a sh or bash
+# shebang; warnings and errors, style notes left to the author).
+SHELL_SCRIPTS = $(shell find . \( -name .git -o -name .venv -o -path ./build -o -path ./native/build -o -path ./image/out \) -prune -o \
+    -type f -perm -u+x ! -name '*.j2' -print | xargs grep -lE '^\#!(/usr/bin/env |/bin/)(ba|da)?sh$$') \
+    $(wildcard debian/*.postinst debian/*.postrm debian/*.preinst debian/*.prerm)
 
-# What provisioning/ installs on a box: wheels (Sluice + pinned deps) and native binaries.
+lint: venv
+	$(VENV)/bin/ruff check .
+	shellcheck --severity=warning $(SHELL_SCRIPTS)
+
+# What provisioning/ installs on a box: the sluice-appliance package (and the wheels it was made of).
+# The Debian package (docs/package.md): build/deb/sluice-appliance_VERSION_ARCH.deb and lintian's report.
+.PHONY: deb man
+deb: venv native
+	scripts/install-deps deps/apt/package.txt
+	packaging/build-deb
+
+# Man pages and bash completion from the programs' --help, into build/man, build/completion.
+man: venv native
+	$(VENV)/bin/python packaging/gendocs.py --out build --version $$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml) \
+	    --sluice $(SLUICE) --capture native/build/sluice-capture --pcap native/build/sluice-pcap
+
 .PHONY: provisioning-artifacts image image-test bundle image-update-test
-provisioning-artifacts: venv native
-	provisioning/build-artifacts
+provisioning-artifacts: deb
 
 # Image-only packages (qemu, grub, mmdebstrap) are not in deps/apt: `make test` does not need them.
 image: provisioning-artifacts

@@ -1,3 +1,3 @@
-"""Sluice: a packet-capture appliance (supervisor, NIC tuning, lab, pipeline)."""
+"""Sluice: a packet-capture appliance (supervisor, watchdogs, NIC tuning, lab)."""
 
 __version__ = "0.1.0"

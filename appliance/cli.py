@@ -8,20 +8,27 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
+import os
 import sys
 
-from appliance import __version__
+from appliance import __version__, logs
 from appliance.errors import SluiceError
 
+# Exit status when the reader of our output went away (`sluice ... | head`): what a program
+# killed by SIGPIPE reports to the shell, without a traceback or a line on stderr.
+EXIT_BROKEN_PIPE = 128 + 13
+
 COMMAND_MODULES = (
+    "appliance.campaign_commands",
     "appliance.catalog_commands",
     "appliance.conns.commands",
     "appliance.gaps.commands",
     "appliance.lab.commands",
+    "appliance.meta.commands",
     "appliance.nic.commands",
     "appliance.notes.commands",
     "appliance.pipeline_commands",
+    "appliance.report.commands",
     "appliance.run",
     "appliance.selftest.commands",
     "appliance.supervise_commands",
@@ -48,21 +55,36 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser(argv)
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="sluice: %(message)s",
-        stream=sys.stderr,
-    )
     try:
-        return int(args.func(args) or 0)
+        parser = build_parser(argv)
+        args = parser.parse_args(argv)
+        logs.setup(verbose=args.verbose)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a pipe closed early shows here at the latest, inside the handler
+        return code
     except SluiceError as exc:
         print(f"sluice: {exc}", file=sys.stderr)
         return exc.exit_code
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
     except KeyboardInterrupt:
         print("sluice: interrupted", file=sys.stderr)
         return 130
+    except SystemExit as exc:  # argparse's --help/--version/usage errors
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            return _quiet_broken_pipe()
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+
+
+def _quiet_broken_pipe() -> int:
+    """The reader closed the pipe: nobody wants the rest. Point stdout at /dev/null so the
+    interpreter's final flush at exit cannot fail again, and exit as SIGPIPE would."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

@@ -11,10 +11,11 @@ import ipaddress
 import math
 import os
 import re
+import reprlib
 import socket
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,13 @@ DEFAULT_CONFIG_PATH = "/etc/sluice/sluice.toml"
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
-_IFNAME_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")
+# What the kernel's dev_valid_name() accepts, less ':' (alias syntax, never a capture port):
+# 1-15 characters, not "." or "..", no '/' or white space.
+_IFNAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,15}$")
+# Sizes above this are typing errors, not disks (and the writer's 64-bit parser refuses them).
+MAX_SIZE = 2**60
+# Where a spool can never live: kernel pseudo-filesystems.
+_PSEUDO_FS = ("/proc", "/sys", "/dev")
 
 
 class ConfigError(SluiceError):
@@ -36,15 +43,18 @@ def parse_size(text: str | int) -> int:
     if isinstance(text, bool):
         raise ValueError("not a size")
     if isinstance(text, int):
-        if text < 0:
-            raise ValueError("negative size")
+        if not 0 <= text <= MAX_SIZE:
+            raise ValueError("size out of range")
         return text
-    if not isinstance(text, str):
+    if not isinstance(text, str) or len(text) > 64:
         raise ValueError("not a size")
     m = _SIZE_RE.match(text)
-    if not m:
+    if not m or not m.group(1).isascii():
         raise ValueError("not a size")
-    return int(float(m.group(1)) * _SIZE_UNITS[m.group(2).upper()])
+    value = float(m.group(1)) * _SIZE_UNITS[m.group(2).upper()]
+    if not math.isfinite(value) or value > MAX_SIZE:
+        raise ValueError("size out of range")
+    return int(value)
 
 
 def format_size(n: int) -> str:
@@ -102,7 +112,11 @@ def _int_range(lo: int, hi: int) -> Callable[[Any], int]:
 
 def _seconds(lo: float, hi: float) -> Callable[[Any], float]:
     def check(v: Any) -> float:
-        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise ValueError
+        if isinstance(v, int) and not lo <= v <= hi:  # before float(): 10**400 overflows it
+            raise ValueError
+        if not math.isfinite(v):
             raise ValueError
         if not lo <= float(v) <= hi:
             raise ValueError
@@ -159,6 +173,16 @@ def _optional_host_port(v: Any) -> str:
 ROTATE_SIZE_MAX = 1 << 42  # 4T: sluice-capture --print-contract (tests/capture/test_contract.py)
 
 
+def _spool(v: Any) -> str:
+    """An absolute directory on a real filesystem: a relative spool would follow the working
+    directory of whoever starts the supervisor, and /proc, /sys or /dev hold no files."""
+    path = _path(v)
+    norm = os.path.normpath(path)
+    if not os.path.isabs(path) or norm == "/" or any(norm == p or norm.startswith(p + "/") for p in _PSEUDO_FS):
+        raise ValueError
+    return path
+
+
 def _rotate_size(v: Any) -> int:
     n = parse_size(v)
     if n < 4096 or n > ROTATE_SIZE_MAX:
@@ -201,8 +225,14 @@ def _host(v: Any) -> str:
     return v
 
 
-def _size_or_zero(v: Any) -> int:
-    return parse_size(v)
+# Empty or a user/group name as useradd accepts it.
+_ACCOUNT_RE = re.compile(r"^(?:[a-z_][a-z0-9_-]{0,31})?$")
+
+
+def _account(v: Any) -> str:
+    if not isinstance(v, str) or not _ACCOUNT_RE.fullmatch(v):
+        raise ValueError
+    return v
 
 
 def _floor(v: Any) -> FreeFloor:
@@ -215,7 +245,7 @@ def _interfaces(v: Any) -> list[str]:
     if not isinstance(v, list) or not v:
         raise ValueError
     for name in v:
-        if not isinstance(name, str) or not _IFNAME_RE.match(name):
+        if not isinstance(name, str) or not _IFNAME_RE.match(name) or name in (".", ".."):
             raise ValueError
     if len(set(v)) != len(v):
         raise ValueError
@@ -227,7 +257,7 @@ def _listen(v: Any) -> tuple[str, int]:
     if not isinstance(v, str):
         raise ValueError
     host, sep, port = v.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+    if not sep or not re.fullmatch(r"[0-9]{1,5}", port) or not 0 <= int(port) <= 65535:
         raise ValueError
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
@@ -281,9 +311,11 @@ def _host_default() -> str:
 
 SCHEMA: dict[str, dict[str, Key]] = {
     "capture": {
-        "interfaces": Key(None, _interfaces, "a non-empty list of distinct interface names (1-15 characters)",
+        "interfaces": Key(None, _interfaces, "a non-empty list of distinct interface names (1-15 letters, "
+                          "digits, '_', '.', '@' or '-'; not \".\" or \"..\")",
                           "capture interfaces; one sluice-capture per interface (required)"),
-        "spool": Key(None, _path, "a directory path", "spool directory: captures, journal and state (required)"),
+        "spool": Key(None, _spool, "an absolute directory path, not under /proc, /sys or /dev",
+                     "spool directory: captures, journal and state (required)"),
         "rotate_size": Key("1G", _rotate_size, "a size from 4K to 4T such as 512M, 1G or a number of bytes",
                            "start a new file when the current one reaches this size"),
         "rotate_seconds": Key(0, _int_range(0, 86400), "an integer 0..86400 (0 = off)",
@@ -308,10 +340,17 @@ SCHEMA: dict[str, dict[str, Key]] = {
                            "write .zst files in independent frames"),
         "timestamps": Key("sw", _choice("sw", "hw"), "\"sw\" or \"hw\"", "kernel or NIC hardware timestamps"),
         "backend": Key("afpacket", _choice("afpacket", "pcap"), "\"afpacket\" or \"pcap\"", "packet source"),
-        "host": Key("", _host, "a host name of letters, digits, '-' and '.' (empty = this machine's short name)",
+        "host": Key("", _host, "a host name of up to 63 letters, digits, '-' and '.', starting and ending with "
+                    "a letter or digit, no '..' (empty = this machine's short name)",
                     "host name in file names, the pcapng SHB and the spool subdirectory"),
         "binary": Key("", _string, "a path to sluice-capture (empty = find it)",
                       "the writer program; empty: $SLUICE_CAPTURE, native/build, then PATH"),
+        "user": Key("", _account, "a user name of this machine (empty = the supervisor's own user)",
+                    "the writer runs as this user once its sockets and rings are open (a supervisor "
+                    "started as root); every capability is dropped after start-up in any case"),
+        "readers_group": Key("", _account, "a group name of this machine (empty = none)",
+                             "capture folders 0750 and files 0640 owned by this group: its members "
+                             "read captures, nobody else does"),
     },
     "supervisor": {
         "stats_interval": Key(1.0, _seconds(0.05, 60), "seconds 0.05..60", "period of the writers' stats lines"),
@@ -329,10 +368,18 @@ SCHEMA: dict[str, dict[str, Key]] = {
                             "time a writer gets to close its files after SIGTERM before SIGKILL"),
         "state_interval": Key(1.0, _seconds(0.1, 60), "seconds 0.1..60", "how often status.json is rewritten"),
     },
+    "privacy": {
+        "anonymize_key": Key("", _string, "a path to a 32-byte Crypto-PAn key file (empty = off)",
+                             "the writers anonymise every IPv4/IPv6 address before it reaches the disk "
+                             "(sluice-capture --anonymize; the file readable by its owner only)"),
+    },
     "metrics": {
         "listen": Key("127.0.0.1:9750", _listen,
                       "ADDRESS:PORT with an IPv4/IPv6 address (IPv6 in brackets), e.g. 127.0.0.1:9750",
                       "where /metrics is served; port 0 picks a free port"),
+        "web_config": Key("", _string, "a path to a web-config YAML file (empty = plain HTTP, no auth)",
+                          "TLS certificate and basic-auth users (bcrypt) in the Prometheus exporters' "
+                          "web-config format (docs/privacy.md)"),
     },
     "retention": {
         "min_free": Key("10%", _floor, "a percentage such as \"10%\" (0..<100) or a size such as \"50G\"",
@@ -384,12 +431,146 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
 }
 
+def _meta_sources(value: Any) -> list[dict[str, Any]]:
+    from appliance.meta.collect import check_source
+
+    if not isinstance(value, list):
+        raise ValueError("a list")
+    sources = [check_source(v) for v in value]
+    names = [s["name"] for s in sources]
+    if len(set(names)) != len(names):
+        raise ValueError("names repeat")
+    return sources
+
+
+def _url_or_empty(value: Any) -> str:
+    if not isinstance(value, str) or (value and not re.match(r"^https?://[^\s/]+", value)):
+        raise ValueError(value)
+    return value
+
+
+SCHEMA["meta"] = {
+    "sources": Key([], _meta_sources, "a list of tables {name, kind = \"dns\"|\"dhcp\"|\"device\", ...} with "
+                   "distinct names (docs/metadata.md)", "the metadata sources `sluice meta collect` reads"),
+    "maintenance": Key("", _string, "a path to a TOML file of [[window]] tables (empty = none)",
+                       "maintenance windows: journal events and Alertmanager silences"),
+    "alertmanager": Key("", _url_or_empty, "an http(s):// URL (empty = no silences)",
+                        "the Alertmanager that maintenance windows silence"),
+    "retries": Key(2, _int_range(0, 10), "an integer 0..10", "further attempts for a failing source per pass"),
+    "retry_delay": Key(5.0, _seconds(0, 600), "seconds 0..600", "wait between attempts"),
+}
+
 REQUIRED = {("capture", "interfaces"), ("capture", "spool")}
+
+
+# Typed views of the sections: code reads cfg.retention.interval, not cfg.get("retention", ...).
+# Each has exactly the keys of its SCHEMA table (a test keeps them equal).
+@dataclass(frozen=True)
+class CaptureSection:
+    interfaces: list[str]
+    spool: str
+    rotate_size: int
+    rotate_seconds: int
+    format: str
+    snaplen: int
+    slice: str
+    filter: str
+    workers: int
+    fanout: str
+    ring_mb: int | str  # "auto": sized by the writer from the machine's memory
+    buffer_mb: int | str
+    worker_cpus: str | list[int]
+    compression: str
+    timestamps: str
+    backend: str
+    host: str
+    binary: str
+    user: str
+    readers_group: str
+
+
+@dataclass(frozen=True)
+class SupervisorSection:
+    stats_interval: float
+    stall_timeout: float
+    stall_buffer_fill: float
+    backoff_initial: float
+    backoff_max: float
+    backoff_reset: float
+    stop_timeout: float
+    state_interval: float
+
+
+@dataclass(frozen=True)
+class MetricsSection:
+    listen: tuple[str, int]
+    web_config: str
+
+
+@dataclass(frozen=True)
+class PrivacySection:
+    anonymize_key: str
+
+
+@dataclass(frozen=True)
+class RetentionSection:
+    min_free: FreeFloor
+    margin: FreeFloor
+    min_age: float
+    interval: float
+
+
+@dataclass(frozen=True)
+class WatchdogsSection:
+    interval: float
+    time_step_threshold: float
+    span_dead_seconds: float
+    raid: bool
+    mdstat: str
+    sys_block: str
+    smart: bool
+    smart_devices: list[str]
+    smart_interval: float
+
+
+@dataclass(frozen=True)
+class NicSection:
+    tune: bool
+    reapply_on_drift: bool
+    check_interval: float
+    rx_usecs: int
+    mtu: int | None
+    hw_timestamps: bool
+    irq_cpus: list[int] | None
+
+
+@dataclass(frozen=True)
+class PipelineSection:
+    backup: list[str]
+    processed: str
+    publish: str
+    key_file: str
+    interval: float
+    ssh_command: str
+    ipfix_collector: str
+
+
+SECTION_TYPES: dict[str, type] = {"capture": CaptureSection, "supervisor": SupervisorSection,
+                                  "metrics": MetricsSection, "retention": RetentionSection,
+                                  "watchdogs": WatchdogsSection, "nic": NicSection, "pipeline": PipelineSection,
+                                  "privacy": PrivacySection}
+
+
+def _section(name: str, values: dict[str, Any]) -> Any:
+    cls = SECTION_TYPES[name]
+    return cls(**{f.name: values[f.name] for f in fields(cls)})
 
 
 @dataclass
 class Config:
-    """The validated config: sections of typed values, every key present (defaults filled in)."""
+    """The validated config: sections of typed values, every key present (defaults filled in).
+    Read it through the typed sections (cfg.capture.snaplen); `sections` is the same as plain
+    tables, for comparing two configs and for `config show`."""
 
     sections: dict[str, dict[str, Any]]
     source: str = ""
@@ -397,6 +578,38 @@ class Config:
 
     def get(self, section: str, key: str) -> Any:
         return self.sections[section][key]
+
+    @property
+    def capture(self) -> CaptureSection:
+        return _section("capture", self.sections["capture"])  # type: ignore[no-any-return]
+
+    @property
+    def supervisor(self) -> SupervisorSection:
+        return _section("supervisor", self.sections["supervisor"])  # type: ignore[no-any-return]
+
+    @property
+    def metrics(self) -> MetricsSection:
+        return _section("metrics", self.sections["metrics"])  # type: ignore[no-any-return]
+
+    @property
+    def retention(self) -> RetentionSection:
+        return _section("retention", self.sections["retention"])  # type: ignore[no-any-return]
+
+    @property
+    def watchdogs(self) -> WatchdogsSection:
+        return _section("watchdogs", self.sections["watchdogs"])  # type: ignore[no-any-return]
+
+    @property
+    def nic(self) -> NicSection:
+        return _section("nic", self.sections["nic"])  # type: ignore[no-any-return]
+
+    @property
+    def privacy(self) -> PrivacySection:
+        return _section("privacy", self.sections["privacy"])  # type: ignore[no-any-return]
+
+    @property
+    def pipeline(self) -> PipelineSection:
+        return _section("pipeline", self.sections["pipeline"])  # type: ignore[no-any-return]
 
     # Shorthands for the values used everywhere.
     @property
@@ -452,7 +665,7 @@ def validate(data: dict[str, Any], source: str = "") -> Config:
             raw = given[key]
             try:
                 values[key] = spec.check(raw)
-            except (ValueError, TypeError):
+            except (ValueError, TypeError, ArithmeticError, RecursionError):
                 raise _fail(where, f"[{section}] {key} = {_show(raw)} is not allowed (allowed: {spec.allowed})") \
                     from None
         sections[section] = values
@@ -482,17 +695,53 @@ def validate(data: dict[str, Any], source: str = "") -> Config:
     return Config(sections=sections, source=source)
 
 
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother, _REPR.maxlist = 3, 57, 57, 6
+
+
+def check_on_this_machine(cfg: Config) -> None:
+    """What only the box itself can check (`sluice config check` and the supervisor's start; not
+    `load`, which a controller also runs on a box's file): the writer's user and the readers'
+    group exist here (the writer looks them up too), the metrics web config and its files load."""
+    import grp
+    import pwd
+
+    where = cfg.source or "<text>"
+    cap = cfg.sections["capture"]
+    for key, kind, lookup in (("user", "user", pwd.getpwnam), ("readers_group", "group", grp.getgrnam)):
+        if not cap[key]:
+            continue
+        try:
+            lookup(cap[key])
+        except KeyError:
+            raise _fail(where, f"[capture] {key} = \"{cap[key]}\" is not a {kind} of this machine "
+                               f"(allowed: an existing {kind}, or \"\")") from None
+    if cfg.get("metrics", "web_config"):
+        from appliance import webconfig
+
+        webconfig.load(cfg.get("metrics", "web_config"))  # one line naming the file's problem
+
+
 def _show(value: Any) -> str:
-    text = repr(value) if not isinstance(value, str) else f'"{value}"'
+    text = _REPR.repr(value) if not isinstance(value, str) else f'"{value}"'
     return text if len(text) <= 60 else text[:57] + "..."
 
 
 def loads(text: str, source: str = "") -> Config:
+    where = source or "<text>"
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise _fail(source or "<text>", f"TOML syntax error: {exc}") from None
-    cfg = validate(data, source)
+        raise _fail(where, f"TOML syntax error: {exc}") from None
+    except RecursionError:
+        raise _fail(where, "TOML nested too deeply to read (allowed: the tables and flat lists of the "
+                           "schema)") from None
+    except (ValueError, ArithmeticError, MemoryError) as exc:  # tomllib on inputs it never expected
+        raise _fail(where, f"cannot read: {exc.__class__.__name__}") from None
+    try:
+        cfg = validate(data, source)
+    except RecursionError:
+        raise _fail(where, "a value nested too deeply (allowed: the values of the schema)") from None
     cfg.raw_text = text
     return cfg
 
@@ -503,8 +752,10 @@ def load(path: str | os.PathLike[str]) -> Config:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"config {p}: no such file", 2) from None
-    except (PermissionError, IsADirectoryError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"config {p}: cannot read: {exc.__class__.__name__}", 2) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config {p}: not UTF-8 text (byte {exc.start})", 2) from None
+    except OSError as exc:
+        raise ConfigError(f"config {p}: cannot read: {exc.strerror or exc.__class__.__name__}", 2) from None
     return loads(text, str(p))
 
 
@@ -512,7 +763,8 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
-        return f"{value:g}" if isinstance(value, float) else str(value)
+        # repr: the shortest text that reads back as the same float (1234567.0, not 1.23457e+06).
+        return repr(value) if isinstance(value, float) else str(value)
     if isinstance(value, FreeFloor):
         return f'"{value}"'
     if isinstance(value, tuple):  # listen address
@@ -541,11 +793,32 @@ def dumps(cfg: Config) -> str:
     return "\n".join(lines)
 
 
+EXAMPLE_VALUES = {("capture", "interfaces"): ["c0"], ("capture", "spool"): "/data/sluice"}
+
+
+def example() -> str:
+    """An example sluice.toml: every key with its default, what it means and what it allows
+    (the required keys with example values). Shipped as config/sluice.example.toml; a test
+    keeps that file equal to this."""
+    lines = ["# Sluice: every key of /etc/sluice/sluice.toml with its default (docs/supervisor.md).",
+             "# Only [capture] interfaces and spool are required; `sluice config check FILE` explains",
+             "# any error. Generated by `sluice config example`.", ""]
+    for section, keys in SCHEMA.items():
+        lines.append(f"[{section}]")
+        for key, spec in keys.items():
+            required = (section, key) in REQUIRED
+            value = EXAMPLE_VALUES[(section, key)] if required else spec.default
+            lines.append(f"# {spec.doc} (allowed: {spec.allowed})")
+            lines.append(("" if required else "# ") + f"{key} = {_toml_value(value)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def find_capture_binary(cfg: Config) -> str:
     """The sluice-capture to run: the configured one, $SLUICE_CAPTURE, the repo's build, PATH."""
     import shutil
 
-    configured = cfg.get("capture", "binary")
+    configured = cfg.capture.binary
     candidates = [configured] if configured else [
         os.environ.get("SLUICE_CAPTURE", ""),
         str(Path(__file__).resolve().parent.parent / "native" / "build" / "sluice-capture"),

@@ -25,6 +25,7 @@ from typing import Any
 from appliance import catalog, filterplan
 from appliance.errors import SluiceError
 from appliance.journal import Journal
+from appliance.spoolperm import CAPTURE_FILE_MODE
 from appliance.timespec import epoch_arg, format_ns
 
 PART_SUFFIX = ".part"
@@ -202,7 +203,9 @@ def _write_empty(output: str, fmt: str) -> None:
         os.write(sys.stdout.fileno(), data)
         return
     tmp = Path(output).absolute().with_name(f".{Path(output).name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, CAPTURE_FILE_MODE)
+    with os.fdopen(fd, "wb") as f:  # 0640 as the captures it comes from, like sluice-pcap's outputs
+        f.write(data)
     os.replace(tmp, output)
 
 

@@ -360,15 +360,15 @@ def run_once(cfg: Config, progress: Progress | None = None, stop: threading.Even
     """One pass over every closed file of the catalog: each step not done yet, in order. Only one
     pass runs at a time (SPOOL/.pipeline.lock); it starts by removing what a killed pass left."""
     spool = cfg.spool
-    targets = cfg.get("pipeline", "backup")
+    targets = cfg.pipeline.backup
     if not targets:
         raise SluiceError("[pipeline] backup: no backup target configured; the pipeline backs up first", 2)
     for t in targets:
         if not t.startswith("ssh://") and not Path(t).is_dir():
             raise SluiceError(f"[pipeline] backup: {t}: no such directory", 2)
-    processed = Path(cfg.get("pipeline", "processed")) if cfg.get("pipeline", "processed") else None
-    publish_dir = Path(cfg.get("pipeline", "publish")) if cfg.get("pipeline", "publish") else None
-    if publish_dir is not None and not (cfg.get("pipeline", "key_file") and processed is not None):
+    processed = Path(cfg.pipeline.processed) if cfg.pipeline.processed else None
+    publish_dir = Path(cfg.pipeline.publish) if cfg.pipeline.publish else None
+    if publish_dir is not None and not (cfg.pipeline.key_file and processed is not None):
         raise SluiceError("[pipeline] publish needs key_file (the Crypto-PAn key) and processed", 2)
     lock = os.open(spool / ".pipeline.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
@@ -444,6 +444,7 @@ def _pass(cfg: Config, spool: Path, targets: list[str], processed: Path | None,
                 pipeline_metrics.write_state(spool, state)
                 if not outcome["ok"]:
                     break
+        _backup_meta(db, spool, targets, cfg.pipeline.ssh_command, journal, result)
         if progress is not None:
             progress(finished, total, "", "")
         state["last_pass"] = round(time.time(), 3)
@@ -457,7 +458,7 @@ def _pass(cfg: Config, spool: Path, targets: list[str], processed: Path | None,
 def _run_step(cfg: Config, step: str, spool: Path, rel: str, steps: dict[str, Any], targets: list[str],
               processed: Path | None, publish_dir: Path | None) -> dict[str, Any]:
     if step == "backup":
-        return backup(spool, rel, targets, cfg.get("pipeline", "ssh_command"))
+        return backup(spool, rel, targets, cfg.pipeline.ssh_command)
     if step == "check":
         return check(spool, rel)
     assert processed is not None  # enabled_steps: the later steps need it
@@ -466,9 +467,29 @@ def _run_step(cfg: Config, step: str, spool: Path, rel: str, steps: dict[str, An
     if step == "dedup":
         return dedup(spool, rel, processed, steps)
     if step == "flows":
-        return flows(rel, processed, steps, cfg.host, cfg.get("pipeline", "ipfix_collector"))
+        return flows(rel, processed, steps, cfg.host, cfg.pipeline.ipfix_collector)
     assert publish_dir is not None
-    return publish(rel, steps, publish_dir, cfg.get("pipeline", "key_file"), cfg.host)
+    return publish(rel, steps, publish_dir, cfg.pipeline.key_file, cfg.host)
+
+
+def _backup_meta(db: Any, spool: Path, targets: list[str], ssh_command: str, journal: Journal,
+                 result: PassResult) -> None:
+    """The metadata `sluice meta collect` catalogued (table meta_files, docs/metadata.md) is backed
+    up like capture files (the backup step only: it is text, not packets)."""
+    if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta_files'").fetchone():
+        return
+    for row in list(db.execute("SELECT path, steps FROM meta_files ORDER BY collected_ns, path")):
+        rel, steps = row["path"], json.loads(row["steps"])
+        if not (spool / rel).exists() or (steps.get("backup", {}).get("ok") and _still_there(steps["backup"])):
+            continue
+        outcome = backup(spool, rel, targets, ssh_command)
+        steps["backup"] = {**outcome, "at": round(time.time(), 3)}
+        with db:
+            db.execute("UPDATE meta_files SET steps = ?, state = ? WHERE path = ?",
+                       (json.dumps(steps, sort_keys=True), state_of(steps), rel))
+        journal.append("pipeline_step", path=rel, step="backup", **steps["backup"])
+        result.done["backup"] += outcome["ok"]
+        result.failed["backup"] += not outcome["ok"]
 
 
 def journal_steps(spool: Path) -> dict[str, dict[str, Any]]:

@@ -39,7 +39,7 @@ def _run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda _signo, _frame: stop.set())
-    log.info("pipeline: running, a pass every %gs after the last", cfg.get("pipeline", "interval"))
+    log.info("pipeline: running, a pass every %gs after the last", cfg.pipeline.interval)
     while not stop.is_set():
         try:
             result = pipeline.run_once(cfg, stop=stop)
@@ -48,7 +48,7 @@ def _run(args: argparse.Namespace) -> int:
                                                     for s in pipeline.STEPS))
         except SluiceError as exc:  # a target not mounted, another pass by hand: try again later
             log.warning("pipeline: %s", exc)
-        stop.wait(cfg.get("pipeline", "interval"))
+        stop.wait(cfg.pipeline.interval)
     log.info("pipeline: stopped")
     return 0
 
@@ -60,9 +60,9 @@ def _flows_query(args: argparse.Namespace) -> int:
         root = Path(args.flows)
     else:
         cfg = config_mod.load(args.config)
-        if not cfg.get("pipeline", "processed"):
+        if not cfg.pipeline.processed:
             raise SluiceError(f"config {cfg.source}: [pipeline] processed is not set: no flows to query", 2)
-        root = Path(cfg.get("pipeline", "processed")) / "flows"
+        root = Path(cfg.pipeline.processed) / "flows"
     columns, rows = flows_query.query(root, args.sql)
     out = csv.writer(sys.stdout, lineterminator="\n")
     out.writerow(columns)

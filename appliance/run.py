@@ -37,10 +37,14 @@ class SpanCounters:
     start: dict[str, int] = field(default_factory=dict)
     last: dict[str, int] = field(default_factory=dict)
     last_time: float = 0.0
+    writer_up: dict[str, int] = field(default_factory=dict)  # the counters when the capture came up
 
     def begin(self) -> None:
         self.start = self.last = netns.link_stats(self.lab.capture_ns, self.lab.capture_if)
         self.last_time = time.monotonic()
+
+    def mark_writer_up(self) -> None:
+        self.writer_up = netns.link_stats(self.lab.capture_ns, self.lab.capture_if)
 
     def status_line(self, elapsed: float) -> str:
         now = netns.link_stats(self.lab.capture_ns, self.lab.capture_if)
@@ -53,10 +57,22 @@ class SpanCounters:
                 f"packets, {now['rx_bytes'] - self.start['rx_bytes']} bytes, {pps:.0f} pkt/s, "
                 f"{mbps:.2f} Mbit/s, dropped {now['rx_dropped'] - self.start['rx_dropped']}")
 
-    def summary(self) -> list[str]:
+    def summary(self, captured: int | None = None) -> list[str]:
+        """The SPAN port's count beside the captured one: the port also counted what arrived
+        before the writer was up (lab start, NIC tuning, writer start), which is not loss."""
         total = {k: self.last[k] - self.start[k] for k in ("rx_packets", "rx_bytes", "rx_dropped")}
-        return [f"SPAN port {self.lab.capture_if} (namespace {self.lab.capture_ns}) received "
-                f"{total['rx_packets']} packets, {total['rx_bytes']} bytes, dropped {total['rx_dropped']}"]
+        lines = [f"SPAN port {self.lab.capture_if} (namespace {self.lab.capture_ns}) received "
+                 f"{total['rx_packets']} packets, {total['rx_bytes']} bytes, dropped {total['rx_dropped']}"]
+        if self.writer_up:
+            before = self.writer_up["rx_packets"] - self.start["rx_packets"]
+            after = self.last["rx_packets"] - self.writer_up["rx_packets"]
+            lines.append(f"  of them {before} before the capture was up (not captured, not loss) and {after} "
+                         "while it ran")
+            if captured is not None:
+                lines.append(f"  captured {captured} of those {after}: "
+                             + ("nothing lost" if captured >= after else
+                                f"{after - captured} not captured (the writer's drop counters say why)"))
+        return lines
 
 
 RUN_ROOT = Path("/var/tmp/sluice-run")
@@ -80,7 +96,8 @@ class Appliance:
         self.spool.mkdir(parents=True, exist_ok=True)
         self.config.write_text(
             f'[capture]\ninterfaces = ["{self.lab.capture_if}"]\nspool = "{self.spool}"\nhost = "lab{self.lab.id}"\n'
-            'rotate_size = "16M"\nring_mb = 16\nbuffer_mb = 16\n'
+            # ring and buffers left at "auto": `make run` shows what a box with this RAM does.
+            'rotate_size = "16M"\n'
             '[metrics]\nlisten = "127.0.0.1:9750"\n'
             '[supervisor]\nstate_interval = 0.5\n'
             '[watchdogs]\ninterval = 2\nsmart = false\n')
@@ -150,7 +167,14 @@ class Appliance:
         lines.append(f"files: {len(files)} capture files, {human_bytes(sum(f.size for f in files))}, "
                      f"under {self.spool / f'lab{self.lab.id}'}")
         lines.append(f"journal: {self.spool / 'journal.jsonl'}; supervisor log: {self.log}")
+        lines.append(f"config: {self.config} (look again: `sudo .venv/bin/sluice status --config {self.config}`, "
+                     f"`sluice config show --config {self.config}`)")
         return lines
+
+    def captured_packets(self) -> int | None:
+        """Packets the writers received and wrote (their own drops taken off)."""
+        writers = self.state().get("writers", [])
+        return sum(w["totals"]["packets"] - w["totals"]["writer_drops"] for w in writers) if writers else None
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
@@ -174,8 +198,9 @@ def run(seconds: float, out: TextIO = sys.stdout, status_interval: float = STATU
         counters.begin()
         appliance = Appliance(lab)
         appliance.start()
-        print(f"sluice supervise running in {lab.capture_ns} on {lab.capture_if}: spool {appliance.spool}",
-              file=out, flush=True)
+        counters.mark_writer_up()
+        print(f"sluice supervise running in {lab.capture_ns} on {lab.capture_if}: spool {appliance.spool}, "
+              f"config {appliance.config}", file=out, flush=True)
         worker = threading.Thread(target=lambda: mix.update(traffic.mixed(lab, seconds, stop.is_set)),
                                   name="lab-traffic", daemon=True)
         worker.start()
@@ -187,11 +212,12 @@ def run(seconds: float, out: TextIO = sys.stdout, status_interval: float = STATU
                   flush=True)
         stop.set()
         worker.join(timeout=30)
+        counters.status_line(time.monotonic() - started)  # the port's counters while the capture still runs
         code = appliance.stop()
         print("summary:", file=out)
         if code != 0:
             print(f"  sluice supervise exited with {code} (log: {appliance.log})", file=out)
-        for line in appliance.summary() + counters.summary():
+        for line in appliance.summary() + counters.summary(appliance.captured_packets()):
             print(f"  {line}", file=out)
         print("  traffic: " + ", ".join(f"{k} {v}" for k, v in mix.items()), file=out)
         # A supervisor that did not stop cleanly may have left files unclosed: not a success.

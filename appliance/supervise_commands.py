@@ -12,12 +12,18 @@ from appliance import status as status_mod
 
 def _config_check(args: argparse.Namespace) -> int:
     cfg = config_mod.load(args.file)
+    config_mod.check_on_this_machine(cfg)
     print(f"{args.file}: ok ({len(cfg.interfaces)} interface(s), spool {cfg.spool})")
     return 0
 
 
 def _config_show(args: argparse.Namespace) -> int:
     sys.stdout.write(config_mod.dumps(config_mod.load(args.config)))
+    return 0
+
+
+def _config_example(args: argparse.Namespace) -> int:
+    sys.stdout.write(config_mod.example())
     return 0
 
 
@@ -34,7 +40,8 @@ def _status(args: argparse.Namespace) -> int:
         print(json.dumps(state, indent=1))
     else:
         print(status_mod.format_status(state))
-    return 0
+    # Like a monitoring plug-in: a status nobody rewrites any more is a failed check.
+    return 1 if status_mod.is_stale(state) else 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -47,6 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     s = csub.add_parser("show", help="print the effective config with every default filled in")
     s.add_argument("--config", default=config_mod.DEFAULT_CONFIG_PATH)
     s.set_defaults(func=_config_show)
+    e = csub.add_parser("example", help="print an example config: every key with its default and what it allows")
+    e.set_defaults(func=_config_example)
 
     sv = sub.add_parser("supervise", help="run the writers, watchdogs, retention and /metrics")
     sv.add_argument("--config", default=config_mod.DEFAULT_CONFIG_PATH)

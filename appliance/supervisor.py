@@ -3,48 +3,44 @@ metrics, enforces retention, keeps the journal and the status file.
 
 One loop on the main thread does everything but reading the writers' stats (a thread per
 writer) and serving /metrics (prometheus-client's thread). Each pass: reap or restart writers
-(exponential backoff, stall detection), run the watchdogs whose interval came, retention, then
-publish a snapshot (metrics and status.json read it). SIGTERM/SIGINT stop the writers cleanly
-and exit 0; SIGHUP reloads the config.
+(exponential backoff, stall detection), run the watchdogs whose interval came (each registered
+in appliance/watchdogs/, run through watchdogs.run), retention, then publish a typed snapshot
+(metrics and status.json read it). SIGTERM/SIGINT stop the writers cleanly and exit 0; SIGHUP
+reloads the config.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from appliance import __version__
+from appliance import __version__, spoolperm, watchdogs, webconfig
 from appliance import config as config_mod
+from appliance import status as status_mod
 from appliance.catalog import on_writer_record as catalog_file_closed
 from appliance.config import Config
 from appliance.errors import SluiceError
 from appliance.gaps.statslog import StatsLog
 from appliance.journal import Journal, last_record
-from appliance.metrics import MetricsServer, Snapshot
-from appliance.pipeline_metrics import read_state as read_pipeline_state
+from appliance.metrics import MetricsServer
 from appliance.retention import enforce as enforce_retention
-from appliance.selftest.report import load_result as load_selftest
-from appliance.update import update_status
+from appliance.sdnotify import Notifier
+from appliance.snapshot import RetentionSnapshot, Snapshot, WriterSnapshot, newest_file_age, snapshot_to_json
 from appliance.watchdogs import disk as disk_wd
 from appliance.watchdogs import nic as nic_wd
-from appliance.watchdogs import raid as raid_wd
-from appliance.watchdogs import smart as smart_wd
-from appliance.watchdogs import time as time_wd
-from appliance.watchdogs import writer as writer_wd
 from appliance.writer import RunResult, WriterProcess, resolve_worker_cpus, writer_log_level
 
 log = logging.getLogger("sluice.supervisor")
 
 TICK = 0.2
-STATE_VERSION = 1
 
 
 def backoff_delay(failures: int, initial: float, maximum: float) -> float:
@@ -63,6 +59,8 @@ def describe_exit(result: RunResult) -> str:
             how = f"killed by {signal.Signals(-code).name}"
         except ValueError:
             how = f"killed by signal {-code}"
+        if -code == signal.SIGSYS:  # the kernel's answer to a call outside sandbox.c's allow-list
+            how += " (a system call outside its seccomp allow-list)"
     else:
         how = f"exited with status {code}"
     tail = f": {result.stderr_tail[-1]}" if result.stderr_tail else ""
@@ -95,38 +93,33 @@ class Supervisor:
         self._stop = threading.Event()
         self._reload = False
         self._lock = threading.Lock()
-        self._snapshot: Snapshot = {"version": __version__, "writers": []}
+        self._snapshot = Snapshot(version=__version__)
         self._due: dict[str, float] = {}
-        self._fill_rate = disk_wd.FillRate()
         self._freed_since_disk_check = 0
-        self._steps = time_wd.StepDetector(cfg.get("watchdogs", "time_step_threshold"))
-        self._span = nic_wd.SpanWatch(cfg.get("watchdogs", "span_dead_seconds"))
-        self._tuning = nic_wd.TuningCheck(self._profile_args(cfg))
-        self._readings: dict[str, Any] = {"disk": None, "time": None, "raid": [], "smart": [], "nic": {}}
-        self._files: list[disk_wd.CaptureFile] = []
+        # Every registered watchdog, and its last run (the reading None after a failed check).
+        self.watchdogs = {name: cls(cfg) for name, cls in watchdogs.load_all().items()}
+        self.runs: dict[str, watchdogs.WatchdogRun] = {}
         self._retention_files = 0
         self._retention_bytes = 0
         self._retention_waiting_for_backup = 0
+        self._retention_blocked = False
+        self._other_bytes = 0
         self._last_drops: dict[str, tuple[int, int]] = {}
         self._last_disk_error: dict[str, str | None] = {}
         self._warned: set[str] = set()
         self._fatal: SluiceError | None = None
         self._tuned_cpus: dict[str, list[int]] = {}  # interface -> the RX IRQ CPUs `nic tune` chose
         self.started_at = time.time()
+        self.notifier = Notifier()
+        self.ready = False  # every writer sent its first stats line (systemd READY=1)
 
     # -- setup -----------------------------------------------------------------------------------
-
-    @staticmethod
-    def _profile_args(cfg: Config) -> dict[str, Any]:
-        nic = cfg.sections["nic"]
-        return {"rx_usecs": nic["rx_usecs"], "mtu": nic["mtu"], "hw_timestamps": nic["hw_timestamps"],
-                "irq_cpus": nic["irq_cpus"]}
 
     def preflight(self) -> None:
         """Everything that must hold before a writer starts; each failure is one SluiceError line."""
         spool = self.cfg.spool
         try:
-            self.cfg.capture_dir.mkdir(parents=True, exist_ok=True)
+            spoolperm.prepare_capture_dir(self.cfg)
         except OSError as exc:
             raise SluiceError(f"spool {spool}: cannot create {self.cfg.capture_dir}: {exc.strerror}", 2) from None
         _free, _size, _inodes, read_only = disk_wd.statvfs(spool)
@@ -138,13 +131,17 @@ class Supervisor:
         self.binary = config_mod.find_capture_binary(self.cfg)
 
     def _start_metrics(self) -> None:
-        host, port = self.cfg.get("metrics", "listen")
+        host, port = self.cfg.metrics.listen
+        web_path = self.cfg.get("metrics", "web_config")
+        web = webconfig.load(web_path) if web_path else None
         self.metrics = MetricsServer(self.snapshot)
         try:
-            bound = self.metrics.start(host, port)
+            bound = self.metrics.start(host, port, web)
         except OSError as exc:
             raise SluiceError(f"metrics listen {host}:{port}: cannot bind: {exc.strerror or exc}", 2) from None
-        log.info("metrics on http://%s:%d/metrics", host if ":" not in host else f"[{host}]", bound)
+        log.info("metrics on %s://%s:%d/metrics%s", "https" if web and web.tls else "http",
+                 host if ":" not in host else f"[{host}]", bound,
+                 f" ({len(web.users)} basic-auth users)" if web and web.users else "")
 
     def _make_slot(self, ifname: str) -> WriterSlot:
         return WriterSlot(WriterProcess(self.cfg, ifname, self.binary, on_record=self._on_record))
@@ -201,9 +198,11 @@ class Supervisor:
         self.journal.append("supervisor_start", pid=os.getpid(), version=__version__, config=self.config_path,
                             interfaces=self.cfg.interfaces)
         try:
-            if self.cfg.get("nic", "tune"):
+            if self.cfg.nic.tune:
                 for ifname in self.cfg.interfaces:
-                    self._tune(ifname, "start")
+                    report = nic_wd.tune(self.cfg, ifname, "start", self.journal)
+                    if report is not None:
+                        self._tuned_cpus[ifname] = list(report.worker_cpus)
             for ifname in self.cfg.interfaces:
                 self.slots[ifname] = self._make_slot(ifname)
                 self.slots[ifname].fatal_on_bad_start = True
@@ -214,31 +213,51 @@ class Supervisor:
                 self.tick(time.monotonic())
                 if self._fatal is not None:
                     raise self._fatal
+                self._notify_systemd(time.monotonic())
                 self._stop.wait(TICK)
         finally:
+            self.notifier.notify(stopping=1, status="stopping: closing the capture files")
             self.shutdown()
+            self.notifier.close()
         return 0
+
+    def _notify_systemd(self, now: float) -> None:
+        """READY=1 once every writer has sent a stats line (the capture runs); WATCHDOG=1 from
+        this loop, so a hung loop makes systemd restart the supervisor (WatchdogSec=)."""
+        if not self.ready and self.slots and all(slot.proc.seen_stats for slot in self.slots.values()):
+            self.ready = True
+            self.notifier.notify(ready=1, status=f"capturing on {', '.join(self.slots)}")
+            log.info("capturing on %s", ", ".join(self.slots))
+        interval = self.notifier.watchdog_interval
+        if interval is not None and self._due_now("systemd watchdog", now, interval):
+            self.notifier.notify(watchdog=1)
 
     def tick(self, now: float) -> None:
         for slot in list(self.slots.values()):
             self._supervise_writer(slot, now)
         self._journal_drops()
-        interval = self.cfg.get("watchdogs", "interval")
-        if self._due_now("retention", now, self.cfg.get("retention", "interval")):
+        if self._due_now("retention", now, self.cfg.retention.interval):
             self._guard("retention", self._retention)
-        if self._due_now("watchdogs", now, interval):
-            self._guard("disk", self._check_disk)
-            self._guard("time", self._check_time)
-            self._guard("raid", self._check_raid)
-            self._guard("nic", self._check_nics)
-        if self.cfg.get("watchdogs", "smart") and self._due_now("smart", now,
-                                                                 self.cfg.get("watchdogs", "smart_interval")):
-            self._guard("smart", self._check_smart)
-        # Drift means "differs from what tuning set": without tuning there is nothing to drift from.
-        if self.cfg.get("nic", "tune") and self._due_now("drift", now, self.cfg.get("nic", "check_interval")):
-            self._guard("drift", self._check_drift)
-        if self._due_now("state", now, self.cfg.get("supervisor", "state_interval")):
+        for name, watchdog in self.watchdogs.items():
+            interval = watchdog.interval(self.cfg)
+            if interval is not None and self._due_now(f"watchdog {name}", now, interval):
+                self.run_watchdog(name)
+        if self._due_now("state", now, self.cfg.supervisor.state_interval):
             self._guard("status file", self.publish)  # a full spool must not stop supervision
+
+    def run_watchdog(self, name: str) -> watchdogs.WatchdogRun:
+        """One check of one watchdog through the common wrapper; a failure is logged once."""
+        ctx = watchdogs.Context(self.cfg, self.journal, time.monotonic(), self._freed_since_disk_check)
+        run = watchdogs.run(self.watchdogs[name], ctx)
+        if name == "disk":
+            self._freed_since_disk_check = 0
+        self.runs[name] = run
+        if run.success:
+            self._warned.discard(name)
+        elif name not in self._warned:
+            self._warned.add(name)
+            log.warning("%s watchdog failed: %s (its readings are left out until it works)", name, run.error)
+        return run
 
     def _due_now(self, name: str, now: float, interval: float) -> bool:
         if now >= self._due.get(name, 0.0):
@@ -246,15 +265,15 @@ class Supervisor:
             return True
         return False
 
-    def _guard(self, name: str, fn: Any) -> None:
-        """A watchdog never takes the supervisor (and so the capture) down: log once, go on."""
+    def _guard(self, name: str, fn: Callable[[], object]) -> None:
+        """Retention and the status file never take the supervisor (and so the capture) down."""
         try:
             fn()
             self._warned.discard(name)
-        except Exception as exc:  # noqa: BLE001 (boundary: any watchdog failure)
+        except Exception as exc:  # noqa: BLE001 (boundary: any failure)
             if name not in self._warned:
                 self._warned.add(name)
-                log.warning("%s watchdog failed: %s: %s", name, exc.__class__.__name__, exc)
+                log.warning("%s failed: %s: %s", name, exc.__class__.__name__, exc)
 
     # -- writers -----------------------------------------------------------------------------------
 
@@ -264,7 +283,7 @@ class Supervisor:
             reason = proc.stall_reason(now)
             if reason:
                 log.warning("writer %s stalled (%s): restarting", proc.interface, reason)
-                result = proc.stop(self.cfg.get("supervisor", "stop_timeout"), "stalled")
+                result = proc.stop(self.cfg.supervisor.stop_timeout, "stalled")
                 self._schedule_restart(slot, time.monotonic(), f"stalled: {reason}", result)
             return
         if slot.restart_at is None:  # it was running and is gone
@@ -283,11 +302,11 @@ class Supervisor:
 
     def _schedule_restart(self, slot: WriterSlot, now: float, why: str, result: RunResult | None) -> None:
         ran = now - slot.proc.started_mono
-        if ran >= self.cfg.get("supervisor", "backoff_reset"):
+        if ran >= self.cfg.supervisor.backoff_reset:
             slot.failures = 0
         slot.failures += 1
-        sup = self.cfg.sections["supervisor"]
-        delay = backoff_delay(slot.failures, sup["backoff_initial"], sup["backoff_max"])
+        sup = self.cfg.supervisor
+        delay = backoff_delay(slot.failures, sup.backoff_initial, sup.backoff_max)
         slot.restart_at = now + delay
         slot.restart_reason = why
         assert self.journal is not None
@@ -298,8 +317,8 @@ class Supervisor:
     def _start_writer(self, slot: WriterSlot, now: float) -> None:
         proc = slot.proc
         assert self.journal is not None
-        proc.cpus = resolve_worker_cpus(self.cfg.get("capture", "worker_cpus"), self._tuned_cpus.get(proc.interface),
-                                        self.cfg.get("capture", "workers"))
+        proc.cpus = resolve_worker_cpus(self.cfg.capture.worker_cpus, self._tuned_cpus.get(proc.interface),
+                                        self.cfg.capture.workers)
         try:
             proc.start()
         except OSError as exc:
@@ -335,132 +354,62 @@ class Supervisor:
     # -- watchdogs ---------------------------------------------------------------------------------
 
     def _retention(self) -> None:
-        ret = self.cfg.sections["retention"]
+        ret = self.cfg.retention
         # What the disk fills in two retention intervals at the measured rate: the floor must hold
         # until the next check, not only right after this one.
-        headroom = int(self._fill_rate.rate * ret["interval"] * 2)
-        result = enforce_retention(self.cfg.spool, ret["min_free"], ret["margin"], self.journal, ret["min_age"],
-                                   headroom=headroom, require_backup=bool(self.cfg.get("pipeline", "backup")))
+        disk = self.watchdogs["disk"]
+        assert isinstance(disk, disk_wd.DiskWatchdog)
+        headroom = int(disk.rate.rate * ret.interval * 2)
+        result = enforce_retention(self.cfg.spool, ret.min_free, ret.margin, self.journal, ret.min_age,
+                                   headroom=headroom, require_backup=bool(self.cfg.pipeline.backup))
         self._retention_waiting_for_backup = result.waiting_for_backup_bytes  # issue 15: never before backup
         if result.waiting_for_backup_bytes:
             log.warning("retention: %d file(s), %d bytes not backed up yet hold the spool under its floor",
                         result.waiting_for_backup_files, result.waiting_for_backup_bytes)
+        if result.other_bytes is not None:
+            self._other_bytes = result.other_bytes
+        if result.blocked != self._retention_blocked:
+            self._retention_blocked = result.blocked
+            assert self.journal is not None
+            if result.blocked:
+                log.error("retention: other files (%d bytes) fill %s beyond the free-space floor: no capture "
+                          "is deleted for them; free the space", result.other_bytes, self.cfg.spool)
+                self.journal.append("retention_blocked", other_bytes=result.other_bytes,
+                                    missing_bytes=result.short_bytes)
+            else:
+                log.info("retention: the spool is no longer full of other files")
+                self.journal.append("retention_unblocked")
         if result.deleted:
             self._retention_files += len(result.deleted)
             self._retention_bytes += result.freed_bytes
             self._freed_since_disk_check += result.freed_bytes
             log.info("retention: deleted %d file(s), %d bytes", len(result.deleted), result.freed_bytes)
 
-    def _check_disk(self) -> None:
-        reading = disk_wd.read(self.cfg.spool, self._fill_rate, self._freed_since_disk_check)
-        self._freed_since_disk_check = 0
-        self._files = disk_wd.capture_files(self.cfg.spool)
-        previous = self._readings["disk"]
-        if previous is not None and previous.read_only != reading.read_only and self.journal is not None:
-            self.journal.append("disk_read_only" if reading.read_only else "disk_writable", path=reading.path)
-        self._readings["disk"] = reading
-
-    def _check_time(self) -> None:
-        reading = time_wd.read(self._steps)
-        if reading.step_seconds is not None and self.journal is not None:
-            self.journal.append("time_step", step_seconds=round(reading.step_seconds, 6))
-        self._readings["time"] = reading
-
-    def _check_raid(self) -> None:
-        wd = self.cfg.sections["watchdogs"]
-        self._readings["raid"] = raid_wd.read_arrays(wd["mdstat"], wd["sys_block"]) if wd["raid"] else []
-
-    def _check_smart(self) -> None:
-        if not smart_wd.available():
-            self._readings["smart"] = []
-            return
-        self._readings["smart"] = smart_wd.check(self.cfg.get("watchdogs", "smart_devices"))
-
-    def _check_nics(self) -> None:
-        self._readings["nic"] = {ifname: nic_wd.read(ifname, self._span) for ifname in self.cfg.interfaces}
-
-    def _check_drift(self) -> None:
-        for ifname in self.cfg.interfaces:
-            drifts = self._tuning.check(ifname)
-            if drifts and self.journal is not None:
-                self.journal.append("nic_drift", interface=ifname,
-                                    settings={str(getattr(d, "setting", d)): [str(getattr(d, "wanted", "")),
-                                                                              str(getattr(d, "found", ""))]
-                                              for d in drifts})
-                if self.cfg.get("nic", "reapply_on_drift"):
-                    self._tune(ifname, "drift")
-
-    def _tune(self, ifname: str, why: str) -> None:
-        report = self._tuning.tune(ifname)
-        if report is not None:
-            self._tuned_cpus[ifname] = list(getattr(report, "worker_cpus", []) or [])
-        if report is not None and self.journal is not None:
-            doc = report.to_dict() if hasattr(report, "to_dict") else str(report)
-            self.journal.append("nic_tuned", interface=ifname, why=why, report=doc)
-
-    # -- snapshot, status file ---------------------------------------------------------------------
-
     def build_snapshot(self) -> Snapshot:
         now = time.time()
-        files = self._files
+        disk = self.watchdogs["disk"]
+        files = disk.files if isinstance(disk, disk_wd.DiskWatchdog) else []
         writers = []
         for slot in self.slots.values():
             st = slot.proc.state()
-            reading = writer_wd.read(st, files, self.cfg.host, now)
-            w = asdict(st)
-            w["newest_file_age_seconds"] = None if math.isinf(reading.newest_file_age_seconds) \
-                else round(reading.newest_file_age_seconds, 3)
-            w["restart_reason"] = slot.restart_reason if slot.starts > 1 else None
-            writers.append(w)
-        disk = self._readings["disk"]
-        disk_doc = None
-        if disk is not None:
-            disk_doc = asdict(disk)
-            disk_doc["full_eta_seconds"] = None if math.isinf(disk.full_eta_seconds) else disk.full_eta_seconds
-            disk_doc["spool_files"] = len(files)
-            disk_doc["oldest_file_age_seconds"] = round(now - files[0].mtime, 3) if files else None
-            disk_doc["floor_bytes"] = self.cfg.get("retention", "min_free").bytes_for(disk.size_bytes)
-        t = self._readings["time"]
-        nic_docs = []
-        for ifname, n in self._readings["nic"].items():
-            d = asdict(n)
-            d["drift"] = dict(self._tuning.drift.get(ifname, {}))
-            nic_docs.append(d)
-        return {
-            "state_version": STATE_VERSION,
-            "version": __version__,
-            "ts": now,
-            "pid": os.getpid(),
-            "started": self.started_at,
-            "config": self.config_path,
-            "host": self.cfg.host,
-            "spool": str(self.cfg.spool),
-            "metrics_port": self.metrics.port if self.metrics else None,
-            "metrics_listen": "{}:{}".format(*self.cfg.get("metrics", "listen")),
-            "writers": writers,
-            "disk": disk_doc,
-            "time": asdict(t) if t is not None else None,
-            "raid": [{"array": a.name, "state": a.state, "level": a.level, "degraded": a.degraded,
-                      "failed_members": a.failed_members, "spare_members": a.spare_members,
-                      "active_members": a.active_members, "raid_disks": a.raid_disks,
-                      "sync_action": a.sync_action, "sync_progress": a.sync_progress}
-                     for a in self._readings["raid"]],
-            "smart": [asdict(s) for s in self._readings["smart"]],
-            "nic": nic_docs,
-            "retention": {"deleted_files_total": self._retention_files,
-                          "deleted_bytes_total": self._retention_bytes,
-                          "waiting_for_backup_bytes": self._retention_waiting_for_backup,
-                          "min_free": str(self.cfg.get("retention", "min_free"))},
-            "update": update_status(),
-            "selftest": load_selftest(self.cfg.spool),  # the last `sluice selftest`, as metrics
-            "pipeline": read_pipeline_state(self.cfg.spool),  # issue 15: the pipeline service's progress
-        }
+            writers.append(WriterSnapshot(**asdict(st),
+                                          newest_file_age_seconds=newest_file_age(st, files, self.cfg.host, now),
+                                          restart_reason=slot.restart_reason if slot.starts > 1 else None))
+        return Snapshot(
+            version=__version__, ts=now, pid=os.getpid(), started=self.started_at,
+            state_interval=self.cfg.supervisor.state_interval, config=self.config_path,
+            host=self.cfg.host, spool=str(self.cfg.spool), metrics_port=self.metrics.port if self.metrics else None,
+            metrics_listen="{}:{}".format(*self.cfg.metrics.listen), writers=writers,
+            retention=RetentionSnapshot(self._retention_files, self._retention_bytes, self._retention_blocked,
+                                        self._other_bytes, str(self.cfg.retention.min_free),
+                                        self._retention_waiting_for_backup),
+            watchdogs=dict(self.runs))
 
     def publish(self) -> None:
         snap = self.build_snapshot()
         with self._lock:
             self._snapshot = snap
-        write_state(self.cfg.state_path, snap)
+        write_state(self.cfg.state_path, snapshot_to_json(snap))
 
     def snapshot(self) -> Snapshot:
         with self._lock:
@@ -474,9 +423,12 @@ class Supervisor:
             return
         try:
             new = config_mod.load(self.config_path)
-        except SluiceError as exc:
-            log.error("reload: %s (keeping the running config)", exc)
-            self.journal.append("config_reload_failed", error=str(exc))
+            config_mod.check_on_this_machine(new)
+        except Exception as exc:  # noqa: BLE001 (boundary: no config file may stop the capture)
+            error = str(exc) if isinstance(exc, SluiceError) else \
+                f"config {self.config_path}: cannot be read: {exc.__class__.__name__}"
+            log.error("reload: %s (keeping the running config)", error)
+            self.journal.append("config_reload_failed", error=error)
             return
         changed = sorted(f"{s}.{k}" for s in new.sections for k in new.sections[s]
                          if new.sections[s][k] != self.cfg.sections[s][k])
@@ -493,20 +445,21 @@ class Supervisor:
         log.info("config reloaded: %s", ", ".join(changed) or "no change")
         if any(c.startswith("metrics.") for c in changed):
             log.warning("metrics.listen changes take effect at the next start")
-        writer_keys = [c for c in changed if c.startswith("capture.") or c == "supervisor.stats_interval"]
+        writer_keys = [c for c in changed if c.startswith(("capture.", "privacy.")) or c == "supervisor.stats_interval"]
         old = self.cfg
         self.cfg = new
         self.binary = binary
-        self._steps.threshold = new.get("watchdogs", "time_step_threshold")
-        self._span.dead_after = new.get("watchdogs", "span_dead_seconds")
-        self._tuning.profile_args = self._profile_args(new)
+        for watchdog in self.watchdogs.values():
+            watchdog.reconfigure(new)
         self._due.clear()
         if not writer_keys:
             for slot in self.slots.values():
                 slot.proc.cfg = new
             return
-        if new.spool != old.spool or new.host != old.host:
-            new.capture_dir.mkdir(parents=True, exist_ok=True)
+        if new.spool != old.spool or new.host != old.host or new.sections["capture"]["user"] != \
+                old.sections["capture"]["user"] or new.sections["capture"]["readers_group"] != \
+                old.sections["capture"]["readers_group"]:
+            spoolperm.prepare_capture_dir(new)
             self.journal.close()
             self.journal = Journal(new.journal_path)
             self.stats_log.close()
@@ -514,7 +467,7 @@ class Supervisor:
         # The writer's flags changed: restart each writer with the new ones (interfaces may come or go).
         now = time.monotonic()
         for ifname, slot in list(self.slots.items()):
-            slot.proc.stop(new.get("supervisor", "stop_timeout"), "config reload")
+            slot.proc.stop(new.supervisor.stop_timeout, "config reload")
             if ifname not in new.interfaces:
                 self.journal.append("writer_removed", interface=ifname)
                 del self.slots[ifname]
@@ -529,7 +482,7 @@ class Supervisor:
                 self.slots[ifname] = self._make_slot(ifname)
 
     def shutdown(self) -> None:
-        stop_timeout = self.cfg.get("supervisor", "stop_timeout")
+        stop_timeout = self.cfg.supervisor.stop_timeout
         for slot in self.slots.values():
             slot.proc.terminate()
         for slot in self.slots.values():
@@ -538,7 +491,7 @@ class Supervisor:
                 self.journal.append("writer_stop", interface=slot.proc.interface, returncode=result.returncode)
             slot.restart_at = 0.0
         if self.journal is not None:
-            self._guard("disk", self._check_disk)  # the files the writers just closed
+            self.run_watchdog("disk")  # the files the writers just closed
             try:
                 self.publish()
             except OSError:
@@ -550,15 +503,15 @@ class Supervisor:
             self.metrics.stop()
 
 
-def write_state(path: Path, snapshot: Snapshot) -> None:
-    """status.json, replaced atomically so `sluice status` never reads half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(snapshot, default=str, indent=1))
-    os.replace(tmp, path)
+def write_state(path: Path, snapshot: dict[str, Any]) -> None:
+    """status.json: replaced atomically, or rewritten in place on a full disk (status.write_state)."""
+    status_mod.write_state(path, json.dumps(snapshot, default=str, indent=1))
 
 
 def supervise(config_path: str) -> int:
+    os.umask(spoolperm.UMASK)  # the journal, status and catalog: nothing for others, as the captures
     cfg = config_mod.load(config_path)
+    config_mod.check_on_this_machine(cfg)
     sup = Supervisor(cfg, config_path)
     sup.install_signal_handlers()
     return sup.run()

@@ -72,6 +72,12 @@ def writer_argv(cfg: Config, interface: str, binary: str, cpus: list[int] | None
         argv += ["--compress", cap["compression"]]
     if cpus:
         argv += ["--cpus", ",".join(str(c) for c in cpus)]
+    if cap["user"]:
+        argv += ["--user", cap["user"]]
+    if cap["readers_group"]:
+        argv += ["--group", cap["readers_group"]]
+    if cfg.get("privacy", "anonymize_key"):
+        argv += ["--anonymize", cfg.get("privacy", "anonymize_key")]
     return argv
 
 

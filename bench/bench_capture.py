@@ -14,7 +14,13 @@ start-up, e.g. allocating rings, is not counted); memory its peak resident set. 
 page-cache flushing done for tcpdump and netsniff-ng is not in their CPU figures (it runs in
 kernel threads); Sluice writes with O_DIRECT, so its disk work is in its own figure.
 
-    python -m bench.bench_capture [--quick] [--dir /var/tmp/sluice-bench]
+With --anonymize it also runs Sluice with its defaults plus `--anonymize` (Crypto-PAn of every
+address in the writer, a fresh random key) on both loads, beside the same defaults without it:
+the difference in CPU per packet is what anonymising at capture costs. trafgen's frames all
+carry the same two addresses, so Crypto-PAn's cache answers almost every lookup: this is the cost
+of the frame walk and the copy, a lower bound for traffic with many distinct addresses.
+
+    python -m bench.bench_capture [--quick] [--dir /var/tmp/sluice-bench] [--anonymize]
 """
 
 from __future__ import annotations
@@ -286,6 +292,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--tools", default="sluice-defaults,sluice-tuned,tcpdump,netsniff-ng")
     ap.add_argument("--pinning", action="store_true",
                     help="also sluice unpinned and with --cpus 1 (no taskset), on the 1442 B load")
+    ap.add_argument("--anonymize", action="store_true",
+                    help="also sluice-defaults with --anonymize (a random key), on every load")
     ap.add_argument("--sustained", type=int, default=60, help="seconds of the sustained flood (0 = skip)")
     ap.add_argument("--sustained-gap-us", type=int, default=8, help="gap between its frames (8 us = 1.4 Gbit/s)")
     args = ap.parse_args(argv if argv is not None else sys.argv[1:] if __name__ == "__main__" else [])
@@ -297,6 +305,11 @@ def main(argv: list[str] | None = None) -> None:
     div = 5 if args.quick else 1
     loads = [(1_500_000 // div, 1442), (3_000_000 // div, 76)]
     tools = args.tools.split(",")
+    if args.anonymize:
+        key = base / "bench-cryptopan.key"
+        key.write_bytes(os.urandom(32))
+        key.chmod(0o600)
+        SLUICE_VARIANTS["sluice-anonymized"] = ([*SLUICE_COMMON, "--anonymize", str(key)], True)
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start "
           "(shared machine: other work may be running)")
     ns = make_namespace()
@@ -305,6 +318,7 @@ def main(argv: list[str] | None = None) -> None:
         for frames, size in loads:
             conf = trafgen_conf(base, size)
             extra = ["sluice-unpinned", "sluice-cpus"] if args.pinning and size == 1442 else []
+            extra += ["sluice-anonymized"] if args.anonymize else []
             for tool in [*tools, *extra]:
                 results.append(run_one(ns, tool, frames, size, base, conf))
                 r = results[-1]

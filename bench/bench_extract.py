@@ -13,6 +13,9 @@ from the sidecars (per 1000 files), and three queries, each checked to return th
 as the peer pipeline: a busy host over 5 minutes, a quiet host over 5 minutes, and a rare port
 over the whole spool. The peer pipeline reads the files of the window, as an operator picks them
 by name: `mergecap -w - FILES | editcap -A FROM -B TO - - | tcpdump -r - -w OUT FILTER`.
+Then Stenographer (bench/stenographer_run.py): a 120 s sample of the spool replayed into a veth its
+stenotype captures, the same host and port queries timed through stenoread and through sluice
+extract over the same window, with both packet counts.
 
     python -m bench bench_extract      (BENCH_EXTRACT_GB=4 by default)
 """
@@ -32,6 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import stenographer_run
 from bench.bench_pcap import capture_templates, read_templates
 
 REPO = Path(__file__).resolve().parent.parent
@@ -134,17 +138,49 @@ def count(path: Path) -> int:
     return int(out[-1])
 
 
-def stenographer_status() -> str:
-    """Why Stenographer is not in the table (or '' if it could be)."""
-    if not shutil.which("stenotype") or not shutil.which("stenoread"):
-        return "not installed (Debian package stenographer: apt-get install stenographer)"
-    systemd = Path("/run/systemd/system").is_dir()
-    return ("installed, not run: stenotype reads packets only from an interface (--iface; it has no file "
-            "input), so it cannot index this spool's two hours of timestamps unless 4 GB are replayed at "
-            "the original pace (2 hours; at top speed the 5-minute windows would not exist), and stenoread "
-            "queries the stenographer daemon over TLS" +
-            ("" if systemd else ", whose unit (stenographer.service) cannot start here: this machine does not "
-             "run systemd"))
+STENO_SAMPLE_S = 120  # seconds of the spool replayed into Stenographer (it holds the port burst)
+
+
+def bench_stenographer(spool: Path, sluice: list[str]) -> None:
+    """The same queries through stenoread, on a sample of the spool that Stenographer captured
+    (bench/stenographer_run.py), and through sluice extract over the same packets."""
+    f = START_NS + SPAN_NS // 2 - 5 * 10**9
+    t = f + STENO_SAMPLE_S * 10**9
+    fs, ts = f"{f // 10**9}.{f % 10**9:09d}", f"{t // 10**9}.{t % 10**9:09d}"
+    out = WORK / "out"
+    out.mkdir(exist_ok=True)
+    sample = out / "steno-sample.pcap"
+    timed([*sluice, "extract", "--spool", str(spool), "--from", fs, "--to", ts, "--format", "pcap", "-o",
+           str(sample)])
+    print(f"\nstenographer: a {STENO_SAMPLE_S} s sample of the spool ({count(sample)} packets, "
+          f"{sample.stat().st_size / 1e6:.0f} MB), replayed into a veth it captures "
+          f"(tcpreplay --mbps={stenographer_run.REPLAY_MBPS}); sluice extract reads the same window of the spool")
+    busy, quiet = _addr(0), _addr(HOSTS // 8)
+    ip = lambda a: ".".join(str(a >> s & 255) for s in (24, 16, 8, 0))  # noqa: E731
+    # (label, sluice's BPF, stenographer's query language: no 'udp port', 'udp and port')
+    queries = [(f"host {ip(busy)} (busiest)", f"host {ip(busy)}", f"host {ip(busy)}"),
+               (f"host {ip(quiet)} (quiet)", f"host {ip(quiet)}", f"host {ip(quiet)}"),
+               (f"udp port {RARE_PORT}", f"udp port {RARE_PORT}", f"udp and port {RARE_PORT}"),
+               (f"port {RARE_PORT} (tcp and udp)", f"port {RARE_PORT}", f"port {RARE_PORT}")]
+    try:
+        steno, facts = stenographer_run.run(sample, [q for _, _, q in queries], out)
+    except stenographer_run.StenoUnavailable as e:
+        print(f"stenographer: not run: {e}")
+        return
+    print(f"stenographer captured it in {facts['files']} files, {facts['packet_bytes'] / 1e6:.0f} MB of blocks, "
+          f"index {facts['index_bytes'] / 1e6:.1f} MB (replay {facts['replay_s']:.1f} s)")
+    print(f"{'query':34} {'packets':>8} {'sluice s':>9} {'stenoread s':>12} {'steno pkts':>10} {'steno/sluice':>12}")
+    for (name, bpf, _), st in zip(queries, steno, strict=True):
+        ours = out / "sluice.pcapng"
+        best = min(timed([*sluice, "extract", "--spool", str(spool), "--from", fs, "--to", ts, "--filter", bpf,
+                          "-o", str(ours)])[0] for _ in range(2))
+        n = count(ours)
+        ref = subprocess.run(f"tcpdump -r {sample} -w - '{bpf}' 2>/dev/null | capinfos -c -M - | tail -1",
+                             shell=True, capture_output=True, text=True).stdout.split()  # noqa: S602
+        note = "" if n == st.packets else f"  MISMATCH (tcpdump on the sample: {ref[-1] if ref else '?'})"
+        print(f"{name:34} {n:>8} {best:9.2f} {st.seconds:12.2f} {st.packets:>10} "
+              f"{st.seconds / best:11.2f}x{note}", flush=True)
+    print(f"stenoread query form: '{steno[0].query}'")
 
 
 def drop_catalog(spool: Path, sidecars: bool) -> None:
@@ -222,7 +258,7 @@ def main() -> None:
         wall, cpu, _ = timed([*sluice, "catalog", "rebuild", "--spool", str(many)])
         print(f"catalog rebuild {label}: {wall:.2f} s wall, {cpu:.2f} s CPU for {n_many} files = "
               f"{wall / n_many * 1000:.1f} s per 1000 files")
-    print(f"stenographer: {stenographer_status()}")
+    bench_stenographer(make_spool(gb, "spool", "64M")[0], sluice)
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 

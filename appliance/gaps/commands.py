@@ -25,12 +25,15 @@ def _cmd_gaps(args: argparse.Namespace) -> int:
     journal = Path(args.journal) if args.journal else None
     stats = [Path(p) for p in args.stats]
     if journal is None and not stats:
+        # the campaign's ledger: kept in the catalog, brought up to date with what is new first
         from appliance.config import load
+        from appliance.gaps import store
 
         cfg = load(args.config)
-        journal = cfg.journal_path
-        stats = sorted((cfg.spool / "stats").glob("*.jsonl"))
-    found = ledger.ledger(start, end, journal, stats, args.interface or None, args.stall_after)
+        store.refresh(cfg.spool, cfg.journal_path, stall_after=args.stall_after)
+        found = store.query(cfg.spool, start, end, args.interface or None)
+    else:
+        found = ledger.ledger(start, end, journal, stats, args.interface or None, args.stall_after)
     if args.json:
         for g in found:
             print(json.dumps(ledger.to_json(g)))

@@ -42,8 +42,13 @@ class Gap:
     lost: int | None = None
 
 
-def from_stats(lines: Iterable[dict[str, Any]], stall_after: float = 3.0) -> list[Gap]:
-    """Loss intervals from stats lines (any order, several interfaces and processes mixed)."""
+def from_stats(lines: Iterable[dict[str, Any]], stall_after: float = 3.0,
+               last: dict[str, dict[str, Any]] | None = None) -> list[Gap]:
+    """Loss intervals from stats lines (any order, several interfaces and processes mixed).
+
+    `last` carries each interface's last line from one call to the next (read incrementally):
+    it is read as the line before the first of these and updated to the last one seen."""
+    last = {} if last is None else last
     by_iface: dict[str, list[dict[str, Any]]] = {}
     for line in lines:
         if line.get("type") in ("stats", "final") and isinstance(line.get("ts"), int | float):
@@ -51,7 +56,7 @@ def from_stats(lines: Iterable[dict[str, Any]], stall_after: float = 3.0) -> lis
     gaps: list[Gap] = []
     for iface, rows in by_iface.items():
         rows.sort(key=lambda r: r["ts"])
-        prev: dict[str, Any] | None = None
+        prev: dict[str, Any] | None = last.get(iface)
         for row in rows:
             base = prev
             if prev is not None:
@@ -70,6 +75,8 @@ def from_stats(lines: Iterable[dict[str, Any]], stall_after: float = 3.0) -> lis
             if row.get("disk_error"):
                 gaps.append(Gap(iface, start, row["ts"], "disk_error"))
             prev = row
+        if prev is not None:
+            last[iface] = prev
     return gaps
 
 
@@ -175,10 +182,11 @@ def ledger(start: float, end: float, journal: Path | None = None, stats: list[Pa
            interfaces: list[str] | None = None, stall_after: float = 3.0) -> list[Gap]:
     gaps: list[Gap] = []
     seen_ifaces: set[str] = set()
+    lines = []  # all files at once: a day's file continues the counters of the day before
     for path in stats or []:
-        lines = read_jsonl(path, "stats")
-        seen_ifaces |= {str(r.get("interface")) for r in lines if r.get("interface")}
-        gaps += from_stats(lines, stall_after)
+        lines += read_jsonl(path, "stats")
+    seen_ifaces |= {str(r.get("interface")) for r in lines if r.get("interface")}
+    gaps += from_stats(lines, stall_after)
     if journal is not None:
         records = read_jsonl(journal, "journal")
         seen_ifaces |= {str(r["interface"]) for r in records if r.get("interface")}

@@ -1,7 +1,8 @@
 """The writers' stats lines, kept for the gap ledger: SPOOL/stats/<interface>-<YYYY-MM-DD>.jsonl.
 
 The supervisor hands every `stats` and `final` line of every writer to `append`. Only what the
-ledger reads is kept (time, type, interface, packets, kernel_drops, writer_drops, disk_error):
+ledger and the report read is kept (time, type, interface, packets, bytes, kernel_drops,
+writer_drops, disk_error):
 about 120 bytes a line, 10 MB a day per interface at one line a second. Each line is one
 O_APPEND write; a full or failing disk loses the line, never the capture (the error is logged
 once per kind, as the journal does).
@@ -19,7 +20,7 @@ from typing import Any
 
 log = logging.getLogger("sluice.statslog")
 
-KEPT = ("ts", "type", "interface", "packets", "kernel_drops", "writer_drops", "disk_error")
+KEPT = ("ts", "type", "interface", "packets", "bytes", "kernel_drops", "writer_drops", "disk_error")
 
 
 class StatsLog:

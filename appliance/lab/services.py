@@ -45,10 +45,20 @@ def _wait_listening(lab: Lab, ns: str, port: int, proto: str, timeout: float = 1
     raise SluiceError(f"lab {lab.id}: nothing listens on {proto}/{port} in {ns} after {timeout:.0f} s")
 
 
+def lease_file(lab_id: str) -> Path:
+    return WEB_ROOT / f"{lab_id}-dnsmasq.leases"
+
+
+def dhcp_range(lab: Lab) -> tuple[str, str]:
+    base = 16 * lab.index
+    return f"198.51.100.{base + 10}", f"198.51.100.{base + 13}"
+
+
 def start(lab: Lab) -> None:
     h1, h2 = lab.host("h1"), lab.host("h2")
     root = WEB_ROOT / f"{lab.id}-www"
     root.mkdir(parents=True, exist_ok=True)
+    lease_file(lab.id).touch()
     # A page of a few packets' size, so an HTTP exchange has full-size segments in it.
     (root / "index.html").write_bytes(b"<html>sluice lab</html>\n" + b"x" * PAGE_SIZE)
     python = shutil.which("python3") or "python3"
@@ -57,7 +67,11 @@ def start(lab: Lab) -> None:
     _spawn(h2.ns, [_need("dnsmasq"), "--keep-in-foreground", "--no-resolv", "--no-hosts",
                    "--bind-interfaces", f"--listen-address={h2.ipv4}", f"--listen-address={h2.ipv6}",
                    f"--host-record={DNS_NAME},{h1.ipv4},{h1.ipv6}", "--user=root", "--pid-file=",
-                   "--log-facility=/dev/null", "--port", str(DNS_PORT)])
+                   "--log-facility=/dev/null", "--port", str(DNS_PORT),
+                   # DHCP on the lab's /28 (above the hosts' fixed addresses), leases in a file
+                   # `sluice meta collect` reads; a client in a host gets a real lease
+                   f"--dhcp-range={dhcp_range(lab)[0]},{dhcp_range(lab)[1]},255.255.255.240,1h",
+                   f"--dhcp-leasefile={lease_file(lab.id)}"])
     _wait_listening(lab, h1.ns, HTTP_PORT, "tcp")
     _wait_listening(lab, h1.ns, IPERF_PORT, "tcp")
     _wait_listening(lab, h2.ns, DNS_PORT, "udp")
@@ -65,4 +79,5 @@ def start(lab: Lab) -> None:
 
 def stop_files(lab_id: str) -> None:
     shutil.rmtree(WEB_ROOT / f"{lab_id}-www", ignore_errors=True)
+    lease_file(lab_id).unlink(missing_ok=True)
 

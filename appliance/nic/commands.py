@@ -9,7 +9,9 @@ import json
 from appliance.errors import SluiceError
 from appliance.nic import irq
 from appliance.nic.check import check_interface
+from appliance.nic.device import Device
 from appliance.nic.profile import (
+    FEATURE_ALIASES,
     PROFILES,
     CaptureProfile,
     feature_name,
@@ -50,6 +52,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         q.add_argument("--feature-on", action="append", default=[], metavar="NAME",
                        help="also want this ethtool feature on (repeatable)")
         q.add_argument("--json", action="store_true", help="machine-readable result")
+        if name == "tune":
+            q.add_argument("--force", action="store_true",
+                           help="tune even an interface that carries addresses in use (loopback, IPv4, "
+                                "IPv6 beyond link-local); without it such an interface is refused")
         q.set_defaults(func=func)
 
 
@@ -71,6 +77,7 @@ def profile_from_args(args: argparse.Namespace) -> CaptureProfile:
         # A flag overrides the profile: --feature-on NAME takes NAME out of the "off" list.
         want_off = [feature_name(n) for n in args.feature_off]
         want_on = [feature_name(n) for n in args.feature_on]
+        _check_feature_names(args.interface, [*args.feature_off, *args.feature_on])
         changes["features_off"] = tuple(dict.fromkeys(
             [n for n in profile.features_off if n not in want_on] + want_off))
         changes["features_on"] = tuple(dict.fromkeys(
@@ -78,6 +85,17 @@ def profile_from_args(args: argparse.Namespace) -> CaptureProfile:
     profile = dataclasses.replace(profile, **changes)  # type: ignore[arg-type]
     validate_profile(profile)
     return profile
+
+
+def _check_feature_names(ifname: str, names: list[str]) -> None:
+    """A feature the kernel does not know would be skipped silently at tune time: refuse it."""
+    with Device(ifname) as dev:
+        known = set(dev.features())
+    for name in names:
+        if feature_name(name) not in known:
+            aliases = sorted(a for k, a in FEATURE_ALIASES.items() if k in known and a != k)
+            raise SluiceError(f"--feature-off/--feature-on {name}: not a feature of this kernel (allowed: the "
+                              f"names of `ethtool -k {ifname}` or the short names {', '.join(aliases)})")
 
 
 def _cpu_arg(text: str) -> list[int]:
@@ -121,7 +139,7 @@ def format_report(report: TuneReport) -> str:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    report = tune_interface(args.interface, profile_from_args(args))
+    report = tune_interface(args.interface, profile_from_args(args), force=args.force)
     print(json.dumps(report.to_dict(), indent=2, sort_keys=True) if args.json else format_report(report))
     return 0 if report.ok else 1
 

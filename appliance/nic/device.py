@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import errno
 import re
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
 from pyroute2 import Ethtool, IPRoute
 from pyroute2.ethtool.ioctl import NoSuchDevice, NotSupportedError
 from pyroute2.netlink.exceptions import NetlinkError
-from pyroute2.netlink.rtnl.ifinfmsg import IFF_NOARP, IFF_PROMISC, IFF_UP
+from pyroute2.netlink.rtnl.ifinfmsg import IFF_LOOPBACK, IFF_NOARP, IFF_PROMISC, IFF_UP
 
 from appliance.errors import SluiceError
+
+RT_SCOPE_LINK = 253  # rtnetlink.h: an IPv6 link-local address (fe80::/10)
 
 _IFNAME = re.compile(r"^[^\s/:]{1,15}$")
 PROC_SYS_IPV6 = Path("/proc/sys/net/ipv6/conf")
@@ -94,6 +97,22 @@ class Device:
             promisc=bool(flags & IFF_PROMISC),
             noarp=bool(flags & IFF_NOARP),
         )
+
+    def addresses_in_use(self) -> list[str]:
+        """Addresses that make this interface a working link of the box rather than a capture
+        port: loopback, any IPv4 address, any IPv6 address beyond the automatic link-local one."""
+        try:
+            flags = int(self.ipr.get_links(self.index)[0]["flags"])
+            msgs = self.ipr.get_addr(index=self.index)
+        except NetlinkError as exc:
+            raise SluiceError(f"{self.ifname}: cannot read its addresses ({exc})") from None
+        found = ["loopback"] if flags & IFF_LOOPBACK else []
+        for msg in msgs:
+            address = msg.get_attr("IFA_ADDRESS")
+            if msg["family"] == socket.AF_INET6 and msg["scope"] == RT_SCOPE_LINK:
+                continue
+            found.append(f"{address}/{msg['prefixlen']}")
+        return found
 
     def set_flag(self, flag: int, on: bool) -> None:
         self._link_set(flags=flag if on else 0, change=flag)

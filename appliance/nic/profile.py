@@ -1,7 +1,8 @@
 """The capture profile: what a capture interface should look like (docs/nic.md explains why).
 
 The profile is plain data; `tune` makes an interface match it and `check` reports where it does
-not. The supervisor builds one from the config with `profile_from_mapping`.
+not. `sluice nic tune|check --config` builds one from the config with `profile_from_mapping`; the
+supervisor's NIC watchdog builds its own from the `[nic]` section (appliance/watchdogs/nic.py).
 """
 
 from __future__ import annotations
@@ -40,8 +41,9 @@ FEATURES_OFF: tuple[str, ...] = (
 # bad FCS and other errored frames instead of dropping them silently in the NIC.
 FEATURES_ON: tuple[str, ...] = ("rx-all",)
 
-# The short names `ethtool -K` accepts for the old-style offloads: settings are reported under
-# these, so an operator can type what the report says.
+# The short names `ethtool -K` accepts for the old-style offloads. Settings are named and reported
+# by their kernel names everywhere (`nic show`, `check`, `tune`, the drift metric's label; `ethtool
+# -K` takes those too); the short and long names are accepted wherever a feature is named.
 FEATURE_ALIASES: dict[str, str] = {
     "rx-gro": "gro",
     "rx-lro": "lro",
@@ -142,20 +144,31 @@ def validate_profile(profile: CaptureProfile) -> None:
             raise SluiceError(f"nic.{key} must be true or false, not {getattr(profile, key)!r}")
 
 
+# The long names `ethtool -k` prints for the old-style offloads (ethtool's off_flag_def table):
+# accepted wherever a feature is named, so an operator can paste what ethtool shows.
+ETHTOOL_LONG_NAMES: dict[str, str] = {
+    "rx-checksumming": "rx-checksum",
+    "tcp-segmentation-offload": "tx-tcp-segmentation",
+    "generic-segmentation-offload": "tx-generic-segmentation",
+    "generic-receive-offload": "rx-gro",
+    "large-receive-offload": "rx-lro",
+    "rx-vlan-offload": "rx-vlan-hw-parse",
+    "udp-fragmentation-offload": "tx-udp-fragmentation",
+    "ntuple-filters": "rx-ntuple-filter",
+    "receive-hashing": "rx-hashing",
+}
+
+
 def feature_name(name: str) -> str:
-    """The kernel's name for a feature given by its kernel name or ethtool alias ("gro")."""
+    """The kernel's name for a feature given by its kernel name, ethtool's short alias ("gro")
+    or ethtool's long name ("generic-receive-offload")."""
     for kernel_name, alias in FEATURE_ALIASES.items():
         if name == alias:
             return kernel_name
-    return name
-
-
-def setting_name(feature: str) -> str:
-    """The name a feature is reported under (ethtool's short alias where there is one)."""
-    return FEATURE_ALIASES.get(feature, feature)
+    return ETHTOOL_LONG_NAMES.get(name, name)
 
 
 __all__ = [
-    "CaptureProfile", "FEATURES_OFF", "FEATURES_ON", "FEATURE_ALIASES", "PROFILES",
-    "feature_name", "profile_by_name", "profile_from_mapping", "setting_name", "validate_profile",
+    "CaptureProfile", "ETHTOOL_LONG_NAMES", "FEATURES_OFF", "FEATURES_ON", "FEATURE_ALIASES", "PROFILES",
+    "feature_name", "profile_by_name", "profile_from_mapping", "validate_profile",
 ]

@@ -18,7 +18,7 @@ from pyroute2.netlink.rtnl.ifinfmsg import IFF_NOARP, IFF_PROMISC, IFF_UP
 from appliance.errors import SluiceError
 from appliance.nic import ethtool_bin, hwtstamp, irq
 from appliance.nic.device import Device
-from appliance.nic.profile import CaptureProfile, setting_name
+from appliance.nic.profile import CaptureProfile
 
 Value = bool | int | str | list[int] | None
 
@@ -95,7 +95,7 @@ def _feature_settings(dev: Device, profile: CaptureProfile) -> list[Setting]:
         if feat is None:  # not a feature of this kernel (ufo is gone since 4.14): nothing to do
             continue
         unsupported = "fixed by the driver" if feat.fixed and feat.on != on else None
-        out.append(Setting(setting_name(name), on, feat.on, unsupported,
+        out.append(Setting(name, on, feat.on, unsupported,
                            apply=_feature_applier(dev, name, on)))
     return out
 

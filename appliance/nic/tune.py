@@ -66,14 +66,22 @@ class TuneReport:
         }
 
 
-def tune_interface(ifname: str, profile: CaptureProfile, proc: Path = irq.PROC) -> TuneReport:
+def tune_interface(ifname: str, profile: CaptureProfile, proc: Path = irq.PROC,
+                   force: bool = False) -> TuneReport:
     """Apply profile to ifname (in the current network namespace). Idempotent: a second run
-    changes nothing. Raises SluiceError for a missing interface or missing privileges."""
+    changes nothing. Raises SluiceError for a missing interface or missing privileges, and
+    (unless force) for an interface that carries addresses in use: the profile turns off ARP
+    and IPv6 and makes it promiscuous, which would cut the box off that link."""
     validate_profile(profile)
     report = TuneReport(interface=ifname)
     errors: dict[str, str] = {}
     refused: dict[str, str] = {}
     with Device(ifname) as dev:
+        in_use = dev.addresses_in_use()
+        if in_use and not force:
+            raise SluiceError(f"{ifname} carries addresses in use ({', '.join(in_use[:3])}): tuning it for "
+                              "capture (no ARP, no IPv6, promiscuous) would cut the box off that link; "
+                              "refused (--force tunes it anyway)")
         before = after = collect_settings(dev, profile, proc)
         # A second pass, because some changes undo others: a ring or MTU change makes many
         # drivers reset the NIC, which can bring back their default coalescing or IRQ layout.

@@ -1,15 +1,24 @@
-"""NIC watchdog: link, carrier changes, speed, rx counters and "SPAN dead" of each capture
-interface, from /sys/class/net (the namespace's own when run under `ip netns exec`); plus
-tuning drift through appliance.nic.check when that module is installed.
+"""NIC watchdogs: link, carrier changes, speed, rx counters and "SPAN dead" of each capture
+interface, from /sys/class/net (the namespace's own when run under `ip netns exec`); and the
+tuning drift of each one from the capture profile (appliance.nic), re-tuned when it drifted.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+from appliance.config import Config
+from appliance.journal import Journal
+from appliance.nic.check import check_interface
+from appliance.nic.profile import CaptureProfile, profile_from_mapping
+from appliance.nic.tune import TuneReport, tune_interface
+from appliance.watchdogs import Context, Family, Sample, Watchdog, register
+from appliance.watchdogs.disk import human_seconds
 
 log = logging.getLogger("sluice.nic")
 
@@ -82,62 +91,137 @@ def read(interface: str, span: SpanWatch, sys_net: str = "/sys/class/net",
     return reading
 
 
+
+
 @dataclass
-class TuningCheck:
-    """Drift of capture interfaces from the capture profile, via appliance.nic (when present)."""
+class NicStatus:
+    interfaces: list[NicReading]
 
-    profile_args: dict[str, Any]
-    available: bool | None = None
-    drift: dict[str, dict[str, bool]] = field(default_factory=dict)
 
-    def _modules(self) -> tuple[Any, Any, Any] | None:
-        try:
-            from appliance.nic import check, profile, tune  # noqa: PLC0415 (optional module)
-        except ImportError as exc:
-            if self.available is not False:
-                log.warning("NIC tuning unavailable (appliance.nic: %s): not tuning or checking drift", exc)
-            self.available = False
-            return None
-        self.available = True
-        return profile, tune, check
+@register
+class NicWatchdog(Watchdog[NicStatus]):
+    """Link, carrier, speed, receive counters and a dead SPAN feed of every capture interface."""
 
-    def make_profile(self) -> Any | None:
-        mods = self._modules()
-        if mods is None:
-            return None
-        try:
-            return mods[0].CaptureProfile(**self.profile_args)
-        except Exception as exc:  # noqa: BLE001 (a foreign module: never let it stop capture)
-            log.warning("NIC capture profile: %s", exc)
-            return None
+    name = "nic"
+    reading_type = NicStatus
+    families = (
+        Family("sluice_nic_link_up", "gauge", "1 when the interface is up with carrier", ("interface",)),
+        Family("sluice_nic_carrier_changes", "counter", "carrier changes seen by the kernel", ("interface",)),
+        Family("sluice_nic_speed_bytes_per_second", "gauge",
+               "link speed in bytes (base unit) per second (0 when unknown)",
+               ("interface",)),
+        Family("sluice_nic_rx_packets", "counter", "packets received by the NIC", ("interface",)),
+        Family("sluice_nic_rx_missed", "counter", "packets the NIC missed (no buffer)", ("interface",)),
+        Family("sluice_nic_rx_dropped", "counter", "packets dropped by the driver/stack", ("interface",)),
+        Family("sluice_nic_span_dead", "gauge",
+               "1 when the link is up but no packet arrived for the configured time", ("interface",)),
+    )
 
-    def tune(self, interface: str) -> Any | None:
-        profile = self.make_profile()
-        if profile is None:
-            return None
-        mods = self._modules()
-        assert mods is not None
-        try:
-            return mods[1].tune_interface(interface, profile)
-        except Exception as exc:  # noqa: BLE001
-            log.warning("NIC tuning of %s failed: %s", interface, exc)
-            return None
+    def __init__(self, cfg: Config) -> None:
+        self.span = SpanWatch(cfg.watchdogs.span_dead_seconds)
+        super().__init__(cfg)
 
-    def check(self, interface: str) -> list[Any]:
-        """The drifted settings of one interface ([] when none or when tuning is unavailable)."""
-        profile = self.make_profile()
-        if profile is None:
-            return []
-        mods = self._modules()
-        assert mods is not None
-        try:
-            drifts = list(mods[2].check_interface(interface, profile))
-        except Exception as exc:  # noqa: BLE001
-            log.warning("NIC drift check of %s failed: %s", interface, exc)
-            return []
-        flags = self.drift.setdefault(interface, {})
-        for key in flags:
-            flags[key] = False
-        for d in drifts:
-            flags[str(getattr(d, "setting", d))] = True
-        return drifts
+    def reconfigure(self, cfg: Config) -> None:
+        self.span.dead_after = cfg.watchdogs.span_dead_seconds
+
+    def interval(self, cfg: Config) -> float | None:
+        return float(cfg.watchdogs.interval)
+
+    def check(self, ctx: Context) -> NicStatus:
+        return NicStatus([read(ifname, self.span, now=ctx.monotonic) for ifname in ctx.cfg.interfaces])
+
+    @classmethod
+    def samples(cls, reading: NicStatus) -> Iterable[Sample]:
+        for n in reading.interfaces:
+            i = (n.interface,)
+            yield Sample("sluice_nic_link_up", i, 1.0 if n.link_up else 0.0)
+            yield Sample("sluice_nic_carrier_changes", i, float(n.carrier_changes))
+            yield Sample("sluice_nic_speed_bytes_per_second", i, n.speed_bps / 8)
+            yield Sample("sluice_nic_rx_packets", i, float(n.rx_packets))
+            yield Sample("sluice_nic_rx_missed", i, float(n.rx_missed))
+            yield Sample("sluice_nic_rx_dropped", i, float(n.rx_dropped))
+            yield Sample("sluice_nic_span_dead", i, 1.0 if n.span_dead else 0.0)
+
+    @classmethod
+    def describe(cls, reading: NicStatus) -> list[str]:
+        lines = []
+        for n in reading.interfaces:
+            if not n.present:
+                lines.append(f"nic: {n.interface} MISSING")
+                continue
+            lines.append(
+                f"nic: {n.interface} link {'up' if n.link_up else 'DOWN'}, "
+                f"speed {n.speed_bps // 1_000_000 if n.speed_bps else '?'} Mb/s, rx {n.rx_packets} packets, "
+                f"missed {n.rx_missed}, dropped {n.rx_dropped}, carrier changes {n.carrier_changes}"
+                + (f", SPAN DEAD (no packet for {human_seconds(n.seconds_since_packet)})" if n.span_dead else ""))
+        return lines
+
+
+def capture_profile(cfg: Config) -> CaptureProfile:
+    """The capture profile the config's [nic] table asks for."""
+    return profile_from_mapping(dataclasses.asdict(cfg.nic))
+
+
+def tune(cfg: Config, interface: str, why: str, journal: Journal | None = None) -> TuneReport | None:
+    """Tune one capture interface to the profile; journaled as nic_tuned. A failure is a warning
+    (an interface with addresses in use is refused, never forced): capture goes on untuned."""
+    try:
+        report = tune_interface(interface, capture_profile(cfg))
+    except Exception as exc:  # noqa: BLE001 (boundary: tuning never stops the capture)
+        log.warning("NIC tuning of %s failed: %s", interface, exc)
+        return None
+    if journal is not None:
+        journal.append("nic_tuned", interface=interface, why=why, report=report.to_dict())
+    return report
+
+
+@dataclass
+class DriftReading:
+    # interface -> setting -> drifted now (settings that drifted before stay listed, as 0)
+    interfaces: dict[str, dict[str, bool]]
+
+
+@register
+class DriftWatchdog(Watchdog[DriftReading]):
+    """Settings of the capture interfaces that differ from the capture profile (a driver reset or
+    re-plug undoes tuning); re-tuned when [nic] reapply_on_drift. Only when [nic] tune is on:
+    without tuning there is nothing to drift from."""
+
+    name = "drift"
+    reading_type = DriftReading
+    families = (Family("sluice_nic_tuning_drift", "gauge", "1 when the setting differs from the capture profile",
+                       ("interface", "setting")),)
+
+    def __init__(self, cfg: Config) -> None:
+        self._seen: dict[str, dict[str, bool]] = {}
+        super().__init__(cfg)
+
+    def interval(self, cfg: Config) -> float | None:
+        return float(cfg.nic.check_interval) if cfg.nic.tune else None
+
+    def check(self, ctx: Context) -> DriftReading:
+        profile = capture_profile(ctx.cfg)
+        for ifname in ctx.cfg.interfaces:
+            drifts = check_interface(ifname, profile)
+            flags = self._seen.setdefault(ifname, {})
+            for key in flags:
+                flags[key] = False
+            for d in drifts:
+                flags[d.setting] = True
+            if drifts and ctx.journal is not None:
+                ctx.journal.append("nic_drift", interface=ifname,
+                                   settings={d.setting: [str(d.wanted), str(d.found)] for d in drifts})
+            if drifts and ctx.cfg.nic.reapply_on_drift:
+                tune(ctx.cfg, ifname, "drift", ctx.journal)
+        return DriftReading({i: dict(f) for i, f in self._seen.items() if i in ctx.cfg.interfaces})
+
+    @classmethod
+    def samples(cls, reading: DriftReading) -> Iterable[Sample]:
+        for ifname, flags in sorted(reading.interfaces.items()):
+            for setting, drifted in sorted(flags.items()):
+                yield Sample("sluice_nic_tuning_drift", (ifname, setting), 1.0 if drifted else 0.0)
+
+    @classmethod
+    def describe(cls, reading: DriftReading) -> list[str]:
+        return [f"nic: {ifname} tuning drift: {', '.join(k for k, v in flags.items() if v)}"
+                for ifname, flags in sorted(reading.interfaces.items()) if any(flags.values())]

@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from appliance.config import Config
+from appliance.watchdogs import Context, Family, Sample, Watchdog, register
 
 _ARRAY_RE = re.compile(r"^(md\w+)\s*:\s*(\S+)\s*(.*)$")
 _MEMBER_RE = re.compile(r"^([\w.-]+)\[(\d+)\]((?:\([A-Za-z]\))*)$")
@@ -177,3 +181,72 @@ def read_arrays(mdstat: str | os.PathLike[str] = "/proc/mdstat",
     for array in arrays:
         apply_sysfs(array, sys_block)
     return arrays
+
+
+@dataclass
+class ArrayStatus:
+    """What is reported of one md array."""
+
+    array: str
+    state: str
+    level: str | None
+    degraded: bool
+    failed_members: int
+    spare_members: int
+    active_members: int
+    raid_disks: int | None
+    sync_action: str
+    sync_progress: float
+
+
+@dataclass
+class RaidReading:
+    arrays: list[ArrayStatus]
+
+
+def status_of(a: MdArray) -> ArrayStatus:
+    return ArrayStatus(a.name, a.state, a.level, a.degraded, a.failed_members, a.spare_members,
+                       a.active_members, a.raid_disks, a.sync_action, a.sync_progress)
+
+
+@register
+class RaidWatchdog(Watchdog[RaidReading]):
+    """md arrays: degraded, failed and spare members, resync progress."""
+
+    name = "raid"
+    reading_type = RaidReading
+    families = (
+        Family("sluice_raid_degraded", "gauge", "1 when the array runs with fewer members than it needs", ("array",)),
+        Family("sluice_raid_failed_members", "gauge", "members marked (F)", ("array",)),
+        Family("sluice_raid_spare_members", "gauge", "spare members", ("array",)),
+        Family("sluice_raid_active_members", "gauge", "members in sync", ("array",)),
+        Family("sluice_raid_sync_progress_ratio", "gauge", "resync/recovery progress 0..1 (1 when idle)", ("array",)),
+    )
+
+    def interval(self, cfg: Config) -> float | None:
+        return float(cfg.watchdogs.interval) if cfg.watchdogs.raid else None
+
+    def check(self, ctx: Context) -> RaidReading:
+        wd = ctx.cfg.watchdogs
+        return RaidReading([status_of(a) for a in read_arrays(wd.mdstat, wd.sys_block)])
+
+    @classmethod
+    def samples(cls, reading: RaidReading) -> Iterable[Sample]:
+        for a in reading.arrays:
+            yield Sample("sluice_raid_degraded", (a.array,), float(a.degraded))
+            yield Sample("sluice_raid_failed_members", (a.array,), float(a.failed_members))
+            yield Sample("sluice_raid_spare_members", (a.array,), float(a.spare_members))
+            yield Sample("sluice_raid_active_members", (a.array,), float(a.active_members))
+            yield Sample("sluice_raid_sync_progress_ratio", (a.array,), float(a.sync_progress))
+
+    @classmethod
+    def describe(cls, reading: RaidReading) -> list[str]:
+        if not reading.arrays:
+            return ["raid: no md arrays"]
+        lines = []
+        for a in reading.arrays:
+            sync = "" if a.sync_action == "idle" else f", {a.sync_action} {a.sync_progress:.1%}"
+            lines.append(f"raid: {a.array} {a.level or ''} {'DEGRADED' if a.degraded else 'ok'} "
+                         f"({a.active_members}/{a.raid_disks or '?'} active, {a.failed_members} failed, "
+                         f"{a.spare_members} spare{sync})")
+        return lines

@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
+
+from appliance.config import Config
+from appliance.watchdogs import Context, Family, Sample, Watchdog, register
 
 
 @dataclass
@@ -44,10 +48,6 @@ def _smartctl(args: list[str], timeout: float = 30) -> dict[str, Any] | None:
     return doc if isinstance(doc, dict) else None
 
 
-def available() -> bool:
-    return shutil.which("smartctl") is not None
-
-
 def check(devices: list[str]) -> list[SmartHealth]:
     """Health of the given devices, or of every device `smartctl --scan` finds when none given."""
     if not devices:
@@ -58,3 +58,37 @@ def check(devices: list[str]) -> list[SmartHealth]:
         doc = _smartctl(["-H", dev])
         results.append(parse_health(doc, dev) if doc else SmartHealth(dev, None, "smartctl gave no JSON"))
     return results
+
+
+@dataclass
+class SmartReading:
+    devices: list[SmartHealth]  # empty when smartctl is not installed
+
+
+@register
+class SmartWatchdog(Watchdog[SmartReading]):
+    """Overall SMART health of the disks (`smartctl -H`)."""
+
+    name = "smart"
+    reading_type = SmartReading
+    families = (Family("sluice_smart_healthy", "gauge", "1 when smartctl says the overall health test passed",
+                       ("device",)),)
+
+    def interval(self, cfg: Config) -> float | None:
+        return float(cfg.watchdogs.smart_interval) if cfg.watchdogs.smart else None
+
+    def check(self, ctx: Context) -> SmartReading:
+        if shutil.which("smartctl") is None:
+            return SmartReading([])
+        return SmartReading(check(ctx.cfg.watchdogs.smart_devices))
+
+    @classmethod
+    def samples(cls, reading: SmartReading) -> Iterable[Sample]:
+        for d in reading.devices:
+            if d.healthy is not None:
+                yield Sample("sluice_smart_healthy", (d.device,), 1.0 if d.healthy else 0.0)
+
+    @classmethod
+    def describe(cls, reading: SmartReading) -> list[str]:
+        return [f"smart: {d.device} {({True: 'healthy', False: 'FAILING', None: 'unknown'})[d.healthy]}"
+                + (f" ({d.message})" if d.message else "") for d in reading.devices]

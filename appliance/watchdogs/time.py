@@ -13,7 +13,11 @@ import ctypes.util
 import shutil
 import subprocess
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
+
+from appliance.config import Config
+from appliance.watchdogs import Context, Family, Sample, Watchdog, register
 
 STA_UNSYNC = 0x0040
 STA_NANO = 0x2000
@@ -145,3 +149,46 @@ def read(detector: StepDetector) -> TimeReading:
         step_seconds=step,
         steps_total=detector.steps,
     )
+
+
+@register
+class TimeWatchdog(Watchdog[TimeReading]):
+    """The kernel's clock discipline, chrony's offset, and steps of the realtime clock."""
+
+    name = "time"
+    reading_type = TimeReading
+    families = (
+        Family("sluice_time_synchronized", "gauge", "1 when the kernel says the clock is synchronised"),
+        Family("sluice_time_offset_seconds", "gauge", "estimated offset from true time"),
+        Family("sluice_time_max_error_seconds", "gauge", "adjtimex maxerror"),
+        Family("sluice_time_steps", "counter", "clock steps seen (realtime moved against monotonic)"),
+    )
+
+    def __init__(self, cfg: Config) -> None:
+        self.detector = StepDetector(cfg.watchdogs.time_step_threshold)
+        super().__init__(cfg)
+
+    def reconfigure(self, cfg: Config) -> None:
+        self.detector.threshold = cfg.watchdogs.time_step_threshold
+
+    def interval(self, cfg: Config) -> float | None:
+        return float(cfg.watchdogs.interval)
+
+    def check(self, ctx: Context) -> TimeReading:
+        reading = read(self.detector)
+        if reading.step_seconds is not None and ctx.journal is not None:
+            ctx.journal.append("time_step", step_seconds=round(reading.step_seconds, 6))
+        return reading
+
+    @classmethod
+    def samples(cls, reading: TimeReading) -> Iterable[Sample]:
+        yield Sample("sluice_time_synchronized", (), 1.0 if reading.synchronized else 0.0)
+        yield Sample("sluice_time_offset_seconds", (), reading.offset_seconds)
+        yield Sample("sluice_time_max_error_seconds", (), reading.max_error_seconds)
+        yield Sample("sluice_time_steps", (), float(reading.steps_total))
+
+    @classmethod
+    def describe(cls, reading: TimeReading) -> list[str]:
+        return [f"time: {'synchronised' if reading.synchronized else 'NOT synchronised'} ({reading.source}), "
+                f"offset {reading.offset_seconds * 1000:+.3f} ms, max error {reading.max_error_seconds * 1000:.1f} ms, "
+                f"{reading.steps_total} steps"]

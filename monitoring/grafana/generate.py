@@ -215,7 +215,8 @@ def box_dashboard() -> gd.Dashboard:
         .with_panel(graph("Files closed per hour", "none",
                           (f"increase(sluice_writer_files_closed_total{{{IFACE}}}[1h])", "{{interface}}"), width=8))
         .with_panel(graph("Newest closed file age", "s",
-                          (f"sluice_writer_newest_file_age_seconds{{{IFACE}}}", "{{interface}}"), width=8))
+                          (f"time() - sluice_writer_newest_file_timestamp_seconds{{{IFACE}}}", "{{interface}}"),
+                          width=8))
         .with_panel(graph("Writer restarts and disk errors", "none",
                           (f"increase(sluice_writer_restarts_total{{{IFACE}}}[1h])", "{{interface}} restarts/h"),
                           (f"sluice_writer_disk_error{{{IFACE}}}", "{{interface}} disk error"),
@@ -231,10 +232,15 @@ def box_dashboard() -> gd.Dashboard:
         .with_panel(graph("Files in the spool", "none", (f"sluice_spool_files{{{BOX}}}", "{{path}}"),
                           (f"sluice_disk_free_inodes{{{BOX}}}", "free inodes {{path}}"), width=8))
         .with_panel(graph("Oldest file kept (retention achieved)", "s",
-                          (f"sluice_spool_oldest_file_age_seconds{{{BOX}}}", "{{path}}"), width=8))
+                          (f"time() - (sluice_spool_oldest_file_timestamp_seconds{{{BOX}}} > 0)", "{{path}}"), width=8))
         .with_panel(graph("Retention deletes per hour", "none",
                           (f"increase(sluice_retention_deleted_files_total{{{BOX}}}[1h])", "files"),
                           (f"increase(sluice_retention_deleted_bytes_total{{{BOX}}}[1h])", "bytes"), width=8))
+        .with_panel(graph("Other files on the spool", "bytes",
+                          (f"sluice_spool_other_bytes{{{BOX}}}", "other files"),
+                          (f"sluice_retention_blocked{{{BOX}}}", "retention blocked"), width=8,
+                          description="Bytes that are not captures; retention deletes no capture for them "
+                                      "(blocked = 1 while they fill the spool)."))
         .with_row(gd.Row("Time"))
         .with_panel(graph("Clock offset and max error", "s",
                           (f"sluice_time_offset_seconds{{{BOX}}}", "offset"),
@@ -246,7 +252,7 @@ def box_dashboard() -> gd.Dashboard:
         .with_panel(graph("NIC packets per second", "pps",
                           (f"rate(sluice_nic_rx_packets_total{{{IFACE}}}[{RATE}])", "{{interface}}"), width=8))
         .with_panel(graph("Link speed and carrier changes", "bps",
-                          (f"sluice_nic_speed_bits_per_second{{{IFACE}}}", "{{interface}} speed"),
+                          (f"sluice_nic_speed_bytes_per_second{{{IFACE}}} * 8", "{{interface}} speed"),
                           (f"increase(sluice_nic_carrier_changes_total{{{IFACE}}}[1h])",
                            "{{interface}} carrier changes/h"), width=8))
         .with_panel(graph("Tuning drift", "none",
@@ -294,6 +300,11 @@ def box_dashboard() -> gd.Dashboard:
                           (f"time() - sluice_selftest_timestamp_seconds{{{BOX}}}", "age of the result"),
                           (f"sluice_selftest_retention_seconds_at_link_rate{{{BOX}}}", "retention at link rate"),
                           width=8))
+        .with_row(gd.Row("The supervisor"))
+        .with_panel(graph("Watchdog checks", "s",
+                          (f"sluice_watchdog_duration_seconds{{{BOX}}}", "{{watchdog}} duration"),
+                          (f"sluice_watchdog_success{{{BOX}}} == 0", "{{watchdog}} FAILED"), width=8,
+                          description="How long each watchdog's check takes; a failed check shows as a line."))
     )
 
 

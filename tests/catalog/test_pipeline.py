@@ -251,6 +251,8 @@ def test_retention_never_deletes_a_file_not_backed_up(spool: Spool, tmp_path: Pa
     from appliance.config import FreeFloor
     from appliance.journal import Journal
     from appliance.metrics import appliance_families
+    from appliance.snapshot import RetentionSnapshot, Snapshot
+    from appliance.watchdogs.disk import capture_files
 
     mnt, small = tmp_path / "fs", tmp_path / "small"
     mnt.mkdir()
@@ -267,24 +269,36 @@ def test_retention_never_deletes_a_file_not_backed_up(spool: Spool, tmp_path: Pa
         unsaved = {r["path"] for r in rows(copy) if not r["steps"]["backup"]["ok"]}
         assert unsaved and len(unsaved) < len(files)
         unsaved_bytes = sum((copy / rel).stat().st_size for rel in unsaved)
-        everything = shutil.disk_usage(copy).total  # a floor no deletion can reach
+        def floor_keeping(keep: int) -> FreeFloor:
+            """A floor reached only when all but `keep` bytes of the captures are gone (a floor no
+            deletion can reach would say the spool is full of other files: retention blocked)."""
+            free = retention.statvfs(copy)[0]
+            deletable = [f.size for f in capture_files(copy) if f.path not in newest]
+            return FreeFloor(nbytes=free + sum(deletable) - keep)
+
+        # The newest file of each writer is never deleted (retention's rule since the flood tests).
+        newest = retention.newest_per_writer(capture_files(copy))
+        kept = unsaved | {str(p.relative_to(copy)) for p in newest}
+
         with Journal(copy / "journal.jsonl") as j:
-            result = retention.enforce(copy, FreeFloor(nbytes=everything), FreeFloor(nbytes=0), j,
+            result = retention.enforce(copy, floor_keeping(unsaved_bytes // 2), FreeFloor(nbytes=0), j,
                                        require_backup=True)
-        assert {r["path"] for r in rows(copy)} == unsaved and all((copy / rel).exists() for rel in unsaved)
-        assert len(result.deleted) == len(files) - len(unsaved)
+        assert not result.blocked
+        assert {r["path"] for r in rows(copy)} == kept and all((copy / rel).exists() for rel in kept)
+        assert len(result.deleted) == len(files) - len(kept)
         assert result.waiting_for_backup_files == len(unsaved) and result.waiting_for_backup_bytes == unsaved_bytes
         waiting = list(read_events(copy / "journal.jsonl", "retention_waiting_for_backup"))
         assert waiting and waiting[-1]["bytes"] == unsaved_bytes
-        families = {f.name: f for f in appliance_families(
-            {"retention": {"waiting_for_backup_bytes": result.waiting_for_backup_bytes}})}
+        families = {f.name: f for f in appliance_families(Snapshot(
+            version="t", retention=RetentionSnapshot(waiting_for_backup_bytes=result.waiting_for_backup_bytes)))}
         assert families["sluice_retention_waiting_for_backup_bytes"].samples[0].value == unsaved_bytes
         subprocess.run(["mount", "-o", "remount,size=64M", str(small)], check=True)
         assert sluice("pipeline", "run", "--once", "--config", str(cfg)).returncode == 0
+        smallest = min(f.size for f in capture_files(copy) if f.path not in newest)
         with Journal(copy / "journal.jsonl") as j:
-            result = retention.enforce(copy, FreeFloor(nbytes=everything), FreeFloor(nbytes=0), j,
+            result = retention.enforce(copy, floor_keeping(smallest // 2), FreeFloor(nbytes=0), j,
                                        require_backup=True)
-        assert not list(copy.rglob("*.pcapng")) and result.waiting_for_backup_bytes == 0
+        assert set(copy.rglob("*.pcapng")) == newest and result.waiting_for_backup_bytes == 0
     finally:
         umount(small)
         umount(mnt)

@@ -48,6 +48,13 @@ def test_make_run_shows_span_traffic_and_tears_everything_down():
     packets = [int(m) for m in re.findall(r"received (\d+) packets", proc.stdout)]
     assert packets and packets[-1] > 100, proc.stdout
     assert re.search(r"http [1-9]\d*, dns [1-9]\d*, ping [1-9]", proc.stdout), proc.stdout
+    # The SPAN port's count is explained against the captured one, and the config path is given.
+    split = re.search(r"of them (\d+) before the capture was up \(not captured, not loss\) and (\d+) while it ran",
+                      proc.stdout)
+    assert split and int(split.group(1)) + int(split.group(2)) == packets[-1], proc.stdout
+    assert re.search(rf"captured \d+ of those {split.group(2)}: ", proc.stdout), proc.stdout
+    config = re.search(r"^  config: (\S+sluice\.toml) ", proc.stdout, re.M)
+    assert config and f"sluice status --config {config.group(1)}" in proc.stdout, proc.stdout
     assert f"lab {lab_id} removed" in proc.stdout
     assert _leftovers(lab_id) == []
 

@@ -29,6 +29,7 @@ from tests.capture.conftest import (  # noqa: F401
     umount,
 )
 from tests.conftest import REPO, require_tool
+from tests.gaps.stored import stored_runs
 
 pytestmark = [pytest.mark.root, pytest.mark.netns]
 
@@ -77,6 +78,11 @@ def test_ledger_finds_every_lost_second(link, capture_binary, tmp_path: Path) ->
 
     runs = ledger.ledger(t_traffic - 2, t_end + 3, journal, [stats])
     assert {g.interface for g in runs} == {link.rx}
+    # the catalog's ledger, fed line by line as the writers run (each writer in three chunks, the
+    # journal from the start), holds the same runs
+    chunks = [first.raw[:len(first.raw) // 2], first.raw[len(first.raw) // 2:],
+              second.raw[:3], second.raw[3:]]
+    assert stored_runs(tmp_path / "spool-db", chunks, t_traffic - 2, t_end + 3, journal, now=t_end + 3) == runs
 
     # the freeze: the kernel dropped, the ledger counts exactly what the writer reported
     drops = [g for g in runs if g.cause == "kernel_drops"]
@@ -141,6 +147,9 @@ def test_ledger_of_a_full_disk(link, capture_binary, tmp_path: Path) -> None:  #
     stats.write_text("".join(w.raw))
     lines = [d for d in w.lines if d["type"] in ("stats", "final")]
     runs = ledger.ledger(lines[0]["ts"], lines[-1]["ts"] + 1, None, [stats])
+    third = len(w.raw) // 3
+    assert stored_runs(tmp_path / "spool-db", [w.raw[:third], w.raw[third:2 * third], w.raw[2 * third:]],
+                       lines[0]["ts"], lines[-1]["ts"] + 1) == runs
 
     final = w.final()
     assert final["writer_drops"] > 0 and final["kernel_drops"] == 0

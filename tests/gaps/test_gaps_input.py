@@ -40,3 +40,44 @@ def test_whole_period(tmp_path: Path) -> None:
                              for i in range(20)))
     proc = gaps("--from", "100", "--to", "104", "--stats", str(stats))
     assert proc.returncode == 0 and proc.stdout.startswith("whole from 1970-01-01T00:01:40.000000000Z")
+
+
+def test_catalog_ledger_is_incremental_and_carries_counters_over_days(tmp_path: Path) -> None:
+    """Stats split over two day files and read in pieces give the runs of one pass over all of it;
+    the second day's first line does not count the first day's drops again."""
+    from appliance.gaps import ledger, store
+
+    lines = []
+    drops = 0
+    for i in range(60):
+        ts = 86400 * 3 - 30 + i * 1.0  # 30 s on each side of a UTC midnight
+        if i in (10, 11, 40):
+            drops += 100 + i
+        lines.append({"type": "stats", "v": 1, "ts": ts, "interface": "eth1", "packets": i * 10,
+                      "kernel_drops": drops, "writer_drops": 0})
+    lines.insert(50, {"type": "final", "v": 1, "ts": lines[49]["ts"] + 0.1, "interface": "eth1",
+                      "packets": 490, "kernel_drops": drops, "writer_drops": 0})
+    for row in lines[51:]:
+        row["kernel_drops"] -= drops  # a new process from second 50 on
+        row["packets"] -= 490
+    lines = [row for row in lines if not 53 < row["ts"] - (86400 * 3 - 30) < 57]  # and a silence
+    spool = tmp_path / "spool"
+    (spool / "stats").mkdir(parents=True)
+    journal = spool / "journal.jsonl"
+    journal.write_text(json.dumps({"ts": 86400 * 3 + 5.5, "event": "writer_exit", "interface": "eth1"}) + "\n")
+    for n in range(0, len(lines), 7):
+        for row in lines[n:n + 7]:
+            day = "1970-01-03" if row["ts"] < 86400 * 3 else "1970-01-04"
+            with open(spool / "stats" / f"eth1-{day}.jsonl", "a") as f:
+                f.write(json.dumps(row) + "\n")
+        store.refresh(spool, journal, now=86400 * 3 + 8.0)
+    journal.write_text(journal.read_text() + json.dumps({"ts": 86400 * 3 + 8.0, "event": "writer_start",
+                                                         "interface": "eth1"}) + "\n")
+    store.refresh(spool, journal, now=86400 * 3 + 40)
+    start, end = 86400 * 3 - 40, 86400 * 3 + 40
+    expected = ledger.ledger(start, end, journal, sorted((spool / "stats").glob("*.jsonl")))
+    assert store.query(spool, start, end) == expected
+    assert sum(g.lost or 0 for g in expected if g.cause == "kernel_drops") == 110 + 111 + 140
+    assert {g.cause for g in expected} == {"kernel_drops", "writer_down"}
+    down = [g for g in expected if g.cause == "writer_down"]
+    assert [(g.start - 86400 * 3, g.end - 86400 * 3) for g in down] == [(5, 8), (19, 20), (23, 27)]

@@ -151,7 +151,7 @@ def test_dashboard_queries_run_on_a_real_prometheus_scraping_the_supervisor(lab,
         # Rates need two scrapes, a closed file needs a rotation (every 2 s), the recording rules
         # one evaluation after that.
         wait_for(lambda: prom.vector("instance_interface:sluice_capture_packets:rate5m > 0")
-                 and prom.vector("sluice_writer_newest_file_age_seconds < 60")
+                 and prom.vector("time() - sluice_writer_newest_file_timestamp_seconds < 60")
                  and prom.vector("rate(node_cpu_seconds_total[1m])"), 60, "traffic, files and rates")
 
         # The drift metric has a series per setting that drifted once: turn GRO back on by hand

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from appliance.errors import SluiceError
-from appliance.nic.profile import CaptureProfile, feature_name, profile_from_mapping, setting_name
+from appliance.nic.profile import CaptureProfile, feature_name, profile_from_mapping
 
 
 def test_defaults_are_the_contract() -> None:
@@ -43,5 +43,5 @@ def test_bad_values_are_one_clear_error(values: dict, word: str) -> None:
 
 
 def test_aliases_both_ways() -> None:
-    assert setting_name("rx-gro") == "gro" and feature_name("gro") == "rx-gro"
-    assert setting_name("rx-gro-list") == "rx-gro-list" and feature_name("rx-all") == "rx-all"
+    assert feature_name("gro") == "rx-gro" and feature_name("generic-receive-offload") == "rx-gro"
+    assert feature_name("rx-gro-list") == "rx-gro-list" and feature_name("rx-all") == "rx-all"

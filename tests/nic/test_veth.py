@@ -52,8 +52,8 @@ def test_tune_turns_offloads_off_promisc_on_arp_and_ipv6_off(veth_ns: VethNs) ->
     assert "PROMISC" in flags and "NOARP" in flags and "UP" in flags
     assert ipv6_disabled(ns, ifname) == "1"
     changed = {c["setting"]: (c["before"], c["after"]) for c in report["changed"]}
-    assert changed["gro"] == (True, False) and changed["tso"] == (True, False)
-    assert changed["gso"] == (True, False) and changed["promisc"] == (False, True)
+    assert changed["rx-gro"] == (True, False) and changed["tx-tcp-segmentation"] == (True, False)
+    assert changed["tx-generic-segmentation"] == (True, False) and changed["promisc"] == (False, True)
     assert changed["ipv6"] == (True, False) and changed["arp"] == (True, False)
     assert report["failed"] == []
     # The peer end was not touched.
@@ -72,10 +72,10 @@ def test_check_exit_0_when_tuned_then_1_naming_gro_after_ethtool_k(veth_ns: Veth
 
     drifted = sluice_nic(ns, "check", ifname)
     assert drifted.returncode == 1
-    assert "  gro: wanted off, found on" in drifted.stdout.splitlines()
+    assert "  rx-gro: wanted off, found on" in drifted.stdout.splitlines()
     rc, doc = sluice_nic_json(ns, "check", ifname)
     assert rc == 1 and doc["ok"] is False
-    assert doc["drift"] == [{"setting": "gro", "wanted": False, "found": True}]
+    assert doc["drift"] == [{"setting": "rx-gro", "wanted": False, "found": True}]
 
 
 def test_tune_is_idempotent(veth_ns: VethNs) -> None:
@@ -125,12 +125,12 @@ def test_a_setting_that_does_not_take_is_a_failure_exit_1(veth_ns: VethNs) -> No
     proc = sluice_nic(ns, "tune", ifname, "--feature-on", "tso", "--feature-off", "tx-checksum-ip-generic")
     assert proc.returncode == 1, proc.stdout
     assert "NOT tuned" in proc.stdout
-    assert any(line.startswith("  FAILED       tso: wanted on, found off")
+    assert any(line.startswith("  FAILED       tx-tcp-segmentation: wanted on, found off")
                for line in proc.stdout.splitlines())
     rc, report = sluice_nic_json(ns, "tune", ifname, "--feature-on", "tso",
                                  "--feature-off", "tx-checksum-ip-generic")
     assert rc == 1
-    assert [(f["setting"], f["wanted"], f["found"]) for f in report["failed"]] == [("tso", True, False)]
+    assert [(f["setting"], f["wanted"], f["found"]) for f in report["failed"]] == [("tx-tcp-segmentation", True, False)]
 
 
 @pytest.mark.parametrize("action", ["show", "tune", "check"])
@@ -199,11 +199,11 @@ def test_library_api_in_the_current_namespace(veth_ns: VethNs) -> None:
     with inside(veth_ns.ns):
         report = tune_interface(veth_ns.rx, CaptureProfile())
         assert report.ok and report.failed == []
-        assert {c.setting for c in report.changed} >= {"tso", "gso", "promisc"}
+        assert {c.setting for c in report.changed} >= {"tx-tcp-segmentation", "tx-generic-segmentation", "promisc"}
         assert check_interface(veth_ns.rx, CaptureProfile()) == []
     veth_ns.run(["ethtool", "-K", veth_ns.rx, "gro", "on"])
     with inside(veth_ns.ns):
-        assert check_interface(veth_ns.rx, CaptureProfile()) == [Drift("gro", False, True)]
+        assert check_interface(veth_ns.rx, CaptureProfile()) == [Drift("rx-gro", False, True)]
 
 
 def fixture_proc(tmp_path: Path) -> Path:
@@ -262,3 +262,47 @@ def test_hwtstamp_ioctl_reaches_the_driver(veth_ns: VethNs) -> None:
             hwtstamp.get_rx_filter("nosuch0")
     assert unsupported.value.errno == errno.EOPNOTSUPP
     assert missing.value.errno == errno.ENODEV
+
+
+def test_tune_refuses_an_interface_with_addresses_in_use_unless_forced(veth_ns: VethNs) -> None:
+    """`sluice nic tune lo` (or a management port) would turn off ARP and IPv6 on a live link."""
+    veth_ns.run(["ip", "link", "set", "lo", "up"])
+    lo = sluice_nic(veth_ns.ns, "tune", "lo")
+    assert lo.returncode == 2 and lo.stdout == "", lo
+    assert lo.stderr.splitlines() == [lo.stderr.strip()] and "lo carries addresses in use (loopback" in lo.stderr
+    assert "NOARP" not in link_json(veth_ns.ns, "lo")["flags"]
+    veth_ns.run(["ip", "addr", "add", "198.51.100.7/24", "dev", veth_ns.tx])
+    tx = sluice_nic(veth_ns.ns, "tune", veth_ns.tx)
+    assert tx.returncode == 2 and "198.51.100.7/24" in tx.stderr, tx
+    assert "NOARP" not in link_json(veth_ns.ns, veth_ns.tx)["flags"]
+    forced = sluice_nic(veth_ns.ns, "tune", veth_ns.tx, "--force")
+    assert forced.returncode == 0, forced
+    assert "NOARP" in link_json(veth_ns.ns, veth_ns.tx)["flags"]
+    # Only the automatic link-local IPv6 address: a capture port, tuned without --force.
+    veth_ns.run(["sysctl", "-qw", f"net.ipv6.conf.{veth_ns.rx}.disable_ipv6=0"])
+    assert sluice_nic(veth_ns.ns, "tune", veth_ns.rx).returncode == 0
+
+
+@pytest.mark.parametrize("action", ["tune", "check"])
+def test_unknown_feature_names_are_refused(veth_ns: VethNs, action: str) -> None:
+    bad = sluice_nic(veth_ns.ns, action, veth_ns.rx, "--feature-off", "gro-typo")
+    assert bad.returncode == 2 and bad.stderr.splitlines() == [bad.stderr.strip()], bad
+    assert "gro-typo: not a feature of this kernel" in bad.stderr
+    for good in ("gro", "rx-gro", "generic-receive-offload"):  # ethtool's short, kernel and long names
+        assert sluice_nic(veth_ns.ns, action, veth_ns.rx, "--feature-off", good).returncode in (0, 1)
+
+
+def test_one_name_per_setting_across_show_check_and_tune(veth_ns: VethNs) -> None:
+    ns, ifname = veth_ns.ns, veth_ns.rx
+    assert sluice_nic_json(ns, "tune", ifname)[0] == 0
+    veth_ns.run(["ethtool", "-K", ifname, "gro", "on"])
+    rc, shown = sluice_nic_json(ns, "show", ifname)
+    assert rc == 0 and shown["features"]["rx-gro"]["on"] is True
+    rc, checked = sluice_nic_json(ns, "check", ifname)
+    assert rc == 1 and [d["setting"] for d in checked["drift"]] == ["rx-gro"]
+    rc, tuned = sluice_nic_json(ns, "tune", ifname)
+    assert rc == 0 and [c["setting"] for c in tuned["changed"]] == ["rx-gro"]
+    # Every feature setting tune reports is a feature `show` lists under the same name.
+    names = {*tuned["unchanged"], *(c["setting"] for c in tuned["changed"])}
+    features = {n for n in names if n.startswith(("rx-", "tx-"))}
+    assert features and features <= set(shown["features"])

@@ -1,5 +1,6 @@
-"""The C side of sluice-pcap: its unit tests under ASan/UBSan and a short libFuzzer run of each
-reader target (longer by hand: build/fuzz/fuzz/fuzz_pcapread_* -max_total_time=600 DIR)."""
+"""The C side of sluice-pcap: a short libFuzzer run of each reader target (longer by hand:
+build/fuzz/fuzz/fuzz_pcapread_* -max_total_time=600 DIR). The C unit tests run through the
+Makefile under each sanitizer: tests/build/test_native_build.py."""
 
 from __future__ import annotations
 
@@ -12,27 +13,6 @@ import pytest
 from tests.conftest import REPO, require_tool
 
 NATIVE = REPO / "native"
-SANITIZE = ["-O1", "-g", "-fsanitize=address,undefined", "-fno-omit-frame-pointer",
-            "-fno-sanitize-recover=undefined"]
-# Each unit test and the sources it needs (only sluice-pcap's own modules, so a test does not
-# depend on the state of the capture writer's files).
-UNIT_TESTS = {
-    "test_pcapread": ["src/common/pcapread.c", "src/common/pcapread_pcap.c", "src/common/pcapread_ng.c",
-                      "src/common/bytesrc.c", "src/common/pcapenc.c"],
-    "test_cryptopan": ["src/lib/cryptopan.c"],
-}
-
-
-@pytest.mark.parametrize("name", sorted(UNIT_TESTS))
-def test_pcaptool_c_unit_tests_under_sanitizers(tmp_path, name):
-    exe = tmp_path / name
-    cmd = ["cc", "-std=c11", "-Wall", "-Wextra", "-Werror", "-Wno-unused-parameter", "-D_GNU_SOURCE",
-           "-Isrc/common", "-Isrc/lib", *SANITIZE, f"tests/{name}.c", *UNIT_TESTS[name], "-lzstd", "-lcrypto",
-           "-o", str(exe)]
-    subprocess.run(cmd, cwd=NATIVE, check=True)
-    proc = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    assert f"{name}: ok" in proc.stdout
 
 
 @pytest.fixture(scope="module")

@@ -41,9 +41,10 @@ def cache_key(packages: list[str]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def cached_tree_tarball() -> Path:
-    """The tarball of the test tree, built with mmdebstrap on first use (cold: about a minute)."""
-    packages = read_package_list()
+def cached_tree_tarball(packages: list[str] | None = None) -> Path:
+    """The tarball of a tree with these packages (default: the image's), built with mmdebstrap on
+    first use (cold: about a minute)."""
+    packages = read_package_list() if packages is None else sorted(set(packages))
     CACHE.mkdir(parents=True, exist_ok=True)
     tarball = CACHE / f"chroot-{SUITE}-{cache_key(packages)}.tar"
     with open(CACHE / "chroot.lock", "w") as lock:
@@ -52,8 +53,8 @@ def cached_tree_tarball() -> Path:
         if not tarball.exists():
             partial = tarball.with_suffix(".tar.part")
             subprocess.run(
-                ["mmdebstrap", "--quiet", "--variant=minbase", "--format=tar", f"--include={','.join(packages)}",
-                 SUITE, str(partial), MIRROR],
+                ["mmdebstrap", "--quiet", "--variant=minbase", "--format=tar",
+                 *([f"--include={','.join(packages)}"] if packages else []), SUITE, str(partial), MIRROR],
                 check=True,
             )
             partial.rename(tarball)
@@ -67,9 +68,11 @@ def unpack_tree(tarball: Path, dest: Path) -> Path:
 
 
 def build_artifacts() -> Path:
-    """Wheels and native binaries for capture_node, exactly as `make provisioning-artifacts`."""
-    subprocess.run([str(PROVISIONING / "build-artifacts"), str(ARTIFACTS)], check=True,
-                   stdout=subprocess.DEVNULL)
+    """The sluice-appliance package for capture_node (and the wheels and binaries it was made
+    of), as `make provisioning-artifacts`; not rebuilt when the tree did not change."""
+    subprocess.run(["flock", "/tmp/sluice-deb.lock", str(REPO / "packaging" / "build-deb")], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   env={**os.environ, "SLUICE_ARTIFACTS": str(ARTIFACTS)})
     return ARTIFACTS
 
 

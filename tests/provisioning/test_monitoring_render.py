@@ -37,3 +37,36 @@ def test_prometheus_config_scrapes_every_capture_box(tmp_path: Path) -> None:
     }
     assert "node" not in jobs
     assert config["rule_files"] == ["/etc/prometheus/rules/sluice/*.yml"]
+
+
+def test_metrics_tls_and_basic_auth_render_on_both_sides(tmp_path: Path) -> None:
+    """One set of inventory variables turns TLS and auth on for the boxes and their scraper."""
+    import base64
+
+    import bcrypt
+
+    from appliance import webconfig
+
+    hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode()
+    tls = {"sluice_metrics_tls_cert": "/controller/box.crt", "sluice_metrics_tls_key": "/controller/box.key",
+           "sluice_metrics_tls_ca": "/controller/ca.crt", "sluice_metrics_auth_user": "prometheus",
+           "sluice_metrics_auth_bcrypt": hashed, "sluice_metrics_auth_password": "s3cret",
+           "render_dir": str(tmp_path)}
+    for playbook in ("render_prometheus.yml", "render_web_config.yml"):
+        result = run_playbook(PROVISIONING / "inventory" / "hosts.yml", tls, playbook=HERE / playbook)
+        assert result.returncode == 0, result.stdout[-3000:]
+    job = next(j for j in yaml.safe_load((tmp_path / "prometheus.yml").read_text())["scrape_configs"]
+               if j["job_name"] == "sluice")
+    assert job["scheme"] == "https" and job["tls_config"] == {"ca_file": "/etc/prometheus/sluice-metrics-ca.crt"}
+    assert job["basic_auth"] == {"username": "prometheus", "password": "s3cret"}
+    # the box's file is what sluice reads: point it at real files and load it with sluice itself
+    text = (tmp_path / "web-config.yml").read_text()
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                    "-days", "1", "-subj", "/CN=box", "-keyout", str(tmp_path / "m.key"), "-out",
+                    str(tmp_path / "m.crt")], check=True, capture_output=True)
+    local = tmp_path / "local-web-config.yml"
+    local.write_text(text.replace("/etc/sluice/metrics.crt", str(tmp_path / "m.crt"))
+                     .replace("/etc/sluice/metrics.key", str(tmp_path / "m.key")))
+    web = webconfig.load(local)
+    assert web.tls and set(web.users) == {"prometheus"}
+    assert web.authorized("Basic " + base64.b64encode(b"prometheus:s3cret").decode())

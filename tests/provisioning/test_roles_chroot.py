@@ -28,6 +28,9 @@ from tests.provisioning.chroot import (
 pytestmark = [
     pytest.mark.root,
     pytest.mark.skipif(have_tools() is not None, reason=str(have_tools())),
+    # The module fixture builds the package when the tree changed (2-3 min here) and runs the
+    # playbook twice (about 3 min each on a loaded 2-core machine).
+    pytest.mark.timeout(1500),
 ]
 
 HOST = "sluice-appliance"
@@ -81,16 +84,24 @@ def test_config_renders_and_validates_with_sluice_itself(provisioned: Provisione
     assert data["metrics"]["listen"] == "0.0.0.0:9750"
     cfg = sluice_config.loads(path.read_text(), str(path))
     assert cfg.interfaces == ["c0"]
-    # The sluice installed into the tree from the wheels checks the same file.
-    result = chroot(provisioned, "/usr/local/bin/sluice", "config", "check", "/etc/sluice/sluice.toml")
+    # The sluice the package installed into the tree checks the same file.
+    result = chroot(provisioned, "/usr/bin/sluice", "config", "check", "/etc/sluice/sluice.toml")
     assert result.returncode == 0, result.stderr
     st = path.stat()
     assert oct(st.st_mode & 0o7777) == "0o640" and st.st_uid == 0
 
 
+def test_the_package_is_installed_with_its_user(provisioned: Provisioned) -> None:
+    status = chroot(provisioned, "dpkg-query", "-W", "-f=${Status} ${Version}", "sluice-appliance").stdout
+    assert status.startswith("install ok installed ")
+    assert chroot(provisioned, "getent", "passwd", "sluice").stdout.startswith("sluice:")
+    assert chroot(provisioned, "/usr/bin/sluice-capture", "--version").stdout.startswith("sluice-capture ")
+    assert not in_root(provisioned, "/usr/local/bin/sluice").exists()
+
+
 def test_sluice_group_owns_the_spool_mount_point_setgid(provisioned: Provisioned) -> None:
     result = chroot(provisioned, "stat", "-c", "%U:%G %a", "/data/sluice")
-    assert result.stdout.strip() == "root:sluice 2750"
+    assert result.stdout.strip() == "sluice:sluice 2750"  # the supervisor's user writes it
     assert oct(in_root(provisioned, "/data").stat().st_mode & 0o7777) == "0o755"
 
 
@@ -118,23 +129,40 @@ def test_units_enabled_and_capture_spoilers_masked(provisioned: Provisioned) -> 
         assert (wants / unit).is_symlink(), unit
     for unit in ("plocate-updatedb.timer", "apt-daily-upgrade.timer", "unattended-upgrades.service"):
         assert os.readlink(in_root(provisioned, f"/etc/systemd/system/{unit}")) == "/dev/null"
-    service = in_root(provisioned, "/etc/systemd/system/sluice.service").read_text()
+    # The package's unit and this box's drop-in, as systemd reads them.
+    service = (in_root(provisioned, "/lib/systemd/system/sluice.service").read_text()
+               + in_root(provisioned, "/etc/systemd/system/sluice.service.d/site.conf").read_text())
     assert "LimitMEMLOCK=infinity" in service and "Restart=always" in service
-    assert "RequiresMountsFor=/data/sluice" in service
+    assert "RequiresMountsFor=/data/sluice" in service and "ReadWritePaths=/data/sluice" in service
     # Capture must not wait for a management network to come "online".
     assert "network-online.target" not in "".join(line for line in service.splitlines() if not line.startswith("#"))
-    caps = next(line for line in service.splitlines() if line.startswith("CapabilityBoundingSet="))
+    caps = [line for line in service.splitlines() if line.startswith("CapabilityBoundingSet=")][-1]
     assert "CAP_NET_RAW" in caps and "CAP_SYS_ADMIN" not in caps
+    # Not root: the sluice user, the capabilities ambient (its writers drop them), no tuning.
+    assert "User=sluice" in service.splitlines() and "Group=sluice" in service.splitlines()
+    ambient = next(line for line in service.splitlines() if line.startswith("AmbientCapabilities="))
+    assert ambient.split("=", 1)[1] == caps.split("=", 1)[1] and "CAP_SYS_NICE" not in ambient
+    passwd = chroot(provisioned, "getent", "passwd", "sluice").stdout.split(":")
+    assert passwd[0] == "sluice" and passwd[2] != "0" and passwd[6].strip() == "/usr/sbin/nologin"
+    cfg = tomllib.loads(in_root(provisioned, "/etc/sluice/sluice.toml").read_text())
+    assert cfg["capture"]["readers_group"] == "sluice" and cfg["nic"]["tune"] is False
     # systemd itself accepts the units (offline, inside the tree).
     result = chroot(provisioned, "systemd-analyze", "verify", "--man=no",
                     "/etc/systemd/system/sluice-storage-setup.service",
                     "/etc/systemd/system/sluice-firewall.service",
-                    "/etc/systemd/system/sluice-conns.service",
+                    "/etc/systemd/system/sluice-conns.service", "/etc/systemd/system/sluice-meta.service",
+                    "/etc/systemd/system/sluice-meta.timer", "/etc/systemd/system/sluice-campaign.service",
+                    "/etc/systemd/system/sluice-campaign.timer",
                     "/etc/systemd/system/sluice-pipeline.service")
     assert "error" not in result.stderr.lower() or "Failed to" in result.stderr, result.stderr
+    timers = in_root(provisioned, "/etc/systemd/system/timers.target.wants")
+    for unit in ("sluice-meta.timer", "sluice-campaign.timer"):
+        assert (timers / unit).is_symlink(), unit
+    assert "sluice meta collect --config" in in_root(provisioned, "/etc/systemd/system/sluice-meta.service").read_text()
+    assert "OnUnitActiveSec=1h" in in_root(provisioned, "/etc/systemd/system/sluice-meta.timer").read_text()
     pipeline = in_root(provisioned, "/etc/systemd/system/sluice-pipeline.service").read_text()
     assert (wants / "sluice-pipeline.service").is_symlink()
-    assert "ExecStart=/usr/local/bin/sluice pipeline run --config /etc/sluice/sluice.toml" in pipeline
+    assert "ExecStart=/usr/bin/sluice pipeline run --config /etc/sluice/sluice.toml" in pipeline
     assert "ReadWritePaths=/data/sluice /srv/sluice-backup /data/sluice-processed" in pipeline
     conns = in_root(provisioned, "/etc/systemd/system/sluice-conns.service").read_text()
     assert "sluice conns --log /var/log/sluice/conns.jsonl" in conns and "--metrics 127.0.0.1:9751" in conns
@@ -143,7 +171,7 @@ def test_units_enabled_and_capture_spoilers_masked(provisioned: Provisioned) -> 
 def test_nic_tuning_hooks_cover_appearance_and_link_up(provisioned: Provisioned) -> None:
     rules = in_root(provisioned, "/etc/udev/rules.d/70-sluice-nic-tune.rules").read_text()
     assert 'KERNEL=="c0"' in rules and "sluice-nic-tune@%k.service" in rules
-    unit = in_root(provisioned, "/etc/systemd/system/sluice-nic-tune@.service").read_text()
+    unit = in_root(provisioned, "/lib/systemd/system/sluice-nic-tune@.service").read_text()
     assert "BindsTo=sys-subsystem-net-devices-%i.device" in unit
     hook = in_root(provisioned, "/etc/networkd-dispatcher/carrier.d/50-sluice-nic-tune")
     assert os.access(hook, os.X_OK)

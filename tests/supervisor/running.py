@@ -56,7 +56,7 @@ class Supervise:
                                           str(self.config)]),
                 stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
         if wait_up:
-            self.wait_for(lambda s: all(w["up"] for w in s["writers"]) and s["disk"] is not None, 20,
+            self.wait_for(lambda s: all(w["up"] for w in s["writers"]) and s["watchdogs"].get("disk"), 20,
                           "writers up")
         return self
 
@@ -121,8 +121,12 @@ def sample(metrics: dict, name: str, **labels: str) -> float:
 
 
 def capture_files(spool: Path) -> list[Path]:
-    """Capture files; not what lives in hidden folders (the catalog's SPOOL/.index) or hidden files."""
-    return sorted(p for p in spool.rglob("*") if p.is_file() and ".pcap" in p.name
+    """Capture files, closed or still .part: not the catalog's index sidecars (SPOOL/.index/,
+    FILE.pcapng.json) or anything else hidden."""
+    from appliance.watchdogs.disk import CAPTURE_SUFFIXES
+
+    suffixes = CAPTURE_SUFFIXES + tuple(s + ".part" for s in CAPTURE_SUFFIXES)
+    return sorted(p for p in spool.rglob("*") if p.is_file() and p.name.endswith(suffixes)
                   and not any(part.startswith(".") for part in p.relative_to(spool).parts))
 
 

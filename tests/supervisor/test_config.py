@@ -88,6 +88,29 @@ BAD_CASES = [
     ("host with underscore", MINIMAL.replace('rotate_size = "1G"', 'host = "my_box"'), "[capture] host"),
     ("tiny rotate size", MINIMAL.replace('"1G"', '"1K"'), "[capture] rotate_size"),
     ("section not a table", 'capture = 3\n', "capture = 3 is not allowed (allowed: a [capture] table)"),
+    # Values that can never work, refused when checked instead of retried for ever.
+    ("host starting with a dot", MINIMAL.replace('rotate_size = "1G"', 'host = ".x"'), "[capture] host"),
+    ("host dot dot", MINIMAL.replace('rotate_size = "1G"', 'host = ".."'), "[capture] host"),
+    ("host too long", MINIMAL.replace('rotate_size = "1G"', f'host = "{"a" * 64}"'), "[capture] host"),
+    ("spool under /proc", MINIMAL.replace('"/data/sluice"', '"/proc/self/cwd"'), "[capture] spool"),
+    ("spool under /sys", MINIMAL.replace('"/data/sluice"', '"/sys/../sys/fs"'), "[capture] spool"),
+    ("relative spool", MINIMAL.replace('"/data/sluice"', '"data/sluice"'), "[capture] spool"),
+    ("interface dot dot", MINIMAL.replace('["c0"]', '[".."]'), "[capture] interfaces"),
+    ("interface with slash", MINIMAL.replace('["c0"]', '["a/b"]'), "[capture] interfaces"),
+    ("interface alias", MINIMAL.replace('["c0"]', '["eth0:1"]'), "[capture] interfaces"),
+    ("rings beyond memory", MINIMAL.replace('rotate_size = "1G"', "ring_mb = 65536\nworkers = 64"),
+     "of this machine's"),
+    ("arabic-indic port digits", MINIMAL.replace("127.0.0.1:9750", "127.0.0.1:\u0669\u0667\u0665\u0660"),
+     "[metrics] listen"),
+    ("rotate size beyond 64 bits", MINIMAL.replace('"1G"', "18446744073709551617"), "[capture] rotate_size"),
+    ("size of 400 digits", MINIMAL.replace('"1G"', "9" * 400), "[capture] rotate_size"),
+    ("size string of 400 digits", MINIMAL.replace('"1G"', '"' + "9" * 400 + '"'), "[capture] rotate_size"),
+    ("seconds of 400 digits", MINIMAL + "\n[supervisor]\nstall_timeout = " + "9" * 400 + "\n",
+     "[supervisor] stall_timeout"),
+    ("infinite seconds", MINIMAL + "\n[supervisor]\nstall_timeout = inf\n", "[supervisor] stall_timeout"),
+    ("nested 5000 deep", MINIMAL.replace('"1G"', "[" * 5000 + "]" * 5000), "nested too deeply"),
+    ("nested 50 deep", MINIMAL.replace('"1G"', "[" * 50 + "]" * 50), "[capture] rotate_size"),
+    ("NUL byte", MINIMAL + "\0", "TOML syntax error"),
 ]
 
 
@@ -138,5 +161,57 @@ def test_every_key_is_documented() -> None:
     doc = (Path(__file__).resolve().parents[2] / "docs" / "supervisor.md").read_text()
     for section, keys in config.SCHEMA.items():
         assert f"### [{section}]" in doc
+        part = doc.split(f"### [{section}]", 1)[1].split("\n### ", 1)[0]
+        for key, spec in keys.items():
+            assert f"| `{key}` |" in part, f"[{section}] {key} is not in docs/supervisor.md"
+            row = next(line for line in part.splitlines() if line.startswith(f"| `{key}` |"))
+            assert f"| {spec.allowed} |" in row, f"[{section}] {key}: the docs' allowed values drifted: {row}"
+
+
+def test_the_typed_sections_have_exactly_the_schema_keys(tmp_path: Path) -> None:
+    import dataclasses
+
+    cfg = config.loads(MINIMAL, "t")
+    for section, keys in config.SCHEMA.items():
+        typed = getattr(cfg, section)
+        assert [f.name for f in dataclasses.fields(typed)] == list(keys), section
         for key in keys:
-            assert f"| `{key}` |" in doc, f"[{section}] {key} is not in docs/supervisor.md"
+            assert getattr(typed, key) == cfg.sections[section][key]
+    assert cfg.retention.min_free.percent == 10.0 and cfg.metrics.listen == ("127.0.0.1", 9750)
+
+
+def test_show_keeps_every_digit_of_a_float(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = MINIMAL + "[retention]\nmin_age = 1234567.0\ninterval = 0.30000000000000004\n"
+    path = write(tmp_path, text)
+    assert main(["config", "show", "--config", str(path)]) == 0
+    shown = capsys.readouterr().out
+    assert "min_age = 1234567.0\n" in shown and "interval = 0.30000000000000004\n" in shown
+    assert config.loads(shown).sections == config.loads(text).sections
+
+
+def test_the_example_config_has_every_key_with_its_default(capsys: pytest.CaptureFixture[str]) -> None:
+    shipped = (Path(__file__).resolve().parents[2] / "config" / "sluice.example.toml").read_text()
+    assert main(["config", "example"]) == 0
+    assert capsys.readouterr().out == shipped, "config/sluice.example.toml is stale: sluice config example > it"
+    import re
+
+    uncommented = re.sub(r"^# (\w+ = )", r"\1", shipped, flags=re.M)
+    cfg = config.loads(uncommented, "example")
+    for section, keys in config.SCHEMA.items():
+        for key, spec in keys.items():
+            assert f"\n{key} = " in uncommented, f"[{section}] {key} is not in the example"
+            if (section, key) not in config.REQUIRED:
+                assert cfg.sections[section][key] == spec.check(spec.default), (section, key)
+    assert config.loads(shipped, "example").interfaces == ["c0"]  # as shipped: the defaults apply
+
+
+def test_writer_argv_carries_user_readers_group_and_anonymize_key(tmp_path: Path) -> None:
+    from appliance.writer import writer_argv
+
+    cfg = config.loads(MINIMAL.replace("/data/sluice", str(tmp_path)) + '\n[privacy]\nanonymize_key = "/k"\n', "t")
+    cfg.sections["capture"].update(user="nobody", readers_group="nogroup")
+    argv = writer_argv(cfg, "c0", "/bin/sluice-capture")
+    assert argv[argv.index("--user") + 1] == "nobody" and argv[argv.index("--group") + 1] == "nogroup"
+    assert argv[argv.index("--anonymize") + 1] == "/k"
+    plain = writer_argv(config.loads(MINIMAL.replace("/data/sluice", str(tmp_path)), "t"), "c0", "/bin/sluice-capture")
+    assert not {"--user", "--group", "--anonymize"} & set(plain)

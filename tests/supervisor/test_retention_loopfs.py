@@ -112,3 +112,135 @@ def test_spool_filesystem_error_goes_read_only_and_supervision_goes_on(lab, loop
         assert sup.proc is not None and sup.proc.poll() is None
         assert sup.stop() == 0
     assert "Traceback" not in sup.stderr()
+
+
+@pytest.fixture
+def loop_ext4_200m(tmp_path: Path) -> Iterator[Path]:
+    """A 200 MiB ext4 in a file, loop-mounted: the spool of the flood reported in issue 11."""
+    image, mnt = tmp_path / "spool200.img", tmp_path / "spool200"
+    subprocess.run(["dd", "if=/dev/zero", f"of={image}", "bs=1M", "count=200", "status=none"], check=True)
+    subprocess.run([require_tool("mkfs.ext4"), "-q", "-F", "-m", "0", str(image)], check=True)
+    mnt.mkdir()
+    subprocess.run(["mount", "-o", "loop", str(image), str(mnt)], check=True)
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+        image.unlink(missing_ok=True)
+
+
+def test_a_flood_keeps_the_newest_files_and_deletes_only_for_the_floor(lab, loop_ext4_200m: Path,  # noqa: ANN001
+                                                                       tmp_path: Path) -> None:
+    """trafgen at full speed into a 200 MiB spool with the default retention settings: deletions
+    happen only near the floor (never with most of the disk free), oldest first, and every
+    flood leaves closed files behind, the newest among them."""
+    from appliance.lab import traffic
+
+    require_tool("trafgen")
+    if not SLUICE_CAPTURE.exists():
+        pytest.fail(f"{SLUICE_CAPTURE} is missing: `make native` builds it")
+    spool = loop_ext4_200m
+    path = write_config(tmp_path / "sluice.toml", lab.capture_if, spool, extra="[nic]\ntune = false\n")
+    path.write_text(path.read_text().replace('host = "lab"', 'host = "lab"\nrotate_size = "8M"'))
+    st = os.statvfs(spool)
+    size = st.f_blocks * st.f_frsize
+    floor = parse_floor("10%").bytes_for(size)
+    with Supervise(lab.capture_ns, path, spool) as sup:
+        for flood_no in range(2):
+            # 250 000 x 1442 B, mirrored in and out of the bridge: well over the disk's size.
+            traffic.flood(lab, "h1", "h2", count=250_000, size=1442, cpu=0)
+            state = sup.wait_for(lambda s: s["writers"][0]["buffer_fill"] < 0.01, 20, "the flood written")
+            kept = capture_files(spool)
+            closed = [p for p in kept if not p.name.endswith(".part")]
+            assert closed, f"flood {flood_no + 1} left no closed file: {kept}"
+        assert sup.stop() == 0
+    deletions = list(read_events(spool / "journal.jsonl", "retention_delete"))
+    assert deletions, "the floods never filled the disk: nothing tested"
+    assert state["writers"][0]["totals"]["bytes_written"] > size
+    for e in deletions:
+        # The raised floor stays a sane share of the disk: never a deletion with 20 % free.
+        assert e["headroom_bytes"] <= 0.10 * size + 1, e
+        assert e["free_bytes"] < floor + 0.10 * size, (e, size)
+    kept = sorted(p.name for p in capture_files(spool) if not p.name.endswith(".part"))
+    deleted = sorted(Path(e["path"]).name for e in deletions)
+    assert kept and max(deleted) < min(kept), "a newer file went while an older one stayed"
+    newest_written = max(Path(e["path"]).name for e in read_events(spool / "journal.jsonl", "file_closed"))
+    assert newest_written in kept
+
+
+def test_retention_blocked_by_other_files_and_a_truthful_status_on_a_full_then_read_only_spool(
+        lab, loop_ext4: Path, tmp_path: Path) -> None:  # noqa: ANN001
+    """Someone fills the spool with an ISO image: no capture is deleted for it, and the journal,
+    /metrics and `sluice status` say so. Filled to the last byte, status.json is still
+    rewritten; read-only, `sluice status` says the supervisor runs but cannot write it."""
+    import sys
+
+    from tests.conftest import REPO
+
+    if not SLUICE_CAPTURE.exists():
+        pytest.fail(f"{SLUICE_CAPTURE} is missing: `make native` builds it")
+    spool = loop_ext4
+    subprocess.run(["mount", "-o", "remount,errors=remount-ro", str(spool)], check=True)
+    device = subprocess.run(["findmnt", "-no", "SOURCE", str(spool)], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    path = write_config(tmp_path / "sluice.toml", lab.capture_if, spool, extra=(
+        "[nic]\ntune = false\n[retention]\ninterval = 0.25\n"))
+    path.write_text(path.read_text().replace('host = "lab"', 'host = "lab"\nrotate_size = "1M"'))
+
+    def status() -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "appliance.cli", "status", "--config", str(path)],
+                              capture_output=True, text=True, cwd=REPO, timeout=30)
+
+    with Supervise(lab.capture_ns, path, spool) as sup:
+        lab.exec(lab.host("h2").ns, ["iperf3", "-c", lab.host("h1").ipv4, "-t", "1", "-b", "20M"], timeout=30)
+        sup.wait_for(lambda s: s["writers"][0]["totals"]["files_closed"] >= 2, 20, "closed files")
+        captures = [p for p in capture_files(spool) if not p.name.endswith(".part")]
+        iso = spool / "someones.iso"
+        free = os.statvfs(spool).f_bavail * os.statvfs(spool).f_frsize
+        # All but 8 MiB of what is free (the writer goes on writing meanwhile): under the 10 % floor.
+        fd = os.open(iso, os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            for _ in range((free - 8 * MiB) // MiB):
+                os.write(fd, b"\x5a" * MiB)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+        size = iso.stat().st_size
+        sup.wait_for(lambda s: s["retention"]["blocked"] and s["retention"]["other_bytes"] >= size, 10,
+                     "retention blocked by the whole ISO image")
+        assert all(p.exists() for p in captures), "a capture was deleted to make room for other files"
+        assert list(read_events(spool / "journal.jsonl", "retention_blocked"))
+        assert sample(sup.metrics(), "sluice_retention_blocked") == 1
+        out = status()
+        assert "RETENTION BLOCKED" in out.stdout and out.returncode == 0, out
+        # The last byte gone: status.json is rewritten in place, the status stays fresh.
+        fd = os.open(iso, os.O_WRONLY | os.O_APPEND)
+        try:
+            while True:
+                os.write(fd, b"\x5a" * 1024)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+        st = os.statvfs(spool)
+        assert st.f_bavail * st.f_frsize < 64 * 1024  # a new status.json (16 KiB, padded) may not fit
+        before = sup.state()["ts"]
+        sup.wait_for(lambda s: s["ts"] > before + 1, 10, "status.json rewritten on a full disk")
+        out = status()
+        assert out.returncode == 0 and "WARNING" not in out.stdout, out
+        # Space again: retention resumes (and says so).
+        iso.unlink()
+        sup.wait_for(lambda s: not s["retention"]["blocked"], 10, "retention unblocked")
+        assert list(read_events(spool / "journal.jsonl", "retention_unblocked"))
+        # Read-only (the kernel's own ext4 error trigger): the status ages, and says the
+        # supervisor runs but cannot rewrite it.
+        Path(f"/sys/fs/ext4/{Path(device).name}/trigger_fs_error").write_text("sluice test\n")
+        ts = sup.state()["ts"]
+        time.sleep(max(0.0, ts + 10.5 - time.time()))
+        out = status()
+        assert out.returncode == 1, out
+        assert sup.proc is not None
+        assert f"the supervisor (pid {sup.proc.pid}) runs but cannot rewrite" in out.stdout, out.stdout
+        assert sup.stop() == 0
+    assert "Traceback" not in sup.stderr()

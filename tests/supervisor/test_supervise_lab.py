@@ -102,7 +102,7 @@ def test_status_command_shows_the_box(lab, tmp_path: Path) -> None:  # noqa: ANN
         promisc = lab.exec(lab.capture_ns, ["cat", f"/sys/class/net/{lab.capture_if}/flags"]).stdout
         assert int(promisc, 16) & 0x100  # IFF_PROMISC, set by the capture profile
         traffic.ping(lab, "h1", "h2", 10, interval=0.02)
-        sup.wait_for(lambda s: s["writers"][0]["totals"]["packets"] >= 40 and s["nic"], 10, "packets")
+        sup.wait_for(lambda s: s["writers"][0]["totals"]["packets"] >= 40 and s["watchdogs"].get("nic"), 10, "packets")
         proc = subprocess.run([sys.executable, "-m", "appliance.cli", "status", "--config", str(cfg)],
                               capture_output=True, text=True, cwd=Path(__file__).parents[2])
         assert proc.returncode == 0, proc.stderr

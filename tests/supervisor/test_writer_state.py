@@ -63,11 +63,21 @@ def test_drop_ratio_and_rates_per_interval(tmp_path: Path) -> None:
     w = writer(tmp_path)
     w.handle_record(stats(1000, 0))
     w.handle_record(stats(1900, 0, kernel_drops=100, writer_drops=50))
-    st = w.state()
-    # 150 drops / (900 received + 100 dropped by the kernel)
-    assert st.drop_ratio == 0.0  # not running: no current ratio is claimed
-    assert w._last["drop_ratio"] == 150 / 1000
+    assert w.state().drop_ratio == 0.0  # not running: no current ratio is claimed
     assert w.totals()["kernel_drops"] == 100 and w.totals()["packets"] == 1900
+    # While a process runs (a stand-in that only waits), the ratio of the last interval shows.
+    stand_in = tmp_path / "writer.sh"
+    stand_in.write_text("#!/bin/sh\nexec sleep 30\n")
+    stand_in.chmod(0o755)
+    w.binary = str(stand_in)
+    w.start()
+    try:
+        w.handle_record(stats(1000, 0))
+        w.handle_record(stats(1900, 0, kernel_drops=100, writer_drops=50))
+        # 150 drops / (900 received + 100 dropped by the kernel)
+        assert w.state().drop_ratio == 150 / 1000
+    finally:
+        w.stop(5)
 
 
 def test_writer_log_lines_keep_their_level() -> None:

@@ -44,7 +44,7 @@ static size_t encode_header(struct assembler *a, uint8_t *buf, size_t cap)
     if (a->cfg.format == FORMAT_PCAP)
         return pcapenc_pcap_header(buf, cap, PCAP_MAGIC_NS, (uint32_t)a->cfg.linktype,
                                    a->cfg.snaplen);
-    struct pcapenc_shb shb = {a->machine, a->os, a->cfg.userappl, NULL, NULL};
+    struct pcapenc_shb shb = {a->machine, a->os, a->cfg.userappl, a->cfg.shb_comment, a->cfg.key_id};
     size_t n = pcapenc_shb(buf, cap, &shb);
     if (n > cap)
         return n;

@@ -37,6 +37,8 @@ struct assembler_cfg {
     const char *filter;
     const char *description; /* IDB if_description */
     const char *userappl;    /* SHB shb_userappl */
+    const char *shb_comment; /* SHB opt_comment, optional */
+    const char *key_id;      /* SHB: the anonymisation key's id (never the key), optional */
     uint64_t capture_start_ns;
     /* The Interface Statistics Block's counters at the moment a file closes (any thread). */
     void (*counters)(void *ctx, struct isb_counters *out);

@@ -246,13 +246,17 @@ static void open_job(struct diskwriter *dw, struct file_job *job)
     dw->committed_first_ns = dw->committed_last_ns = 0;
     dw->written_end = 0;
     dw->zoff = 0;
-    if (mkdir(job->dir, 0755) != 0 && errno != EEXIST) {
+    /* 0750 and 0640: the capture user writes, the readers' group (--group) reads, nobody else */
+    if (mkdir(job->dir, 0750) == 0) {
+        if (dw->cfg.readers_gid >= 0 && chown(job->dir, (uid_t)-1, (gid_t)dw->cfg.readers_gid) != 0)
+            log_warning("cannot give %s to the readers' group: %s", job->dir, strerror(errno));
+    } else if (errno != EEXIST) {
         fail_file(dw, errno);
         return;
     }
     int flags = O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC;
     dw->direct = !dw->cfg.compress_level && !dw->force_buffered;
-    dw->fd = open(job->part_path, flags | (dw->direct ? O_DIRECT : 0), 0644);
+    dw->fd = open(job->part_path, flags | (dw->direct ? O_DIRECT : 0), 0640);
     if (dw->fd < 0 && dw->direct && errno == EINVAL) {
         dw->direct = 0;
         if (!dw->logged_buffered)
@@ -261,10 +265,14 @@ static void open_job(struct diskwriter *dw, struct file_job *job)
         dw->logged_buffered = 1;
         /* Some filesystems (ramfs) create the file before they refuse O_DIRECT. O_EXCL made
          * sure no earlier file had that name, so the empty one found now is our own. */
-        dw->fd = open(job->part_path, (flags & ~O_EXCL) | O_TRUNC, 0644);
+        dw->fd = open(job->part_path, (flags & ~O_EXCL) | O_TRUNC, 0640);
     }
     if (dw->fd < 0) {
         fail_file(dw, errno);
+        return;
+    }
+    if (dw->cfg.readers_gid >= 0 && fchown(dw->fd, (uid_t)-1, (gid_t)dw->cfg.readers_gid) != 0) {
+        fail_file(dw, errno); /* a file its readers cannot open is no capture for them */
         return;
     }
     /* held while the file is written: recovery (recover.h) leaves a locked .part alone */

@@ -2,7 +2,8 @@
  *
  * Promise: takes blocks from the blockq in order and writes them at their file offsets:
  * O_DIRECT through io_uring (liburing), or pwrite when io_uring is unavailable or --io pwrite;
- * buffered writes, logged once, where the filesystem refuses O_DIRECT (tmpfs). Preallocates
+ * buffered writes, logged once, where the filesystem refuses O_DIRECT (ramfs; tmpfs
+ * accepts it since Linux 6.6). Preallocates
  * with fallocate ahead of the data and truncates to the real length at close, then renames
  * `X.part` to `X` and reports the file on the stats channel. On ENOSPC/EIO it closes the file at
  * its last whole record (everything written stays readable), reports disk_error in the stats,
@@ -25,6 +26,7 @@ struct diskwriter_cfg {
     int compress_level;     /* 0 = plain */
     uint64_t prealloc_step; /* fallocate granularity */
     int cpu;                /* --writer-cpu, -1 = not pinned */
+    int readers_gid;        /* --group: files 0640 and folders 0750 of this group; -1 = none */
 };
 
 struct diskwriter;

@@ -12,9 +12,11 @@
  *     each packet to the worker's callback, in place (no copy). Why one block per call: the
  *     worker holds the assembler's lock for one block only, and a source never blocks once
  *     it has delivered (source.h).
- *  3. Per-packet stage (worker.c on_packet -> slice.c slice_keep). Decides how many bytes of
- *     the packet are kept (snaplen, --slice header). Why here: the only place that sees every
- *     packet before it is written; anonymisation plugs in here.
+ *  3. Per-packet stage (worker.c on_packet -> slice.c slice_keep, then with --anonymize
+ *     src/common/anonframe.h in a copy of the frame). Decides how many bytes of the packet are
+ *     kept (snaplen, --slice header) and rewrites every address with Crypto-PAn. Why here: the
+ *     only place that sees every packet before it is written, so no clear address reaches a
+ *     staging block.
  *  4. Block assembler (assembler.c assembler_add_locked). Encodes the record (pcapng EPB or
  *     pcap, nanosecond stamps, src/common/pcapenc.h) straight into a page-aligned staging
  *     block of the blockq, rotates files by size or wall-clock time and writes the ISB at
@@ -33,8 +35,10 @@
  *  7. Stats channel (stats.c). main emits one JSON line per --stats-interval on stdout,
  *     scheduled on the monotonic clock (clock.h); the disk writer emits a line per closed file.
  *
- * main owns start-up (options, recovery, memory, threads pinned with --cpus/--writer-cpu),
- * signals (blocked in every thread, taken here only), the stats period, and the clean stop. */
+ * main owns start-up (options, the anonymisation key, recovery, memory, the sockets, then the
+ * privilege drop (privdrop.h), threads pinned with --cpus/--writer-cpu, then the seccomp filter
+ * (sandbox.h)), signals (blocked in every thread, taken here only), the stats period, and the
+ * clean stop. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -50,17 +54,21 @@
 #include "assembler.h"
 #include "blockq.h"
 #include "clock.h"
+#include "cryptopan.h"
 #include "diskwriter.h"
 #include "filter.h"
 #include "log.h"
 #include "naming.h"
 #include "opts.h"
+#include "privdrop.h"
 #include "recover.h"
+#include "sandbox.h"
 #include "source.h"
 #include "stats.h"
 #include "worker.h"
 
-#define VERSION "0.1"
+/* The project's one version, pyproject.toml's, passed by the Makefile. */
+#define VERSION SLUICE_VERSION
 #define LOCK_WAIT_S 15 /* how long a writer waits for the one it replaces to close its file */
 
 /* File names carry the interface; for a replay, the file's base name up to its first dot. */
@@ -103,6 +111,11 @@ struct run {
     char label[64];
     char description[512];
     char userappl[320];
+    struct privdrop priv;
+    int anonymize;              /* --anonymize: key read, workers each get a cipher */
+    uint8_t key[CP_KEY_LEN];    /* wiped once every worker has its cipher */
+    char key_id[24];
+    char shb_comment[128];
 };
 
 static void emit_stats(struct run *r, const char *type)
@@ -171,7 +184,7 @@ static int take_writer_lock(struct run *r, char *err, size_t errlen)
     int logged = 0;
     for (;;) {
         if (r->lock_fd < 0)
-            r->lock_fd = open(r->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+            r->lock_fd = open(r->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
         if (r->lock_fd < 0) {
             snprintf(err, errlen, "%.900s: %s", r->lock_path, strerror(errno));
             return 1;
@@ -220,7 +233,8 @@ static void release_writer_lock(struct run *r)
 
 /* The order matters: the socket is bound (and the kernel starts filling the ring) only once
  * everything slow is done (recovery, prefaulting the staging buffers), so that the capture
- * threads start draining the ring moments after it starts to fill. */
+ * threads start draining the ring moments after it starts to fill. Privileges go right after
+ * the socket (privdrop.h), the system calls once every thread runs (sandbox.h). */
 static int setup(struct run *r, char *err, size_t errlen)
 {
     const struct capture_opts *o = r->o;
@@ -243,21 +257,32 @@ static int setup(struct run *r, char *err, size_t errlen)
         r->st.ring_bytes = (uint64_t)o->ring_bytes * o->workers;
         r->st.link_bps = source_link_bps(o->iface);
     }
-    uint64_t step = 64u << 20;
-    if (o->rotate_size && o->rotate_size < step)
-        step = (o->rotate_size + BLOCK_ALIGN * 2 - 1) / BLOCK_ALIGN * BLOCK_ALIGN;
-    struct diskwriter_cfg dc = {o->io, o->compress_level, step, o->writer_cpu};
-    r->dw = diskwriter_start(&dc, r->q, &r->st, err, errlen);
-    if (r->dw == NULL)
-        return o->writer_cpu >= 0 ? 2 : 1;
     if (stop_pending())
         return 1;
     r->src = (o->read_file || o->backend == BACKEND_PCAP) ? source_pcap_open(o, err, errlen)
                                                           : source_afpacket_open(o, err, errlen);
     if (r->src == NULL)
         return 2;
-    snprintf(r->description, sizeof r->description, "host %s; snaplen %u%s%s", o->host,
-             o->snaplen, o->slice_header ? "; slice header" : "", r->src->ts_note[0] ? "; " : "");
+    /* Everything that needed root is open: from here on no capability (and --user), before
+     * any thread starts, since capabilities belong to each thread. */
+    if (privdrop_apply(&r->priv, o->user, o->dir, err, errlen) != 0)
+        return 2;
+    uint64_t step = 64u << 20;
+    if (o->rotate_size && o->rotate_size < step)
+        step = (o->rotate_size + BLOCK_ALIGN * 2 - 1) / BLOCK_ALIGN * BLOCK_ALIGN;
+    struct diskwriter_cfg dc = {o->io, o->compress_level, step, o->writer_cpu,
+                                r->priv.has_group ? (int)r->priv.readers : -1};
+    r->dw = diskwriter_start(&dc, r->q, &r->st, err, errlen);
+    if (r->dw == NULL)
+        return o->writer_cpu >= 0 ? 2 : 1;
+    char anon_note[96] = "";
+    if (r->anonymize) {
+        snprintf(anon_note, sizeof anon_note, "; addresses anonymised (Crypto-PAn, key id %s)", r->key_id);
+        snprintf(r->shb_comment, sizeof r->shb_comment,
+                 "anonymised at capture by sluice-capture (Crypto-PAn, key id %s)", r->key_id);
+    }
+    snprintf(r->description, sizeof r->description, "host %s; snaplen %u%s%s%s", o->host,
+             o->snaplen, o->slice_header ? "; slice header" : "", anon_note, r->src->ts_note[0] ? "; " : "");
     strncat(r->description, r->src->ts_note, sizeof r->description - strlen(r->description) - 1);
     snprintf(r->userappl, sizeof r->userappl, "sluice-capture %s (host %s)", VERSION, o->host);
     struct assembler_cfg ac = {
@@ -272,6 +297,8 @@ static int setup(struct run *r, char *err, size_t errlen)
         .filter = o->filter,
         .description = r->description,
         .userappl = r->userappl,
+        .shb_comment = r->anonymize ? r->shb_comment : NULL,
+        .key_id = r->anonymize ? r->key_id : NULL,
         .capture_start_ns = wall_ns(),
         .counters = isb_counters_of,
         .counters_ctx = r->src,
@@ -294,6 +321,16 @@ static int setup(struct run *r, char *err, size_t errlen)
         w->asm_ = r->asm_;
         w->st = &r->st;
         w->slice = (struct slice_cfg){o->snaplen, o->slice_header, r->src->linktype};
+        w->linktype = (uint16_t)r->src->linktype;
+        if (r->anonymize) {
+            w->anon_buf = malloc(SNAPLEN_MAX + 64); /* the largest frame a source delivers */
+            w->anon.cp = w->anon_buf ? cp_new(r->key, err, errlen) : NULL;
+            if (w->anon.cp == NULL) {
+                if (w->anon_buf == NULL)
+                    snprintf(err, errlen, "out of memory");
+                return 1; /* no capture thread started without its cipher */
+            }
+        }
         w->stop = &r->stop;
         int rc = worker_start(w);
         if (rc != 0) {
@@ -305,6 +342,10 @@ static int setup(struct run *r, char *err, size_t errlen)
             return w->cpu >= 0 ? 2 : 1;
         }
     }
+    memset(r->key, 0, sizeof r->key); /* every worker has its cipher: the key itself goes */
+    /* Every thread runs: from here on only the system calls of the steady state. */
+    if (!o->no_seccomp && sandbox_install(err, errlen) != 0)
+        return 1;
     return 0;
 }
 
@@ -364,6 +405,22 @@ int main(int argc, char **argv)
     iface_label(&o, r.label, sizeof r.label);
     stats_init(&r.st, o.iface ? o.iface : r.label, stdout);
     err[0] = '\0';
+    if (privdrop_resolve(o.user, o.group, &r.priv, err, sizeof err) != 0) {
+        log_error("%s", err);
+        free(o.filter_buf);
+        return 2;
+    }
+    /* The key is read now, before anything is captured (a bad key: nothing in clear on disk)
+     * and before the privileges go (it is readable by its owner only, root on a box). */
+    if (o.anonymize_key != NULL) {
+        if (cp_read_key_file(o.anonymize_key, r.key, err, sizeof err) != 0) {
+            log_error("--anonymize: %s", err);
+            free(o.filter_buf);
+            return 2;
+        }
+        cp_key_id(r.key, r.key_id);
+        r.anonymize = 1;
+    }
     int rc = setup(&r, err, sizeof err);
     if (rc != 0) {
         if (stop_pending()) /* SIGTERM during start-up: a clean stop, nothing to report */
@@ -396,9 +453,19 @@ int main(int argc, char **argv)
     if (r.src)
         emit_stats(&r, "final");
     assembler_destroy(r.asm_);
+    uint64_t left_out = 0;
+    for (unsigned i = 0; r.workers && i < r.src->workers; i++) {
+        left_out += r.workers[i].anon_left_out;
+        cp_free(r.workers[i].anon.cp);
+        free(r.workers[i].anon_buf);
+    }
+    if (left_out)
+        log_warning("--anonymize: %llu packets left out: the walk could not parse them to their addresses",
+                    (unsigned long long)left_out);
     source_close(r.src);
     blockq_destroy(r.q);
     free(r.workers);
+    memset(r.key, 0, sizeof r.key);
     release_writer_lock(&r);
     free(o.filter_buf);
     return rc;

@@ -43,6 +43,10 @@ enum {
     OPT_FILTER_TIMEOUT,
     OPT_CPUS,
     OPT_WRITER_CPU,
+    OPT_USER,
+    OPT_GROUP,
+    OPT_NO_SECCOMP,
+    OPT_ANONYMIZE,
     OPT_VERSION,
     OPT_PRINT_CONTRACT,
     OPT_HELP,
@@ -84,6 +88,12 @@ const char opts_usage[] =
     "  --io auto|uring|pwrite   how files are written (default auto)\n"
     "  --no-recover             skip recovering this writer's own .part files at start\n"
     "  --follow-parent          stop cleanly (close the file, exit 0) when the parent dies\n"
+    "  --user NAME              once sockets and rings are open, run as NAME (from root)\n"
+    "  --group NAME             files 0640 and folders 0750 owned by group NAME (readers)\n"
+    "  --no-seccomp             no system-call allow-list after start-up (debugging only)\n"
+    "  --anonymize KEYFILE      Crypto-PAn every IPv4/IPv6 address before it reaches the disk,\n"
+    "                           as sluice-pcap anonymize (32-byte key, readable by its owner only)\n"
+    "                           (every capability is dropped after start-up in any case)\n"
     "\n"
     "Stats: one JSON line per --stats-interval on stdout; logs on stderr. Exit: 0 clean stop,\n"
     "2 bad input, 1 runtime error. SIGHUP rotates; SIGINT/SIGTERM stop. Details: native/README.md\n";
@@ -112,6 +122,10 @@ static const struct option long_opts[] = {
     {"filter-timeout", required_argument, NULL, OPT_FILTER_TIMEOUT},
     {"cpus", required_argument, NULL, OPT_CPUS},
     {"writer-cpu", required_argument, NULL, OPT_WRITER_CPU},
+    {"user", required_argument, NULL, OPT_USER},
+    {"group", required_argument, NULL, OPT_GROUP},
+    {"no-seccomp", no_argument, NULL, OPT_NO_SECCOMP},
+    {"anonymize", required_argument, NULL, OPT_ANONYMIZE},
     {"version", no_argument, NULL, OPT_VERSION},
     {"print-contract", no_argument, NULL, OPT_PRINT_CONTRACT},
     {"help", no_argument, NULL, OPT_HELP},
@@ -383,6 +397,18 @@ static int parse_one(int c, const char *arg, struct capture_opts *o, char *err, 
         else return fail(err, errlen, "--io %s: expected auto, uring or pwrite", arg);
         return 0;
     case OPT_FOLLOW_PARENT: o->follow_parent = 1; return 0;
+    case OPT_USER:
+        if (*arg == '\0')
+            return fail(err, errlen, "--user: expected a user name");
+        o->user = arg;
+        return 0;
+    case OPT_GROUP:
+        if (*arg == '\0')
+            return fail(err, errlen, "--group: expected a group name");
+        o->group = arg;
+        return 0;
+    case OPT_NO_SECCOMP: o->no_seccomp = 1; return 0;
+    case OPT_ANONYMIZE: o->anonymize_key = arg; return 0;
     case OPT_FILTER_TIMEOUT: {
         char *end;
         double d = strtod(arg, &end);
@@ -457,6 +483,8 @@ int opts_parse(int argc, char **argv, struct capture_opts *o, char *err, size_t 
         return fail(err, errlen, "--backend pcap has one worker (drop --workers)");
     if (o->compress_level && o->format != FORMAT_PCAPNG)
         return fail(err, errlen, "--compress zstd needs --format pcapng");
+    if (o->anonymize_key && o->format != FORMAT_PCAPNG)
+        return fail(err, errlen, "--anonymize needs --format pcapng (its section header names the key)");
     if (o->ncpus != 0 && o->ncpus != o->workers)
         return fail(err, errlen, "--cpus lists %u CPUs for %u workers: give one CPU per worker", o->ncpus,
                     o->workers);

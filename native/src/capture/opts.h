@@ -47,6 +47,10 @@ struct capture_opts {
     int cpus[OPTS_MAX_WORKERS];
     int writer_cpu;            /* --writer-cpu, -1 = not pinned */
     char *filter_buf;          /* the filter joined from trailing arguments (owned) */
+    const char *user;          /* --user: run as this user once the sockets are open (NULL: stay) */
+    const char *group;         /* --group: files 0640 and folders 0750 of this group (NULL: none) */
+    int no_seccomp;            /* --no-seccomp: no system-call allow-list after start-up */
+    const char *anonymize_key; /* --anonymize KEYFILE: Crypto-PAn every address before the disk */
 };
 
 /* 0: run; -1: bad input (err says why); OPTS_HELP, OPTS_VERSION, OPTS_CONTRACT: print that. */

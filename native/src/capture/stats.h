@@ -44,7 +44,9 @@ struct capture_stats {
     char current_file[PATH_MAX];
     const char *iface;
     FILE *out;
-    const char *io_mode; /* "uring", "pwrite", "buffered": how files are written */
+    const char *io_mode; /* "none" before the first file, then "uring+direct",
+                          * "uring+buffered", "pwrite+direct", "pwrite+buffered"
+                          * or "zstd+buffered": how files are written */
 };
 
 void stats_init(struct capture_stats *s, const char *iface, FILE *out);

@@ -2,6 +2,7 @@
 #include "worker.h"
 
 #include <stdio.h>
+#include <string.h>
 
 #include "clock.h"
 #include "thread.h"
@@ -14,6 +15,18 @@ static void on_packet(void *ctx, const struct packet *p)
     w->packets++;
     w->bytes += p->origlen;
     uint32_t keep = slice_keep(&w->slice, p->data, p->caplen);
+    struct packet anonymised;
+    if (w->anon.cp != NULL) { /* before the assembler: no clear address reaches a block */
+        memcpy(w->anon_buf, p->data, keep);
+        anonymised = *p;
+        anonymised.data = w->anon_buf;
+        keep = anonframe_rewrite(&w->anon, w->linktype, w->anon_buf, keep);
+        if (w->anon.bad) { /* it may hold an address the walk cannot see: left out, as sluice-pcap */
+            w->anon_left_out++;
+            return;
+        }
+        p = &anonymised;
+    }
     /* locked at the first packet of a batch: a source never blocks once it has delivered */
     if (!w->locked) {
         assembler_lock(w->asm_);

@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "anonframe.h"
 #include "assembler.h"
 #include "slice.h"
 #include "source.h"
@@ -25,6 +26,10 @@ struct worker {
     atomic_int finished; /* 1 at the end of a file, 2 after an error */
     int locked;          /* holds the assembler during one poll's batch */
     uint64_t packets, bytes; /* this poll's counts, added to stats once per poll */
+    struct anonframe anon;   /* --anonymize: this thread's own walk and cipher (anon.cp NULL: off) */
+    uint16_t linktype;
+    uint8_t *anon_buf;       /* the frame being anonymised (the ring's copy stays as it was) */
+    uint64_t anon_left_out;  /* frames the walk could not parse: never written */
 };
 
 /* 0, or an errno (EINVAL: no such CPU) */

@@ -114,7 +114,7 @@ int of_open(struct outfile *of, const char *path, char *err, size_t errlen)
     if (!of->tmp)
         goto oom;
     pending_add(of->tmp);
-    of->fd = open(of->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    of->fd = open(of->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640); /* as the captures it comes from: no bit for others */
     if (of->fd < 0) {
         snprintf(err, errlen, "%s: cannot create output: %s", path, strerror(errno));
         pending_remove(of->tmp);

@@ -1,0 +1,1 @@
+"""Metadata beside the packets: DNS zones, DHCP leases, device configs, maintenance windows."""

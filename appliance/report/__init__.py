@@ -1,0 +1,1 @@
+"""`sluice report`: an HTML page of a capture window with plots."""
