@@ -32,10 +32,10 @@ class RetentionSnapshot:
     deleted_bytes_total: int = 0
     blocked: bool = False  # other files fill the spool: no capture is deleted for them
     other_bytes: int = 0  # bytes of other files, as last measured
+    min_free: str = ""
     # Bytes of files not backed up yet that retention may not delete while the spool is under its
     # floor (issue 15: never delete before the backup is verified); 0 otherwise.
     waiting_for_backup_bytes: int = 0
-    min_free: str = ""
 
 
 @dataclass

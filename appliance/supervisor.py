@@ -402,7 +402,7 @@ class Supervisor:
             metrics_listen="{}:{}".format(*self.cfg.metrics.listen), writers=writers,
             retention=RetentionSnapshot(self._retention_files, self._retention_bytes, self._retention_blocked,
                                         self._other_bytes, str(self.cfg.retention.min_free),
-                                        self._retention_waiting_for_backup),
+                                        waiting_for_backup_bytes=self._retention_waiting_for_backup),
             watchdogs=dict(self.runs))
 
     def publish(self) -> None:

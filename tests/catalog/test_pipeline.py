@@ -345,6 +345,8 @@ def test_publish_set_has_no_original_address_and_a_manifest(spool: Spool, tmp_pa
     needles = [key_hex.encode(), bytes.fromhex(key_hex)]
     for a in originals:
         ip = ipaddress.ip_address(a)
+        if ip.is_unspecified:  # :: (IPv6 DAD) names nobody, and 16 zero bytes occur anywhere
+            continue
         needles += [ip.packed, str(ip).encode(), ip.exploded.encode()]
     for p in publish.rglob("*"):
         if p.is_file():
