@@ -16,7 +16,7 @@ import pytest
 from appliance import update
 from appliance.journal import read_events
 from appliance.lab import netns
-from appliance.metrics import update_families
+from appliance.watchdogs.update import UpdateReading, UpdateWatchdog
 from tests.conftest import REPO, SLUICE_CAPTURE, require_tool
 from tests.supervisor.running import Supervise, write_config
 from tests.supervisor.test_retention_loopfs import loop_ext4  # noqa: F401  (the fixture)
@@ -126,13 +126,15 @@ def test_fallback_slot_reports_the_failed_update(tmp_path: Path) -> None:
 
     doc = update.update_status(paths)
     assert (doc["version"], doc["commit"], doc["slot"]) == ("1.0", "abc", "A")
-    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
-               for fam in update_families(doc) for s in fam.samples}
-    assert samples[("sluice_update_rollbacks_total", ())] == 1
-    assert samples[("sluice_update_installs_total", ())] == 1
+    reading = UpdateReading(str(doc["version"]), str(doc["commit"]), str(doc["slot"]), bool(doc["pending"]),
+                            int(doc["installs_total"]), int(doc["succeeded_total"]), int(doc["rollbacks_total"]),
+                            doc.get("last") or None)
+    samples = {(s.family, s.labels): s.value for s in UpdateWatchdog.samples(reading)}
+    assert samples[("sluice_update_rollbacks", ())] == 1
+    assert samples[("sluice_update_installs", ())] == 1
     assert samples[("sluice_update_pending", ())] == 0
-    assert samples[("sluice_update_last_succeeded", (("slot", "B"), ("version", "2.0")))] == 0
-    assert samples[("sluice_update_info", (("commit", "abc"), ("slot", "A"), ("version", "1.0")))] == 1
+    assert samples[("sluice_update_last_succeeded", ("2.0", "B"))] == 0
+    assert samples[("sluice_update_info", ("1.0", "abc", "A"))] == 1
 
     # A second boot of A changes nothing more: the failure is counted once.
     update.mark_good(paths, unit=None, timeout=5, reboot=False)
