@@ -261,6 +261,22 @@ def add_file(spool: str | os.PathLike[str], path: str | os.PathLike[str], interf
     return row
 
 
+def backed_up(spool: str | os.PathLike[str]) -> set[str]:
+    """Paths (relative to the spool) whose pipeline backup step verified every target. A missing
+    or unreadable catalog gives the empty set: then nothing counts as backed up."""
+    try:
+        db = connect(spool, readonly=True)
+    except (SluiceError, sqlite3.Error):
+        return set()
+    try:
+        return {row[0] for row in db.execute(
+            "SELECT path FROM files WHERE json_extract(steps, '$.backup.ok') = 1")}
+    except sqlite3.Error:
+        return set()
+    finally:
+        db.close()
+
+
 def forget(spool: str | os.PathLike[str], path: str | os.PathLike[str]) -> None:
     """A file left the spool (retention): its row, index rows and sidecar go. Never raises."""
     try:

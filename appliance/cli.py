@@ -38,7 +38,7 @@ COMMAND_MODULES = (
 # Commands whose module is imported alone when one of them is run, so they start without the
 # others' imports (pyroute2 alone takes half a second): `sluice extract ... | tcpdump -r -`.
 LIGHT_COMMANDS = {"catalog": "appliance.catalog_commands", "extract": "appliance.catalog_commands",
-                  "pipeline": "appliance.pipeline_commands"}
+                  "pipeline": "appliance.pipeline_commands", "flows": "appliance.pipeline_commands"}
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:

@@ -145,9 +145,9 @@ def _path(v: Any) -> str:
 
 
 def _backup_targets(v: Any) -> list[str]:
-    """Backup targets: absolute directory paths, each once (remote ssh:// targets are not
-    supported yet)."""
-    if not isinstance(v, list) or not all(isinstance(t, str) and t.startswith("/") and "\0" not in t for t in v):
+    """Backup targets, each once: absolute directory paths or ssh://[USER@]HOST[:PORT]/PATH."""
+    if not isinstance(v, list) or not all(isinstance(t, str) and "\0" not in t and (
+            t.startswith("/") or re.fullmatch(r"ssh://[^/@\s]+@?[^/\s]*(:\d+)?/\S*", t)) for t in v):
         raise ValueError
     if len(set(v)) != len(v):
         raise ValueError
@@ -157,6 +157,16 @@ def _backup_targets(v: Any) -> list[str]:
 def _optional_abs_path(v: Any) -> str:
     if not isinstance(v, str) or (v and not v.startswith("/")) or "\0" in v:
         raise ValueError
+    return v
+
+
+def _optional_host_port(v: Any) -> str:
+    if not isinstance(v, str):
+        raise ValueError
+    if v:
+        host, sep, port = v.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError
     return v
 
 
@@ -404,10 +414,20 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "irq_cpus": Key([], _cpu_list, "a list of CPU numbers (empty = leave as is)", "CPUs for the NIC's IRQs"),
     },
     "pipeline": {
-        "backup": Key([], _backup_targets, "a list of distinct absolute directory paths",
+        "backup": Key([], _backup_targets, "a list of distinct absolute directory paths or ssh://[USER@]HOST[:PORT]/PATH",
                       "backup targets: every closed file is copied to each and verified by sha256"),
         "processed": Key("", _optional_abs_path, "an absolute directory path, or empty (repair and dedup off)",
                          "where the repaired and de-duplicated copies go"),
+        "publish": Key("", _optional_abs_path, "an absolute directory path, or empty (no publishing)",
+                       "where the anonymised, header-only copies and their flows go (needs key_file)"),
+        "key_file": Key("", _optional_abs_path, "an absolute file path, or empty",
+                        "the Crypto-PAn key (32 bytes raw or 64 hex) for publish; never published"),
+        "interval": Key(10.0, _seconds(1, 3600), "seconds 1..3600",
+                        "`sluice pipeline run` (the service) starts a pass this long after the last ended"),
+        "ssh_command": Key("ssh -o BatchMode=yes -o ConnectTimeout=10", _string, "a command line",
+                           "the ssh that rsync runs for ssh:// backup targets (key, known hosts)"),
+        "ipfix_collector": Key("", _optional_host_port, "empty or HOST:PORT (UDP)",
+                               "also send each file's flows as IPFIX to this collector (nfcapd)"),
     },
 }
 
@@ -528,6 +548,11 @@ class NicSection:
 class PipelineSection:
     backup: list[str]
     processed: str
+    publish: str
+    key_file: str
+    interval: float
+    ssh_command: str
+    ipfix_collector: str
 
 
 SECTION_TYPES: dict[str, type] = {"capture": CaptureSection, "supervisor": SupervisorSection,

@@ -123,9 +123,13 @@ def appliance_families(snapshot: Snapshot) -> list[Metric]:
                               "bytes on the spool filesystem that are neither captures nor files being written "
                               "(as last measured, when free space was under the floor)")
     other.add_metric([], float(ret.other_bytes))
+    waiting = GaugeMetricFamily("sluice_retention_waiting_for_backup_bytes",
+                                "bytes of capture files retention may not delete yet because they are not backed "
+                                "up, while the spool is under its free-space floor (0 otherwise)")
+    waiting.add_metric([], float(ret.waiting_for_backup_bytes))
     info = GaugeMetricFamily("sluice_build_info", "always 1; labels version", labels=["version"])
     info.add_metric([snapshot.version], 1.0)
-    return [files, nbytes, blocked, other, info]
+    return [files, nbytes, blocked, other, waiting, info]
 
 
 def families(snapshot: Snapshot) -> list[Metric]:

@@ -9,12 +9,26 @@ each step's result recorded in the catalog (`files.steps`, `files.state`) and in
    verified copy; a target that fails (full, gone, read-only) leaves the file not backed up, with
    no temporary left, and the next pass tries again. A copy already there with the right sha256
    is not written again.
+   A target `ssh://[USER@]HOST[:PORT]/PATH` gets the copy by rsync over ssh (`[pipeline]
+   ssh_command`, e.g. with `-i KEY`): rsync writes a temporary name, fsyncs (`--fsync`) and
+   renames; the copy is then read back on the remote host (`sha256sum` over ssh) and compared. A
+   connection that drops or a remote disk that fills leaves the file not backed up; the next pass
+   removes what the broken copy left and tries again.
 2. check: `sluice-pcap check` of the original (`valid` false: damaged).
 3. repair (with `[pipeline] processed`): a damaged file is repaired into
    `PROCESSED/repaired/<path>` (`sluice-pcap repair`); the original stays as it is.
 4. dedup (with `processed`): the SPAN copies go, into `PROCESSED/<path>` (`sluice-pcap dedup`,
    from the repaired copy when there is one). sluice-pcap writes each output under a temporary
    name and renames it when whole, so an interrupted step leaves nothing half.
+5. flows (with `processed`): `sluice-pcap flows` of the processed copy, written as Parquet under
+   `PROCESSED/flows/host=H/date=YYYY-MM-DD/NAME.parquet` (the layout and schema of `sluice conns
+   join`: appliance.conns.flowsio), one file per capture file and day, renamed when whole; with
+   `[pipeline] ipfix_collector` the same flows also go to that collector as IPFIX over UDP.
+6. publish (with `[pipeline] publish` and `key_file`): the processed copy anonymised (Crypto-PAn,
+   `sluice-pcap anonymize --payload drop`: headers only) into `PUBLISH/<path>`, its flows (made
+   from the anonymised copy, so they carry the same anonymised addresses) into
+   `PUBLISH/flows/host=H/date=D/`, and `PUBLISH/MANIFEST.json` rewritten (temporary name, rename):
+   every published file with its size and sha256, and the key id (`sha256:<16 hex>`), never the key.
 
 Each step is idempotent: a second pass over the same files does nothing.
 """
@@ -27,20 +41,27 @@ import json
 import logging
 import os
 import re
+import shlex
+import socket
+import struct
 import subprocess
+import threading
 import time
+import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from appliance import catalog
+from appliance import catalog, pipeline_metrics
 from appliance.config import Config
+from appliance.conns.flowsio import read_csv, write_parquet
 from appliance.errors import SluiceError
 from appliance.journal import Journal, read_events
 
 log = logging.getLogger("sluice.pipeline")
 
-STEPS = ("backup", "check", "repair", "dedup")
+STEPS = ("backup", "check", "repair", "dedup", "flows", "publish")
 CHUNK = 4 << 20
 
 
@@ -83,15 +104,72 @@ def copy_verified(src: Path, dst: Path, digest: str) -> bool:
     return True
 
 
-def backup(spool: Path, rel: str, targets: list[str]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class SshTarget:
+    """ssh://[USER@]HOST[:PORT]/PATH"""
+
+    login: str
+    port: str
+    path: str
+
+    @staticmethod
+    def parse(url: str) -> SshTarget:
+        parts = urllib.parse.urlsplit(url)
+        login = f"{parts.username}@{parts.hostname}" if parts.username else str(parts.hostname)
+        return SshTarget(login, str(parts.port or ""), parts.path or "/")
+
+    def ssh(self, ssh_command: str) -> list[str]:
+        return [*shlex.split(ssh_command), *(["-p", self.port] if self.port else [])]
+
+
+RSYNC_TIMEOUT = 60  # seconds without I/O before rsync gives up on a target that went silent
+
+
+def _remote_sha256(target: SshTarget, ssh_command: str, remote: str) -> str | None:
+    """The sha256 of REMOTE on the target (None when absent), after removing the temporaries an
+    interrupted rsync of it left (.NAME.XXXXXX): only one pass of this box writes these names."""
+    folder, name = os.path.split(remote)
+    script = (f"cd {shlex.quote(folder)} 2>/dev/null || exit 0; rm -f -- .{shlex.quote(name)}.??????; "
+              f"if [ -f {shlex.quote(name)} ]; then sha256sum -- {shlex.quote(name)}; fi")
+    proc = subprocess.run([*target.ssh(ssh_command), target.login, script], capture_output=True, text=True,
+                          timeout=RSYNC_TIMEOUT * 2)
+    if proc.returncode != 0:
+        said = proc.stderr.strip().splitlines()
+        raise SluiceError(f"ssh {target.login}: {said[-1] if said else f'exit {proc.returncode}'}", 1)
+    return proc.stdout.split()[0] if proc.stdout.strip() else None
+
+
+def copy_verified_ssh(src: Path, url: str, rel: str, digest: str, ssh_command: str) -> bool:
+    """src to the ssh target (rsync: temporary name, --fsync, rename; then sha256sum over ssh):
+    True when written, False when a verified copy was there already."""
+    target = SshTarget.parse(url)
+    remote = os.path.join(target.path, rel)
+    if _remote_sha256(target, ssh_command, remote) == digest:
+        return False
+    proc = subprocess.run(["rsync", "--fsync", "--mkpath", "--times", f"--timeout={RSYNC_TIMEOUT}",
+                           "-e", shlex.join(target.ssh(ssh_command)), str(src), f"{target.login}:{remote}"],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        lines = [line for line in proc.stderr.strip().splitlines() if line]
+        raise SluiceError(f"rsync: {' | '.join(lines[:2]) or f'exit {proc.returncode}'}", 1)
+    if _remote_sha256(target, ssh_command, remote) != digest:
+        raise SluiceError(f"{url}/{rel}: the copy reads back with another sha256", 1)
+    return True
+
+
+def backup(spool: Path, rel: str, targets: list[str], ssh_command: str = "") -> dict[str, Any]:
     t0 = time.monotonic()
     digest = sha256_file(spool / rel)
     written, errors = [], []
     for target in targets:
         try:
-            if copy_verified(spool / rel, Path(target) / rel, digest):
+            if target.startswith("ssh://"):
+                wrote = copy_verified_ssh(spool / rel, target, rel, digest, ssh_command)
+            else:
+                wrote = copy_verified(spool / rel, Path(target) / rel, digest)
+            if wrote:
                 written.append(target)
-        except (OSError, SluiceError) as exc:
+        except (OSError, SluiceError, subprocess.TimeoutExpired) as exc:
             errors.append(f"{target}: {getattr(exc, 'strerror', None) or exc}")
     result: dict[str, Any] = {"ok": not errors and bool(targets), "sha256": digest, "targets": targets,
                               "written": written, "seconds": round(time.monotonic() - t0, 3)}
@@ -138,13 +216,114 @@ def dedup(spool: Path, rel: str, processed: Path, steps: dict[str, Any]) -> dict
     return _pcap_step("dedup", Path(repaired) if repaired else spool / rel, processed / rel)
 
 
+def capture_stem(rel: str) -> str:
+    """The capture file's name without its extensions (rx0-...-000001.pcapng.zst -> rx0-...-000001)."""
+    name = Path(rel).name
+    for ext in (".zst", ".gz", ".pcapng", ".pcap"):
+        name = name.removesuffix(ext)
+    return name
+
+
+def send_ipfix(path: Path, collector: str) -> int:
+    """Each IPFIX message of an RFC 5655 file (`sluice-pcap flows --format ipfix`) as one UDP
+    datagram to HOST:PORT; the file's first message carries the templates. Returns the count."""
+    host, _, port = collector.rpartition(":")
+    data = path.read_bytes()
+    sent = pos = 0
+    with socket.socket(socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET, socket.SOCK_DGRAM) as s:
+        while pos + 4 <= len(data):
+            (length,) = struct.unpack_from(">H", data, pos + 2)
+            if length < 16:
+                raise SluiceError(f"{path}: bad IPFIX message at byte {pos}", 1)
+            s.sendto(data[pos:pos + length], (host.strip("[]"), int(port)))
+            pos += length
+            sent += 1
+    return sent
+
+
+def flows(rel: str, processed: Path, steps: dict[str, Any], host: str, collector: str,
+          src: str = "") -> dict[str, Any]:
+    """Flows of SRC (default: the processed copy) into PROCESSED/flows/."""
+    t0 = time.monotonic()
+    src = src or steps["dedup"]["output"]
+    folder = processed / "flows"
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = capture_stem(rel)
+    tmp = folder / f".{stem}.csv.{os.getpid()}.tmp"  # swept by sweep_temporaries after a kill
+    result: dict[str, Any] = {"ok": False}
+    try:
+        proc = subprocess.run([catalog.find_pcap_binary(), "flows", "--format", "csv", "-o", str(tmp), src],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            return {**result, "error": proc.stderr.strip()[-500:], "seconds": round(time.monotonic() - t0, 3)}
+        records = list(read_csv(tmp))
+        written = write_parquet(records, str(folder), host, stem=stem) if records else []
+        result.update(ok=True, flows=len(records), outputs={str(p): sha256_file(p) for p in written})
+        if collector:
+            proc = subprocess.run([catalog.find_pcap_binary(), "flows", "--format", "ipfix", "-o", str(tmp), src],
+                                  capture_output=True, text=True)
+            if proc.returncode != 0:
+                return {**result, "ok": False, "error": proc.stderr.strip()[-500:],
+                        "seconds": round(time.monotonic() - t0, 3)}
+            result["ipfix_messages"] = send_ipfix(tmp, collector)
+    except (OSError, SluiceError) as exc:
+        result.update(ok=False, error=str(getattr(exc, "strerror", None) or exc))
+    finally:
+        tmp.unlink(missing_ok=True)
+    result["seconds"] = round(time.monotonic() - t0, 3)
+    return result
+
+
+MANIFEST = "MANIFEST.json"
+
+
+def write_manifest(publish: Path, key_id: str) -> Path:
+    """PUBLISH/MANIFEST.json: every file of the publish set (but itself) with size and sha256."""
+    files = []
+    for root, _dirs, names in os.walk(publish):
+        for name in sorted(names):
+            p = Path(root, name)
+            if name == MANIFEST or TEMPORARY.match(name):
+                continue
+            files.append({"path": str(p.relative_to(publish)), "bytes": p.stat().st_size, "sha256": sha256_file(p)})
+    doc = {"key_id": key_id, "anonymisation": "Crypto-PAn (sluice-pcap anonymize), payload dropped",
+           "files": sorted(files, key=lambda f: f["path"])}
+    final = publish / MANIFEST
+    tmp = publish / f".{MANIFEST}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+    os.replace(tmp, final)
+    return final
+
+
+def publish(rel: str, steps: dict[str, Any], publish_dir: Path, key_file: str, host: str) -> dict[str, Any]:
+    t0 = time.monotonic()
+    out = publish_dir / rel
+    out.parent.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run([catalog.find_pcap_binary(), "anonymize", "--json", "--key-file", key_file,
+                           "--payload", "drop", steps["dedup"]["output"], str(out)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        return {"ok": False, "error": proc.stderr.strip()[-500:], "seconds": round(time.monotonic() - t0, 3)}
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    flowed = flows(rel, publish_dir, steps, host, "", src=str(out))
+    if not flowed["ok"]:
+        return {**flowed, "seconds": round(time.monotonic() - t0, 3)}
+    write_manifest(publish_dir, summary["key_id"])
+    return {"ok": True, "key_id": summary["key_id"], "outputs": {str(out): sha256_file(out), **flowed["outputs"]},
+            "packets_out": summary["packets_out"], "seconds": round(time.monotonic() - t0, 3)}
+
+
 def _still_there(outcome: dict[str, Any]) -> bool:
-    """A recorded output is still the one written (else the step runs again)."""
-    out = outcome.get("output")
-    return not out or (Path(out).exists() and sha256_file(out) == outcome.get("sha256"))
+    """Recorded outputs are still there (else the step runs again). Existence is enough: every
+    output is renamed into place whole, and a pass must not re-read the whole processed set."""
+    outputs = [*outcome.get("outputs", {}), *([outcome["output"]] if outcome.get("output") else [])]
+    return all(Path(out).exists() for out in outputs)
 
 
 def state_of(steps: dict[str, Any]) -> str:
+    if steps.get("publish", {}).get("ok"):
+        return "published"
+    if steps.get("flows", {}).get("ok"):
+        return "flows"
     if steps.get("dedup", {}).get("ok"):
         return "processed"
     if steps.get("check", {}).get("ok"):
@@ -177,17 +356,20 @@ def sweep_temporaries(dirs: list[Path]) -> int:
     return removed
 
 
-def run_once(cfg: Config) -> PassResult:
+def run_once(cfg: Config, progress: Progress | None = None, stop: threading.Event | None = None) -> PassResult:
     """One pass over every closed file of the catalog: each step not done yet, in order. Only one
     pass runs at a time (SPOOL/.pipeline.lock); it starts by removing what a killed pass left."""
     spool = cfg.spool
-    targets = cfg.get("pipeline", "backup")
+    targets = cfg.pipeline.backup
     if not targets:
         raise SluiceError("[pipeline] backup: no backup target configured; the pipeline backs up first", 2)
     for t in targets:
-        if not Path(t).is_dir():
+        if not t.startswith("ssh://") and not Path(t).is_dir():
             raise SluiceError(f"[pipeline] backup: {t}: no such directory", 2)
-    processed = Path(cfg.get("pipeline", "processed")) if cfg.get("pipeline", "processed") else None
+    processed = Path(cfg.pipeline.processed) if cfg.pipeline.processed else None
+    publish_dir = Path(cfg.pipeline.publish) if cfg.pipeline.publish else None
+    if publish_dir is not None and not (cfg.pipeline.key_file and processed is not None):
+        raise SluiceError("[pipeline] publish needs key_file (the Crypto-PAn key) and processed", 2)
     lock = os.open(spool / ".pipeline.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -195,56 +377,103 @@ def run_once(cfg: Config) -> PassResult:
         os.close(lock)
         raise SluiceError(f"{spool / '.pipeline.lock'}: another pipeline pass is running", 2) from None
     try:
-        sweep_temporaries([Path(t) for t in targets] + ([processed] if processed else []))
-        return _pass(cfg, spool, targets, processed)
+        for stale in spool.glob(f".{pipeline_metrics.STATE_FILE}.*.tmp"):
+            stale.unlink(missing_ok=True)
+        sweep_temporaries([Path(t) for t in targets if not t.startswith("ssh://")]
+                          + [d for d in (processed, publish_dir) if d is not None])
+        return _pass(cfg, spool, targets, processed, publish_dir, progress, stop)
     finally:
         os.close(lock)
 
 
-def _pass(cfg: Config, spool: Path, targets: list[str], processed: Path | None) -> PassResult:
+def enabled_steps(processed: Path | None, publish_dir: Path | None) -> list[str]:
+    return [s for s in STEPS if s in ("backup", "check") or (processed is not None and s != "publish")
+            or (s == "publish" and publish_dir is not None)]
+
+
+Progress = Callable[[int, int, str, str], None]  # (steps done, steps to do, file, step)
+
+
+def _pass(cfg: Config, spool: Path, targets: list[str], processed: Path | None,
+          publish_dir: Path | None, progress: Progress | None = None,
+          stop: threading.Event | None = None) -> PassResult:
     result = PassResult()
     db = catalog.connect(spool)
     journal = Journal(cfg.journal_path)
+    enabled = enabled_steps(processed, publish_dir)
+    state = pipeline_metrics.read_state(spool) or {"steps": {}}
+    per_step = {s: state["steps"].setdefault(s, {}) for s in enabled}
+    files = [(row["path"], json.loads(row["steps"]))
+             for row in db.execute("SELECT path, steps FROM files ORDER BY first_ns, path")]
+    files = [(rel, steps) for rel, steps in files if (spool / rel).exists()]
+    todo = {rel: [s for s in enabled if not (steps.get(s, {}).get("ok") and _still_there(steps[s]))]
+            for rel, steps in files}
+    for s in enabled:
+        per_step[s]["backlog"] = sum(s in todo[rel] for rel, _steps in files)
+    total, finished = sum(len(t) for t in todo.values()), 0
     try:
-        for row in list(db.execute("SELECT path, steps FROM files ORDER BY first_ns, path")):
-            rel, steps = row["path"], json.loads(row["steps"])
+        for rel, steps in files:
             result.files += 1
-            if not (spool / rel).exists():
-                continue
-            for step in STEPS:
-                if steps.get(step, {}).get("ok") and _still_there(steps[step]):
-                    continue
+            size = (spool / rel).stat().st_size
+            for step in todo[rel]:
+                if stop is not None and stop.is_set():
+                    return result
                 if step != "backup" and not steps.get("backup", {}).get("ok"):
                     break  # nothing before its copy is safe
-                if step in ("repair", "dedup") and processed is None:
-                    break
-                if step == "backup":
-                    outcome = backup(spool, rel, targets)
-                elif step == "check":
-                    outcome = check(spool, rel)
-                elif step == "repair":
-                    outcome = repair(spool, rel, processed, steps)  # type: ignore[arg-type]
-                else:
-                    outcome = dedup(spool, rel, processed, steps)  # type: ignore[arg-type]
+                if progress is not None:
+                    progress(finished, total, rel, step)
+                outcome = _run_step(cfg, step, spool, rel, steps, targets, processed, publish_dir)
+                finished += 1
                 steps[step] = {**outcome, "at": round(time.time(), 3)}
                 with db:
                     db.execute("UPDATE files SET steps = ?, state = ? WHERE path = ?",
                                (json.dumps(steps, sort_keys=True), state_of(steps), rel))
                 journal.append("pipeline_step", path=rel, step=step, **steps[step])
+                counters = per_step[step]
+                counters["seconds_total"] = round(counters.get("seconds_total", 0.0) + outcome.get("seconds", 0.0), 3)
                 if outcome["ok"]:
                     result.done[step] += 1
+                    counters["backlog"] = max(counters.get("backlog", 1) - 1, 0)
+                    counters["files_total"] = counters.get("files_total", 0) + 1
+                    counters["bytes_total"] = counters.get("bytes_total", 0) + size
+                    counters["last_success"] = steps[step]["at"]
                 else:
                     result.failed[step] += 1
+                    counters["failures_total"] = counters.get("failures_total", 0) + 1
                     log.warning("pipeline %s %s: %s", step, rel, outcome.get("error"))
+                pipeline_metrics.write_state(spool, state)
+                if not outcome["ok"]:
                     break
-        _backup_meta(db, spool, targets, journal, result)
+        _backup_meta(db, spool, targets, cfg.pipeline.ssh_command, journal, result)
+        if progress is not None:
+            progress(finished, total, "", "")
+        state["last_pass"] = round(time.time(), 3)
+        pipeline_metrics.write_state(spool, state)
     finally:
         journal.close()
         db.close()
     return result
 
 
-def _backup_meta(db: Any, spool: Path, targets: list[str], journal: Journal, result: PassResult) -> None:
+def _run_step(cfg: Config, step: str, spool: Path, rel: str, steps: dict[str, Any], targets: list[str],
+              processed: Path | None, publish_dir: Path | None) -> dict[str, Any]:
+    if step == "backup":
+        return backup(spool, rel, targets, cfg.pipeline.ssh_command)
+    if step == "check":
+        return check(spool, rel)
+    assert processed is not None  # enabled_steps: the later steps need it
+    if step == "repair":
+        return repair(spool, rel, processed, steps)
+    if step == "dedup":
+        return dedup(spool, rel, processed, steps)
+    if step == "flows":
+        return flows(rel, processed, steps, cfg.host, cfg.pipeline.ipfix_collector)
+    assert publish_dir is not None
+    return publish(rel, steps, publish_dir, cfg.pipeline.key_file, cfg.host)
+
+
+def _backup_meta(db: Any, spool: Path, targets: list[str], ssh_command: str, journal: Journal,
+                 result: PassResult) -> None:
     """The metadata `sluice meta collect` catalogued (table meta_files, docs/metadata.md) is backed
     up like capture files (the backup step only: it is text, not packets)."""
     if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta_files'").fetchone():
@@ -253,7 +482,7 @@ def _backup_meta(db: Any, spool: Path, targets: list[str], journal: Journal, res
         rel, steps = row["path"], json.loads(row["steps"])
         if not (spool / rel).exists() or (steps.get("backup", {}).get("ok") and _still_there(steps["backup"])):
             continue
-        outcome = backup(spool, rel, targets)
+        outcome = backup(spool, rel, targets, ssh_command)
         steps["backup"] = {**outcome, "at": round(time.time(), 3)}
         with db:
             db.execute("UPDATE meta_files SET steps = ?, state = ? WHERE path = ?",

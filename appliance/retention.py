@@ -19,6 +19,12 @@ The rules, each there because a flood broke its absence:
   `retention_blocked`, metric sluice_retention_blocked, alert SluiceSpoolFullOfOtherFiles)
   until the operator frees the space.
 Each deletion is journaled and counted by the caller's metrics.
+
+With `require_backup` (the supervisor sets it when `[pipeline] backup` has a target), a file is
+held too until the catalog records its backup as verified on every target
+(catalog.backed_up): retention never deletes a raw file before it is backed up. When that holds
+the spool under the floor, the result says how many bytes wait for backup; the supervisor
+journals it (`retention_waiting_for_backup`) and exports it as a metric.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from appliance.catalog import backed_up, relative
 from appliance.catalog import forget as catalog_forget
 from appliance.config import FreeFloor
 from appliance.journal import Journal
@@ -50,6 +57,8 @@ class RetentionResult:
     deleted: list[CaptureFile] = field(default_factory=list)
     freed_bytes: int = 0
     short_bytes: int = 0  # still missing to reach the floor (nothing left that may be deleted)
+    waiting_for_backup_bytes: int = 0  # held back only because not backed up yet (while short)
+    waiting_for_backup_files: int = 0
     # Bytes on the spool filesystem that are neither closed captures nor files being written;
     # measured only when free space is under the floor (None: not measured this time).
     other_bytes: int | None = None
@@ -115,12 +124,13 @@ def allocated(path: str | os.PathLike[str]) -> int:
 
 
 # Sluice's own files beside the captures: the catalog's index sidecars, the stats lines of the
-# gap ledger, a running self-test's work folder, the catalog, the journal, the status and the
-# self-test result. They go with the captures, so they are not "other files".
-OWN_DIRS = (".index", "stats")
+# gap ledger, a running self-test's work folder, the catalog, the journal, the status, the
+# self-test result, the pipeline's holds, lock and progress file. They go with the captures,
+# so they are not "other files".
+OWN_DIRS = (".index", "stats", HOLD_DIR)
 OWN_DIR_PREFIXES = (SELFTEST_WORK_PREFIX,)
 OWN_FILE_PREFIXES = ("catalog.sqlite", "journal.jsonl", "status.json", ".status.json", "selftest.json",
-                     ".pipeline.lock")
+                     ".pipeline.lock", "pipeline.json", ".pipeline.json")
 
 
 def capture_bytes(spool: str | os.PathLike[str], files: list[CaptureFile]) -> int:
@@ -145,7 +155,8 @@ def used_bytes(spool: str | os.PathLike[str]) -> int:
 
 
 def enforce(spool: str | os.PathLike[str], floor: FreeFloor, margin: FreeFloor, journal: Journal | None,
-            min_age: float = 0.0, now: float | None = None, headroom: int = 0) -> RetentionResult:
+            min_age: float = 0.0, now: float | None = None, headroom: int = 0,
+            require_backup: bool = False) -> RetentionResult:
     free, size, _inodes, read_only = statvfs(spool)
     result = RetentionResult()
     if read_only or free >= floor.bytes_for(size) + capped_headroom(headroom, size):
@@ -157,8 +168,16 @@ def enforce(spool: str | os.PathLike[str], floor: FreeFloor, margin: FreeFloor, 
         result.short_bytes = max(floor.bytes_for(size) - free, 0)
         return result
     now = time.time() if now is None else now
-    chosen, result.short_bytes = plan(files, free, size, floor, margin, now, min_age, headroom,
-                                      held_names(spool))
+    held = held_names(spool)
+    unsaved: list[CaptureFile] = []
+    if require_backup:
+        saved = backed_up(spool)
+        unsaved = [f for f in files if relative(Path(spool), f.path) not in saved and f.path.name not in held]
+        held |= {f.path.name for f in unsaved}
+    chosen, result.short_bytes = plan(files, free, size, floor, margin, now, min_age, headroom, held)
+    if result.short_bytes and unsaved:
+        result.waiting_for_backup_files = len(unsaved)
+        result.waiting_for_backup_bytes = sum(f.size for f in unsaved)
     for f in chosen:
         try:
             os.unlink(f.path)
@@ -176,4 +195,7 @@ def enforce(spool: str | os.PathLike[str], floor: FreeFloor, margin: FreeFloor, 
                            floor_bytes=floor.bytes_for(size), headroom_bytes=capped_headroom(headroom, size))
     if result.short_bytes and journal is not None:
         journal.append("retention_short", missing_bytes=result.short_bytes, floor_bytes=floor.bytes_for(size))
+    if result.waiting_for_backup_files and journal is not None:
+        journal.append("retention_waiting_for_backup", files=result.waiting_for_backup_files,
+                       bytes=result.waiting_for_backup_bytes, missing_bytes=result.short_bytes)
     return result

@@ -33,6 +33,9 @@ class RetentionSnapshot:
     blocked: bool = False  # other files fill the spool: no capture is deleted for them
     other_bytes: int = 0  # bytes of other files, as last measured
     min_free: str = ""
+    # Bytes of files not backed up yet that retention may not delete while the spool is under its
+    # floor (issue 15: never delete before the backup is verified); 0 otherwise.
+    waiting_for_backup_bytes: int = 0
 
 
 @dataclass

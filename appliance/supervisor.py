@@ -101,6 +101,7 @@ class Supervisor:
         self.runs: dict[str, watchdogs.WatchdogRun] = {}
         self._retention_files = 0
         self._retention_bytes = 0
+        self._retention_waiting_for_backup = 0
         self._retention_blocked = False
         self._other_bytes = 0
         self._last_drops: dict[str, tuple[int, int]] = {}
@@ -360,7 +361,11 @@ class Supervisor:
         assert isinstance(disk, disk_wd.DiskWatchdog)
         headroom = int(disk.rate.rate * ret.interval * 2)
         result = enforce_retention(self.cfg.spool, ret.min_free, ret.margin, self.journal, ret.min_age,
-                                   headroom=headroom)
+                                   headroom=headroom, require_backup=bool(self.cfg.pipeline.backup))
+        self._retention_waiting_for_backup = result.waiting_for_backup_bytes  # issue 15: never before backup
+        if result.waiting_for_backup_bytes:
+            log.warning("retention: %d file(s), %d bytes not backed up yet hold the spool under its floor",
+                        result.waiting_for_backup_files, result.waiting_for_backup_bytes)
         if result.other_bytes is not None:
             self._other_bytes = result.other_bytes
         if result.blocked != self._retention_blocked:
@@ -396,7 +401,8 @@ class Supervisor:
             host=self.cfg.host, spool=str(self.cfg.spool), metrics_port=self.metrics.port if self.metrics else None,
             metrics_listen="{}:{}".format(*self.cfg.metrics.listen), writers=writers,
             retention=RetentionSnapshot(self._retention_files, self._retention_bytes, self._retention_blocked,
-                                        self._other_bytes, str(self.cfg.retention.min_free)),
+                                        self._other_bytes, str(self.cfg.retention.min_free),
+                                        waiting_for_backup_bytes=self._retention_waiting_for_backup),
             watchdogs=dict(self.runs))
 
     def publish(self) -> None:

@@ -6,8 +6,9 @@ templates), a file whose first line is the `sluice-pcap flows` CSV header is CSV
 refused with one line naming the file.
 
 The Parquet layout (the pipeline's): `ROOT/host=H/date=YYYY-MM-DD/NAME.parquet`, Hive partitioned,
-one row per flow, times as integer ns (`first_ns`, `last_ns`) and as timestamps (`first_ts`,
-`last_ts`, ns, UTC). host and date live in the path, as Hive readers (DuckDB, Spark, Trino,
+one row per flow, times as integer ns (`first_ns`, `last_ns`, the full precision) and as
+timestamps (`first_ts`, `last_ts`, µs, UTC: Spark and Trino refuse Parquet's nanosecond
+timestamps). host and date live in the path, as Hive readers (DuckDB, Spark, Trino,
 pyarrow.dataset) expect.
 """
 
@@ -183,7 +184,7 @@ def read_flows(path: str) -> list[Flow]:
 def _schema() -> Any:
     import pyarrow as pa
 
-    ts = pa.timestamp("ns", tz="UTC")
+    ts = pa.timestamp("us", tz="UTC")  # TIMESTAMP(MICROS): NANOS is illegal to Spark 4 and Trino
     fields = [("first_ns", pa.int64()), ("last_ns", pa.int64()), ("first_ts", ts), ("last_ts", ts),
               ("src_addr", pa.string()), ("dst_addr", pa.string()), ("src_port", pa.int32()),
               ("dst_port", pa.int32()), ("proto", pa.int16()), ("vlan", pa.int32()),
@@ -195,11 +196,12 @@ def _schema() -> Any:
     return pa.schema(fields)
 
 
-def write_parquet(flows: list[Flow], root: str, default_host: str) -> list[Path]:
+def write_parquet(flows: list[Flow], root: str, default_host: str, stem: str = "") -> list[Path]:
     """Write flows under ROOT/host=H/date=D/, one file per partition, each renamed when whole.
 
-    A file's name comes from its flows' time span, so running the same join again replaces its
-    own output instead of adding a copy.
+    A file's name is STEM.parquet (the pipeline: the capture file's name), or else comes from its
+    flows' time span, so running the same join again replaces its own output instead of adding a
+    copy.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -222,13 +224,13 @@ def write_parquet(flows: list[Flow], root: str, default_host: str) -> list[Path]
         for r in rows:
             for name in schema.names:
                 if name == "first_ts":
-                    columns[name].append(r["first_ns"])
+                    columns[name].append(r["first_ns"] // 1000)
                 elif name == "last_ts":
-                    columns[name].append(r["last_ns"])
+                    columns[name].append(r["last_ns"] // 1000)
                 else:
                     columns[name].append(r.get(name))
         table = pa.Table.from_pydict(columns, schema=schema)
-        name = f"conns-{rows[0]['first_ns']}-{rows[-1]['last_ns']}.parquet"
+        name = f"{stem}.parquet" if stem else f"conns-{rows[0]['first_ns']}-{rows[-1]['last_ns']}.parquet"
         final = folder / name
         tmp = folder / f".{name}.{os.getpid()}.tmp"
         try:

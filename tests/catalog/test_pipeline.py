@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -17,7 +18,7 @@ import pytest
 from appliance.journal import read_events
 from tests.capture.conftest import mount_tmpfs, umount
 from tests.catalog.conftest import SLUICE_PCAP, Spool, rows, sluice
-from tests.conftest import REPO
+from tests.conftest import REPO, require_tool
 
 pytestmark = [pytest.mark.root, pytest.mark.netns]
 
@@ -131,7 +132,7 @@ def test_damaged_file_repaired_span_copies_removed(spool: Spool, tmp_path: Path)
     t = by_path[rel_t]["steps"]
     assert t["check"]["valid"] and not t["repair"]["needed"]
     assert t["dedup"]["packets_in"] == 2 * original_count and t["dedup"]["packets_out"] == original_count
-    assert {r["state"] for r in by_path.values()} == {"processed"}
+    assert {r["state"] for r in by_path.values()} == {"flows"}
     again = sluice("pipeline", "run", "--once", "--config", str(cfg))
     assert again.returncode == 0 and b"dedup 0 done" in again.stdout and b"repair 0 done" in again.stdout
 
@@ -168,3 +169,226 @@ def test_kill_9_at_any_moment_then_resume_gives_the_same_result(spool: Spool, tm
     assert done.returncode == 0, done.stderr.decode()
     assert _outputs(backup, processed) == _outputs(ref_backup, ref_processed)  # no temporary, same bytes
     assert [(r["path"], r["state"]) for r in rows(copy)] == [(r["path"], r["state"]) for r in rows(ref_spool)]
+
+
+def _pcap_flow_totals(files: list[Path], tmp: Path) -> tuple[int, int, int]:
+    """flows, packets and bytes (both directions) as `sluice-pcap flows` of each file counts them."""
+    fields = []
+    for k, f in enumerate(files):
+        out = tmp / f"reference-{k}.csv"
+        subprocess.run([str(SLUICE_PCAP), "flows", "--format", "csv", "-o", str(out), str(f)], check=True,
+                       capture_output=True)
+        fields += [line.split(",") for line in out.read_text().splitlines()[1:]]
+    return len(fields), sum(int(f[8]) + int(f[10]) for f in fields), sum(int(f[9]) + int(f[11]) for f in fields)
+
+
+def test_flows_step_writes_hive_parquet_and_ipfix_that_nfcapd_accepts(spool: Spool, tmp_path: Path) -> None:
+    """Every processed copy becomes Parquet flows under PROCESSED/flows/host=lab/date=D/, with the
+    same totals as `sluice-pcap flows` of the processed copies, ns integers and timestamps agreeing;
+    the same flows go to a real nfcapd over UDP on loopback, which stores them."""
+    import pyarrow.dataset as ds
+
+    copy = tmp_path / "spool"
+    shutil.copytree(spool.dir, copy, symlinks=True)
+    backup, processed, nfdir = tmp_path / "backup", tmp_path / "processed", tmp_path / "nfcapd"
+    backup.mkdir()
+    nfdir.mkdir()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = _config(tmp_path, copy, [backup])
+    cfg.write_text(cfg.read_text() + f'processed = "{processed}"\nipfix_collector = "127.0.0.1:{port}"\n')
+    collector = subprocess.Popen(["nfcapd", "-b", "127.0.0.1", "-p", str(port), "-w", str(nfdir), "-t", "3600"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and f":{port:04X} ".encode() not in Path("/proc/net/udp").read_bytes():
+            time.sleep(0.05)
+        proc = sluice("pipeline", "run", "--once", "--config", str(cfg))
+        assert proc.returncode == 0, proc.stdout.decode() + proc.stderr.decode()
+    finally:
+        collector.terminate()  # nfcapd writes its current file out on SIGTERM
+        collector.wait(timeout=20)
+    by_path = {r["path"]: r for r in rows(copy)}
+    assert {r["state"] for r in by_path.values()} == {"flows"}
+    parquet = sorted((processed / "flows").rglob("*.parquet"))
+    assert parquet and all(p.parent.parent.name == "host=lab" and p.parent.name.startswith("date=")
+                           for p in parquet)
+    table = ds.dataset(str(processed / "flows"), format="parquet", partitioning="hive").to_table()
+    assert str(table.schema.field("first_ts").type) == "timestamp[us, tz=UTC]"
+    micros = [t // 1000 for t in table.column("first_ns").to_pylist()]
+    assert table.column("first_ts").cast("int64").to_pylist() == micros
+    assert {str(h) for h in table.column("host").to_pylist()} == {"lab"}
+    processed_copies = [processed / rel for rel in by_path]
+    n, packets, octets = _pcap_flow_totals(processed_copies, tmp_path)
+    assert n == table.num_rows > 0
+    assert packets == sum(table.column("packets").to_pylist()) + sum(table.column("rev_packets").to_pylist())
+    assert octets == sum(table.column("bytes").to_pylist()) + sum(table.column("rev_bytes").to_pylist())
+    assert sum(r["steps"]["flows"]["flows"] for r in by_path.values()) == n
+    assert all(r["steps"]["flows"]["ipfix_messages"] > 0 for r in by_path.values() if r["steps"]["flows"]["flows"])
+    stored = [p for p in nfdir.rglob("nfcapd.*") if p.is_file()]
+    dump = subprocess.run(["nfdump", "-R", str(nfdir), "-o", "csv", "-q"], capture_output=True, text=True)
+    assert stored and dump.returncode == 0, dump.stderr
+    records = [line for line in dump.stdout.splitlines() if line and line[0].isdigit()]
+    assert len(records) >= n  # nfdump splits a bidirectional record into its two directions at most
+    again = sluice("pipeline", "run", "--once", "--config", str(cfg))
+    assert again.returncode == 0 and b"flows 0 done" in again.stdout
+    # the same totals from DuckDB over the dataset: `sluice flows query`
+    proc = sluice("flows", "query", "--config", str(cfg),
+                  "SELECT count(*), sum(packets + rev_packets), sum(bytes + rev_bytes), count(DISTINCT host) "
+                  "FROM flows")
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout.decode().splitlines()[1] == f"{n},{packets},{octets},1"
+    bad = sluice("flows", "query", "--config", str(cfg), "SELEC nonsense")
+    assert bad.returncode == 2 and len(bad.stderr.decode().strip().splitlines()) == 1
+
+
+def test_retention_never_deletes_a_file_not_backed_up(spool: Spool, tmp_path: Path) -> None:
+    """A backup target too small for all: the files whose backup failed survive retention under a
+    floor it cannot reach, which deletes every backed-up file and says how much waits for backup;
+    once their backup succeeds, retention may delete them too."""
+    from appliance import retention
+    from appliance.config import FreeFloor
+    from appliance.journal import Journal
+    from appliance.metrics import appliance_families
+    from appliance.snapshot import RetentionSnapshot, Snapshot
+    from appliance.watchdogs.disk import capture_files
+
+    mnt, small = tmp_path / "fs", tmp_path / "small"
+    mnt.mkdir()
+    mount_tmpfs(mnt, "256M")
+    try:
+        copy = mnt / "spool"
+        shutil.copytree(spool.dir, copy, symlinks=True)
+        files = list(copy.rglob("*.pcapng"))
+        big = max(files, key=lambda p: p.stat().st_size)
+        pages = [-(-p.stat().st_size // 4096) for p in files if p != big]
+        mount_tmpfs(small, f"{(sum(pages) + -(-big.stat().st_size // 4096) // 2) * 4096}")  # not room for all
+        cfg = _config(tmp_path, copy, [small])
+        assert sluice("pipeline", "run", "--once", "--config", str(cfg)).returncode == 1
+        unsaved = {r["path"] for r in rows(copy) if not r["steps"]["backup"]["ok"]}
+        assert unsaved and len(unsaved) < len(files)
+        unsaved_bytes = sum((copy / rel).stat().st_size for rel in unsaved)
+        def floor_keeping(keep: int) -> FreeFloor:
+            """A floor reached only when all but `keep` bytes of the captures are gone (a floor no
+            deletion can reach would say the spool is full of other files: retention blocked)."""
+            free = retention.statvfs(copy)[0]
+            deletable = [f.size for f in capture_files(copy) if f.path not in newest]
+            return FreeFloor(nbytes=free + sum(deletable) - keep)
+
+        # The newest file of each writer is never deleted (retention's rule since the flood tests).
+        newest = retention.newest_per_writer(capture_files(copy))
+        kept = unsaved | {str(p.relative_to(copy)) for p in newest}
+
+        with Journal(copy / "journal.jsonl") as j:
+            result = retention.enforce(copy, floor_keeping(unsaved_bytes // 2), FreeFloor(nbytes=0), j,
+                                       require_backup=True)
+        assert not result.blocked
+        assert {r["path"] for r in rows(copy)} == kept and all((copy / rel).exists() for rel in kept)
+        assert len(result.deleted) == len(files) - len(kept)
+        assert result.waiting_for_backup_files == len(unsaved) and result.waiting_for_backup_bytes == unsaved_bytes
+        waiting = list(read_events(copy / "journal.jsonl", "retention_waiting_for_backup"))
+        assert waiting and waiting[-1]["bytes"] == unsaved_bytes
+        families = {f.name: f for f in appliance_families(Snapshot(
+            version="t", retention=RetentionSnapshot(waiting_for_backup_bytes=result.waiting_for_backup_bytes)))}
+        assert families["sluice_retention_waiting_for_backup_bytes"].samples[0].value == unsaved_bytes
+        subprocess.run(["mount", "-o", "remount,size=64M", str(small)], check=True)
+        assert sluice("pipeline", "run", "--once", "--config", str(cfg)).returncode == 0
+        smallest = min(f.size for f in capture_files(copy) if f.path not in newest)
+        with Journal(copy / "journal.jsonl") as j:
+            result = retention.enforce(copy, floor_keeping(smallest // 2), FreeFloor(nbytes=0), j,
+                                       require_backup=True)
+        assert set(copy.rglob("*.pcapng")) == newest and result.waiting_for_backup_bytes == 0
+    finally:
+        umount(small)
+        umount(mnt)
+
+
+def _original_addresses(files: list[Path]) -> set[str]:
+    """Every IP address in the packets of FILES (IP headers, both versions, and ARP), per tshark."""
+    merged = subprocess.run([str(SLUICE_PCAP), "merge", "-o", "-", *map(str, files)], capture_output=True,
+                            check=True).stdout
+    out = subprocess.run(["tshark", "-n", "-T", "fields", "-E", "separator=,", "-e", "ip.addr", "-e", "ipv6.addr",
+                          "-e", "arp.src.proto_ipv4", "-e", "arp.dst.proto_ipv4", "-r", "-"],
+                         input=merged, capture_output=True, check=True).stdout.decode()
+    return {a for line in out.splitlines() for a in line.split(",") if a}
+
+
+def test_publish_set_has_no_original_address_and_a_manifest(spool: Spool, tmp_path: Path) -> None:
+    """Publish: anonymised, header-only copies and their flows, a manifest with every file's
+    sha256 and the key id; no original address anywhere in the bytes of the set, nor the key."""
+    import ipaddress
+
+    copy = tmp_path / "spool"
+    shutil.copytree(spool.dir, copy, symlinks=True)
+    backup, processed, publish = tmp_path / "backup", tmp_path / "processed", tmp_path / "publish"
+    backup.mkdir()
+    key = tmp_path / "cryptopan.key"
+    key_hex = hashlib.sha256(b"sluice publish test").hexdigest()
+    key.write_text(key_hex + "\n")
+    key.chmod(0o600)
+    cfg = _config(tmp_path, copy, [backup])
+    cfg.write_text(cfg.read_text() + f'processed = "{processed}"\npublish = "{publish}"\nkey_file = "{key}"\n')
+    proc = sluice("pipeline", "run", "--once", "--config", str(cfg))
+    assert proc.returncode == 0, proc.stdout.decode() + proc.stderr.decode()
+    by_path = {r["path"]: r for r in rows(copy)}
+    assert {r["state"] for r in by_path.values()} == {"published"}
+    manifest = json.loads((publish / "MANIFEST.json").read_text())
+    listed = {f["path"]: f["sha256"] for f in manifest["files"]}
+    on_disk = {str(p.relative_to(publish)): _sha(p) for p in publish.rglob("*") if p.is_file()
+               and p.name != "MANIFEST.json"}
+    assert listed == on_disk and set(by_path) <= set(listed)
+    assert any(p.startswith("flows/host=lab/date=") and p.endswith(".parquet") for p in listed)
+    assert manifest["key_id"].startswith("sha256:") and len(manifest["key_id"]) == 7 + 16
+    originals = _original_addresses([copy / rel for rel in by_path])
+    assert {"192.0.2.1", "198.51.100.2", "2001:db8::1"} <= originals
+    needles = [key_hex.encode(), bytes.fromhex(key_hex)]
+    for a in originals:
+        ip = ipaddress.ip_address(a)
+        if ip.is_unspecified:  # :: (IPv6 DAD) names nobody, and 16 zero bytes occur anywhere
+            continue
+        needles += [ip.packed, str(ip).encode(), ip.exploded.encode()]
+    for p in publish.rglob("*"):
+        if p.is_file():
+            data = p.read_bytes()
+            found = [n for n in needles if n in data]
+            assert not found, f"{p.relative_to(publish)} holds {found[:3]}"
+    published = [publish / rel for rel in by_path]
+    assert all(subprocess.run([str(SLUICE_PCAP), "check", str(p)], capture_output=True).returncode == 0
+               for p in published)
+    assert len(_original_addresses(published)) >= len(originals) // 2  # addresses still there, anonymised
+    again = sluice("pipeline", "run", "--once", "--config", str(cfg))
+    assert again.returncode == 0 and b"publish 0 done" in again.stdout
+
+
+@pytest.mark.slow
+def test_pyspark_reads_the_same_totals_as_duckdb_and_sluice_pcap(spool: Spool, tmp_path: Path) -> None:
+    """The pipeline's Parquet flows read unchanged by Spark (PySpark, local mode, Java 17): the
+    same flow count, packets, bytes and time span as DuckDB (`sluice flows query`) and as
+    `sluice-pcap flows` of the processed copies; the host and date partitions come from the path."""
+    pyspark_sql = pytest.importorskip("pyspark.sql", reason="pyspark (pinned in the dev extras)")
+    require_tool("java")
+    copy = tmp_path / "spool"
+    shutil.copytree(spool.dir, copy, symlinks=True)
+    backup, processed = tmp_path / "backup", tmp_path / "processed"
+    backup.mkdir()
+    cfg = _config(tmp_path, copy, [backup])
+    cfg.write_text(cfg.read_text() + f'processed = "{processed}"\n')
+    assert sluice("pipeline", "run", "--once", "--config", str(cfg)).returncode == 0
+    n, packets, octets = _pcap_flow_totals([processed / r["path"] for r in rows(copy)], tmp_path)
+    sql = ("SELECT count(*) AS n, sum(packets + rev_packets) AS p, sum(bytes + rev_bytes) AS b, "
+           "min(first_ns) AS f, max(last_ns) AS l, count(DISTINCT host) AS h FROM flows")
+    duck = sluice("flows", "query", "--config", str(cfg), sql)
+    assert duck.returncode == 0, duck.stderr.decode()
+    duck_row = [int(v) for v in duck.stdout.decode().splitlines()[1].split(",")]
+    spark = (pyspark_sql.SparkSession.builder.master("local[1]").appName("sluice-flows-test")
+             .config("spark.ui.enabled", "false").config("spark.sql.session.timeZone", "UTC").getOrCreate())
+    try:
+        spark.read.parquet(str(processed / "flows")).createOrReplaceTempView("flows")
+        spark_row = [int(v) for v in spark.sql(sql).collect()[0]]
+        micros = spark.sql("SELECT count(*) FROM flows WHERE unix_micros(first_ts) != first_ns DIV 1000").collect()
+    finally:
+        spark.stop()
+    assert spark_row == duck_row
+    assert spark_row[:3] == [n, packets, octets] and n > 0 and spark_row[5] == 1
+    assert micros[0][0] == 0  # the timestamp column is the integer ns, to the microsecond

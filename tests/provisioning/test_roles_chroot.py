@@ -48,7 +48,10 @@ def provisioned(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Provisione
     """A fresh tree with the roles applied twice (about a minute; a cold tree cache adds one)."""
     root = unpack_tree(cached_tree_tarball(), tmp_path_factory.mktemp("chroot") / "root")
     artifacts = build_artifacts()
-    extra = {"ansible_host": str(root), "capture_node_native_binaries": native_binaries(artifacts)}
+    extra = {"ansible_host": str(root), "capture_node_native_binaries": native_binaries(artifacts),
+             # a backup target: the pipeline service runs beside the capture (docs/pipeline.md)
+             "capture_node_config_extra": {"pipeline": {"backup": ["/srv/sluice-backup", "ssh://backup1/srv/sluice"],
+                                                        "processed": "/data/sluice-processed"}}}
     first = run_playbook(IMAGE_INVENTORY, extra)
     assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-2000:]
     second = run_playbook(IMAGE_INVENTORY, extra)
@@ -149,13 +152,18 @@ def test_units_enabled_and_capture_spoilers_masked(provisioned: Provisioned) -> 
                     "/etc/systemd/system/sluice-firewall.service",
                     "/etc/systemd/system/sluice-conns.service", "/etc/systemd/system/sluice-meta.service",
                     "/etc/systemd/system/sluice-meta.timer", "/etc/systemd/system/sluice-campaign.service",
-                    "/etc/systemd/system/sluice-campaign.timer")
+                    "/etc/systemd/system/sluice-campaign.timer",
+                    "/etc/systemd/system/sluice-pipeline.service")
     assert "error" not in result.stderr.lower() or "Failed to" in result.stderr, result.stderr
     timers = in_root(provisioned, "/etc/systemd/system/timers.target.wants")
     for unit in ("sluice-meta.timer", "sluice-campaign.timer"):
         assert (timers / unit).is_symlink(), unit
     assert "sluice meta collect --config" in in_root(provisioned, "/etc/systemd/system/sluice-meta.service").read_text()
     assert "OnUnitActiveSec=1h" in in_root(provisioned, "/etc/systemd/system/sluice-meta.timer").read_text()
+    pipeline = in_root(provisioned, "/etc/systemd/system/sluice-pipeline.service").read_text()
+    assert (wants / "sluice-pipeline.service").is_symlink()
+    assert "ExecStart=/usr/bin/sluice pipeline run --config /etc/sluice/sluice.toml" in pipeline
+    assert "ReadWritePaths=/data/sluice /srv/sluice-backup /data/sluice-processed" in pipeline
     conns = in_root(provisioned, "/etc/systemd/system/sluice-conns.service").read_text()
     assert "sluice conns --log /var/log/sluice/conns.jsonl" in conns and "--metrics 127.0.0.1:9751" in conns
 

@@ -53,11 +53,15 @@ listen = "127.0.0.1:0"
 """, "t")
     sup = Supervisor(cfg)
     sup.journal = Journal(tmp_path / "journal.jsonl")
+    # The pipeline service's progress file, as appliance.pipeline writes it after each step.
+    from appliance import pipeline_metrics
+    pipeline_metrics.write_state(tmp_path, {"last_pass": 1.0e9, "steps": {"backup": {
+        "backlog": 3, "bytes_total": 4096, "seconds_total": 0.5, "files_total": 1, "last_success": 1.0e9}}})
     # A writer slot that has not run: its counters exist (zero) from the first scrape on.
     proc = WriterProcess(cfg, "lo", "/bin/false")
     from appliance.supervisor import WriterSlot
     sup.slots["lo"] = WriterSlot(proc)
-    for name in ("disk", "time", "raid", "nic", "update"):
+    for name in ("disk", "time", "raid", "nic", "update", "pipeline"):
         assert sup.run_watchdog(name).success, name
     # What the drift watchdog reads after a driver reset of lo (tuning lo itself is refused).
     sup.runs["drift"] = WatchdogRun(True, 0.001, DriftReading({"lo": {"rx-usecs": True}}))
@@ -85,6 +89,9 @@ listen = "127.0.0.1:0"
     assert samples["sluice_update_last_succeeded"].value == 0
     assert samples["sluice_update_rollbacks_total"].value == 1
     assert samples["sluice_update_info"].labels["slot"] == "none"
+    assert samples["sluice_pipeline_backlog_files"].labels == {"step": "backup"}
+    assert samples["sluice_pipeline_backlog_files"].value == 3
+    assert samples["sluice_pipeline_step_bytes_total"].value == 4096
     # The same snapshot, as `sluice status` prints it from status.json.
     from appliance.status import format_status, load_state
     state = load_state(tmp_path / "status.json")
