@@ -300,6 +300,31 @@ def box_dashboard() -> gd.Dashboard:
                           (f"time() - sluice_selftest_timestamp_seconds{{{BOX}}}", "age of the result"),
                           (f"sluice_selftest_retention_seconds_at_link_rate{{{BOX}}}", "retention at link rate"),
                           width=8))
+        .with_row(gd.Row("Post-capture pipeline and metadata"))
+        .with_panel(graph("Pipeline backlog", "none",
+                          (f"sluice_pipeline_backlog_files{{{BOX}}}", "{{step}} files to do"),
+                          (f"sluice_retention_waiting_for_backup_bytes{{{BOX}}} / 1e9",
+                           "GB retention waits on (not backed up)"), width=8,
+                          description="Closed files each step still has to do; what retention may not delete "
+                                      "until the backup holds it."))
+        .with_panel(graph("Pipeline throughput", "Bps",
+                          (f"rate(sluice_pipeline_step_bytes_total{{{BOX}}}[5m])", "{{step}} kept up with"),
+                          (f"rate(sluice_pipeline_step_bytes_total{{{BOX}}}[5m]) / "
+                           f"rate(sluice_pipeline_step_seconds_total{{{BOX}}}[5m])", "{{step}} while working"),
+                          width=8))
+        .with_panel(graph("Pipeline files, failures, last success", "none",
+                          (f"rate(sluice_pipeline_step_files_total{{{BOX}}}[5m])", "{{step}} files/s"),
+                          (f"increase(sluice_pipeline_step_failures_total{{{BOX}}}[1h])", "{{step}} failures/h"),
+                          (f"time() - sluice_pipeline_step_last_success_timestamp_seconds{{{BOX}}}",
+                           "{{step}} s since success"),
+                          (f"time() - sluice_pipeline_last_pass_timestamp_seconds{{{BOX}}}", "s since last pass"),
+                          width=8))
+        .with_panel(graph("Metadata sources (node_exporter textfile)", "none",
+                          (f"sluice_meta_source_up{{{BOX}}}", "{{source}} up"),
+                          (f"increase(sluice_meta_failures_total{{{BOX}}}[1h])", "{{source}} failures/h"),
+                          (f"time() - sluice_meta_last_success_timestamp_seconds{{{BOX}}}",
+                           "{{source}} s since success"),
+                          width=12))
         .with_row(gd.Row("The supervisor"))
         .with_panel(graph("Watchdog checks", "s",
                           (f"sluice_watchdog_duration_seconds{{{BOX}}}", "{{watchdog}} duration"),

@@ -55,7 +55,7 @@ def test_a_source_that_is_not_an_address_is_refused_before_any_rule_is_written(t
 
 
 def test_the_supervisor_unit_requires_the_firewall() -> None:
-    unit = (ROLE / "templates" / "sluice.service.j2").read_text()
+    unit = (PROVISIONING.parent / "packaging" / "systemd" / "sluice.service").read_text()
     assert "Requires=sluice-firewall.service" in unit
     after = next(line for line in unit.splitlines() if line.startswith("After="))
     assert "sluice-firewall.service" in after
