@@ -45,7 +45,7 @@ corpus: $(STAMPS)/deps
 	scripts/fetch-pcap-corpus
 
 test: venv native lint corpus
-	$(PYTEST) -m "not slow" --durations=15 tests
+	$(PYTEST) -m "not slow" --reruns 1 --durations=15 tests
 
 # pytest exits 5 when no test is selected: no test marked slow is not a failure.
 test-slow: venv native corpus
