@@ -450,7 +450,7 @@ def _url_or_empty(value: Any) -> str:
 
 
 SCHEMA["meta"] = {
-    "sources": Key([], _meta_sources, "a list of tables {name, kind = \"dns\"|\"dhcp\"|\"device\", ...} with "
+    "sources": Key([], _meta_sources, "a list of tables {name, kind = \"dns\", \"dhcp\" or \"device\", ...} with "
                    "distinct names (docs/metadata.md)", "the metadata sources `sluice meta collect` reads"),
     "maintenance": Key("", _string, "a path to a TOML file of [[window]] tables (empty = none)",
                        "maintenance windows: journal events and Alertmanager silences"),
@@ -555,10 +555,19 @@ class PipelineSection:
     ipfix_collector: str
 
 
+@dataclass(frozen=True)
+class MetaSection:
+    sources: list[dict[str, Any]]
+    maintenance: str
+    alertmanager: str
+    retries: int
+    retry_delay: float
+
+
 SECTION_TYPES: dict[str, type] = {"capture": CaptureSection, "supervisor": SupervisorSection,
                                   "metrics": MetricsSection, "retention": RetentionSection,
                                   "watchdogs": WatchdogsSection, "nic": NicSection, "pipeline": PipelineSection,
-                                  "privacy": PrivacySection}
+                                  "privacy": PrivacySection, "meta": MetaSection}
 
 
 def _section(name: str, values: dict[str, Any]) -> Any:
@@ -610,6 +619,10 @@ class Config:
     @property
     def pipeline(self) -> PipelineSection:
         return _section("pipeline", self.sections["pipeline"])  # type: ignore[no-any-return]
+
+    @property
+    def meta(self) -> MetaSection:
+        return _section("meta", self.sections["meta"])  # type: ignore[no-any-return]
 
     # Shorthands for the values used everywhere.
     @property
