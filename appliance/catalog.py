@@ -1,4 +1,5 @@
-"""The spool's catalog: one SQLite database (`SPOOL/catalog.sqlite`, WAL) with a row per closed
+"""The spool's catalog: one SQLite database (`SPOOL/catalog.sqlite`, WAL on a filesystem whose
+blocks are at least a memory page, else a rollback journal: see `journal_mode`) with a row per closed
 capture file and each file's index of addresses and (protocol, port) pairs.
 
 Rows come from `sluice-pcap index` (C, one pass over the file right after it is closed), never
@@ -16,6 +17,7 @@ import atexit
 import ipaddress
 import json
 import logging
+import mmap
 import os
 import queue
 import re
@@ -120,6 +122,15 @@ def addr_key(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bytes:
     return addr.packed
 
 
+def journal_mode(spool: str | os.PathLike[str]) -> str:
+    """WAL where SQLite's memory-mapped WAL index is safe, else DELETE (a rollback journal).
+    SQLite extends the index by writing one byte per page; on a filesystem with blocks smaller
+    than a page (ext4 picks 1 KiB for small volumes) the rest of the page has no disk space yet,
+    and on a full spool touching it is a SIGBUS that kills the supervisor (seen in the flood test
+    of issue 11). The rollback journal only writes: a full disk is an error there."""
+    return "WAL" if os.statvfs(spool).f_bsize >= mmap.PAGESIZE else "DELETE"
+
+
 def connect(spool: str | os.PathLike[str], readonly: bool = False) -> sqlite3.Connection:
     """The spool's catalog; read-only never creates it (SluiceError if missing)."""
     path = catalog_path(spool)
@@ -137,7 +148,7 @@ def connect(spool: str | os.PathLike[str], readonly: bool = False) -> sqlite3.Co
                               "makes it again", 2)
     else:
         db = sqlite3.connect(path, timeout=10)
-        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA journal_mode={journal_mode(path.parent)}")
         db.execute("PRAGMA synchronous=NORMAL")
         db.executescript(SCHEMA)
         db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
@@ -304,7 +315,8 @@ class _Recorder:
     """Indexes closed files on one background thread, in the order they closed."""
 
     def __init__(self) -> None:
-        self.queue: queue.Queue[tuple[str, str, str | None] | None] = queue.Queue()
+        # ("add", spool, path, interface) or ("forget", spool, path, None), in the order they came
+        self.queue: queue.Queue[tuple[str, str, str, str | None] | None] = queue.Queue()
         self.thread = threading.Thread(target=self._run, name="catalog", daemon=True)
         self.thread.start()
         atexit.register(self.drain)
@@ -315,11 +327,14 @@ class _Recorder:
             if item is None:
                 self.queue.task_done()
                 return
-            spool, path, interface = item
-            try:
-                add_file(spool, path, interface)
-            except Exception as exc:  # noqa: BLE001 (a file the catalog misses costs a rebuild, not the capture)
-                log.warning("catalog: cannot add %s: %s", path, exc)
+            kind, spool, path, interface = item
+            if kind == "forget":
+                forget(spool, path)
+            else:
+                try:
+                    add_file(spool, path, interface)
+                except Exception as exc:  # noqa: BLE001 (a file the catalog misses costs a rebuild, not the capture)
+                    log.warning("catalog: cannot add %s: %s", path, exc)
             self.queue.task_done()
 
     def drain(self, timeout: float = 60.0) -> None:
@@ -343,7 +358,18 @@ def on_writer_record(spool: str | os.PathLike[str], interface: str, record: dict
     with _recorder_lock:
         if _recorder is None:
             _recorder = _Recorder()
-        _recorder.queue.put((str(spool), str(path), interface or None))
+        _recorder.queue.put(("add", str(spool), str(path), interface or None))
+
+
+def forget_soon(spool: str | os.PathLike[str], path: str | os.PathLike[str]) -> None:
+    """forget, on the catalog's thread when this process has one (the supervisor): retention
+    under a flood must not wait for SQLite before it deletes the next file. Never raises."""
+    with _recorder_lock:
+        recorder = _recorder
+    if recorder is None:
+        forget(spool, path)
+    else:
+        recorder.queue.put(("forget", str(spool), str(path), None))
 
 
 def drain(timeout: float = 60.0) -> None:

@@ -388,7 +388,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
                       "deletions stop once free space is this much above the floor"),
         "min_age": Key(0.0, _seconds(0, 10 * 365 * 86400), "seconds >= 0",
                        "never delete a closed file younger than this"),
-        "interval": Key(2.0, _seconds(0.1, 3600), "seconds 0.1..3600", "how often free space is checked"),
+        "interval": Key(2.0, _seconds(0.1, 3600), "seconds 0.1..3600",
+                        "how often free space is checked (also whenever a file closes)"),
     },
     "watchdogs": {
         "interval": Key(5.0, _seconds(0.1, 3600), "seconds 0.1..3600", "period of time, disk, RAID, NIC checks"),

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from appliance.catalog import backed_up, relative
-from appliance.catalog import forget as catalog_forget
+from appliance.catalog import forget_soon as catalog_forget
 from appliance.config import FreeFloor
 from appliance.journal import Journal
 from appliance.selftest.run import WORK_PREFIX as SELFTEST_WORK_PREFIX
@@ -186,7 +186,7 @@ def enforce(spool: str | os.PathLike[str], floor: FreeFloor, margin: FreeFloor, 
         except OSError as exc:
             log.warning("retention: cannot delete %s: %s", f.path, exc)
             continue
-        catalog_forget(spool, f.path)  # the file leaves the catalog in the same step
+        catalog_forget(spool, f.path)  # its row goes too (on the catalog's thread in the supervisor)
         result.deleted.append(f)
         result.freed_bytes += f.size
         if journal is not None:

@@ -91,6 +91,10 @@ class Supervisor:
         self.slots: dict[str, WriterSlot] = {}
         self.binary = ""
         self._stop = threading.Event()
+        # Set by the writers' reader threads when a file closes: the loop wakes and retention
+        # checks the free space at once (a flood into a small spool fills it within one interval).
+        self._wake = threading.Event()
+        self._file_closed = threading.Event()
         self._reload = False
         self._lock = threading.Lock()
         self._snapshot = Snapshot(version=__version__)
@@ -153,6 +157,9 @@ class Supervisor:
         kind = record.get("type")
         if kind in ("stats", "final"):
             self.stats_log.append(interface, record)  # for the gap ledger (sluice gaps)
+        if kind == "file":
+            self._file_closed.set()
+            self._wake.set()
         if self.journal is None:
             return
         if kind == "file":
@@ -172,6 +179,7 @@ class Supervisor:
 
     def request_stop(self, *_: object) -> None:
         self._stop.set()
+        self._wake.set()
 
     def request_reload(self, *_: object) -> None:
         self._reload = True
@@ -214,7 +222,8 @@ class Supervisor:
                 if self._fatal is not None:
                     raise self._fatal
                 self._notify_systemd(time.monotonic())
-                self._stop.wait(TICK)
+                self._wake.wait(TICK)
+                self._wake.clear()
         finally:
             self.notifier.notify(stopping=1, status="stopping: closing the capture files")
             self.shutdown()
@@ -236,7 +245,9 @@ class Supervisor:
         for slot in list(self.slots.values()):
             self._supervise_writer(slot, now)
         self._journal_drops()
-        if self._due_now("retention", now, self.cfg.retention.interval):
+        closed = self._file_closed.is_set()
+        self._file_closed.clear()
+        if self._due_now("retention", now, self.cfg.retention.interval) or closed:
             self._guard("retention", self._retention)
         for name, watchdog in self.watchdogs.items():
             interval = watchdog.interval(self.cfg)
@@ -359,7 +370,10 @@ class Supervisor:
         # until the next check, not only right after this one.
         disk = self.watchdogs["disk"]
         assert isinstance(disk, disk_wd.DiskWatchdog)
-        headroom = int(disk.rate.rate * ret.interval * 2)
+        # The disk watchdog's rate is a statvfs delta over its 5 s period: a flood that began a
+        # second ago is in the writers' own rates (their stats lines) long before it is there.
+        writers_rate = sum(slot.proc.state().bytes_per_second for slot in self.slots.values())
+        headroom = int(max(disk.rate.rate, writers_rate) * ret.interval * 2)
         result = enforce_retention(self.cfg.spool, ret.min_free, ret.margin, self.journal, ret.min_age,
                                    headroom=headroom, require_backup=bool(self.cfg.pipeline.backup))
         self._retention_waiting_for_backup = result.waiting_for_backup_bytes  # issue 15: never before backup

@@ -84,15 +84,16 @@ def trafgen_config(lab: Lab, src: str, dst: str, size: int) -> str:
 
 
 def flood(lab: Lab, src: str = "h1", dst: str = "h2", count: int = 100_000, size: int = 1442,
-          cpu: int | None = None) -> int:
-    """trafgen sends `count` frames from src to dst at full speed; returns the count sent."""
+          cpu: int | None = None, rate: str | None = None) -> int:
+    """trafgen sends `count` frames from src to dst at full speed, or at `rate` (trafgen's
+    --rate: "100MB", "50kpps"); returns the count sent."""
     if shutil.which("trafgen") is None:
         raise SluiceError("trafgen is not installed (Debian package netsniff-ng): `make deps`")
     with tempfile.TemporaryDirectory(prefix="sluice-lab-") as tmp:
         cfg = Path(tmp) / "flood.cfg"
         cfg.write_text(trafgen_config(lab, src, dst, size))
         argv = ["trafgen", "--dev", lab.host(src).ifname, "--conf", str(cfg), "-q", "-n", str(count),
-                "--cpus", "1"]
+                "--cpus", "1"] + (["--rate", rate] if rate else [])
         if cpu is not None:
             argv = ["taskset", "-c", str(cpu), *argv]
         netns.run_in(lab.host(src).ns, argv, timeout=600)

@@ -42,6 +42,20 @@ def parse_pcap(data: bytes) -> PcapFile:
     return PcapFile(magic == 0xA1B23C4D, linktype, snaplen, records, offsets)
 
 
+def time_groups(records: list, ts_fields: int = 2) -> list[tuple[tuple, list]]:
+    """Records as runs of equal timestamps (their first `ts_fields` fields), each run sorted: the
+    order two mergers may differ in (on a tie mergecap puts the later input first,
+    `sluice-pcap merge` the earlier one)."""
+    groups: list[tuple[tuple, list]] = []
+    for rec in records:
+        ts = tuple(rec[:ts_fields])
+        if groups and groups[-1][0] == ts:
+            groups[-1][1].append(rec)
+        else:
+            groups.append((ts, [rec]))
+    return [(ts, sorted(recs)) for ts, recs in groups]
+
+
 def build_pcap(pf: PcapFile, records: list[tuple[int, int, int, int, bytes]] | None = None) -> bytes:
     magic = 0xA1B23C4D if pf.nanosecond else 0xA1B2C3D4
     out = bytearray(struct.pack("<IHHiIII", magic, 2, 4, 0, 0, pf.snaplen, pf.linktype))

@@ -129,10 +129,6 @@ def loop_ext4_200m(tmp_path: Path) -> Iterator[Path]:
         image.unlink(missing_ok=True)
 
 
-# Marked slow (out of `make test`): on the merged tree it failed twice in clean-clone runs with
-# bytes_written 185.6 MB < the 190.8 MB disk (every other assertion before it held); the cause is
-# not found yet (issue 11 stays open for it).
-@pytest.mark.slow
 def test_a_flood_keeps_the_newest_files_and_deletes_only_for_the_floor(lab, loop_ext4_200m: Path,  # noqa: ANN001
                                                                        tmp_path: Path) -> None:
     """trafgen at full speed into a 200 MiB spool with the default retention settings: deletions
@@ -149,6 +145,7 @@ def test_a_flood_keeps_the_newest_files_and_deletes_only_for_the_floor(lab, loop
     st = os.statvfs(spool)
     size = st.f_blocks * st.f_frsize
     floor = parse_floor("10%").bytes_for(size)
+    free_at_start = st.f_bavail * st.f_frsize
     with Supervise(lab.capture_ns, path, spool) as sup:
         for flood_no in range(2):
             # 250 000 x 1442 B, mirrored in and out of the bridge: well over the disk's size.
@@ -160,7 +157,9 @@ def test_a_flood_keeps_the_newest_files_and_deletes_only_for_the_floor(lab, loop
         assert sup.stop() == 0
     deletions = list(read_events(spool / "journal.jsonl", "retention_delete"))
     assert deletions, "the floods never filled the disk: nothing tested"
-    assert state["writers"][0]["totals"]["bytes_written"] > size
+    # More was written than fitted above the floor. (Not more than the disk: trafgen at full speed
+    # outruns the writer on a 2-core box and ext4's metadata makes the disk smaller than f_blocks.)
+    assert state["writers"][0]["totals"]["bytes_written"] > free_at_start - floor
     for e in deletions:
         # The raised floor stays a sane share of the disk: never a deletion with 20 % free.
         assert e["headroom_bytes"] <= 0.10 * size + 1, e
@@ -170,6 +169,34 @@ def test_a_flood_keeps_the_newest_files_and_deletes_only_for_the_floor(lab, loop
     assert kept and max(deleted) < min(kept), "a newer file went while an older one stayed"
     newest_written = max(Path(e["path"]).name for e in read_events(spool / "journal.jsonl", "file_closed"))
     assert newest_written in kept
+
+
+def test_the_issues_flood_rate_never_fills_the_spool(lab, loop_ext4_200m: Path, tmp_path: Path) -> None:  # noqa: ANN001
+    """The flood of issue 11 (210 MB/s captured, into a 200 MiB spool, default retention): the
+    disk filled and packets were dropped. Retention now checks the free space whenever a file
+    closes, not only every 2 s: the writer never meets a full disk and writes every packet."""
+    from appliance.lab import traffic
+
+    require_tool("trafgen")
+    if not SLUICE_CAPTURE.exists():
+        pytest.fail(f"{SLUICE_CAPTURE} is missing: `make native` builds it")
+    spool = loop_ext4_200m
+    path = write_config(tmp_path / "sluice.toml", lab.capture_if, spool, extra="[nic]\ntune = false\n")
+    # the capture's defaults (ring and buffers sized from the memory), not the tests' small ones
+    text = path.read_text().replace("ring_mb = 8\nbuffer_mb = 16\n", "")
+    path.write_text(text.replace('host = "lab"', 'host = "lab"\nrotate_size = "8M"'))
+    with Supervise(lab.capture_ns, path, spool) as sup:
+        # 150 000 x 1442 B at 105 MB/s, seen twice on the SPAN port: about 430 MB in 2 s.
+        traffic.flood(lab, "h1", "h2", count=150_000, size=1442, cpu=0, rate="105MB")
+        state = sup.wait_for(lambda s: s["writers"][0]["buffer_fill"] < 0.01 and
+                             s["writers"][0]["totals"]["packets"] + s["writers"][0]["totals"]["kernel_drops"]
+                             >= 300_000, 20, "the flood written")
+        assert sup.stop() == 0
+    totals = state["writers"][0]["totals"]
+    assert not list(read_events(spool / "journal.jsonl", "disk_error")), "the writer met a full disk"
+    assert list(read_events(spool / "journal.jsonl", "retention_delete")), "the flood never filled the disk"
+    assert totals["writer_drops"] == 0 and totals["kernel_drops"] == 0, totals
+    assert totals["bytes_written"] > os.statvfs(spool).f_blocks * os.statvfs(spool).f_frsize
 
 
 def test_retention_blocked_by_other_files_and_a_truthful_status_on_a_full_then_read_only_spool(
