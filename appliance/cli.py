@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "appliance.conns.commands",
     "appliance.gaps.commands",
     "appliance.lab.commands",
+    "appliance.merge_commands",
     "appliance.meta.commands",
     "appliance.nic.commands",
     "appliance.notes.commands",
@@ -38,7 +39,8 @@ COMMAND_MODULES = (
 # Commands whose module is imported alone when one of them is run, so they start without the
 # others' imports (pyroute2 alone takes half a second): `sluice extract ... | tcpdump -r -`.
 LIGHT_COMMANDS = {"catalog": "appliance.catalog_commands", "extract": "appliance.catalog_commands",
-                  "pipeline": "appliance.pipeline_commands", "flows": "appliance.pipeline_commands"}
+                  "pipeline": "appliance.pipeline_commands", "flows": "appliance.pipeline_commands",
+                  "merge": "appliance.merge_commands"}
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:

@@ -393,6 +393,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
     "watchdogs": {
         "interval": Key(5.0, _seconds(0.1, 3600), "seconds 0.1..3600", "period of time, disk, RAID, NIC checks"),
+        "clock_journal_interval": Key(60.0, _seconds(1, 86400), "seconds 1..86400",
+                                      "how often the clock's offset and error are journaled (`clock`), "
+                                      "for `sluice merge` of several boxes"),
         "time_step_threshold": Key(0.5, _seconds(0.001, 3600), "seconds 0.001..3600",
                                    "realtime moving against monotonic by more than this is a clock step"),
         "span_dead_seconds": Key(30.0, _seconds(1, 86400), "seconds 1..86400",
@@ -524,6 +527,7 @@ class RetentionSection:
 @dataclass(frozen=True)
 class WatchdogsSection:
     interval: float
+    clock_journal_interval: float
     time_step_threshold: float
     span_dead_seconds: float
     raid: bool

@@ -75,6 +75,14 @@ class ChronyTracking:
     stratum: int
     offset_seconds: float  # system time minus true time (chrony's "System time", sign flipped)
     leap_status: str
+    root_delay_seconds: float = 0.0
+    root_dispersion_seconds: float = 0.0
+
+    @property
+    def error_seconds(self) -> float:
+        """chrony's bound on the clock's error against true time (chrony's documentation of
+        `tracking`: root dispersion + root delay / 2), plus what is not yet corrected."""
+        return self.root_dispersion_seconds + self.root_delay_seconds / 2 + abs(self.offset_seconds)
 
 
 def parse_chrony_tracking(line: str) -> ChronyTracking | None:
@@ -86,7 +94,8 @@ def parse_chrony_tracking(line: str) -> ChronyTracking | None:
         # chrony's "System time" is how far true time is ahead of the system clock
         # (positive: the system clock is slow), so the clock's offset is its negation.
         return ChronyTracking(reference=fields[1] or fields[0], stratum=int(fields[2]),
-                              offset_seconds=-float(fields[4]), leap_status=fields[13])
+                              offset_seconds=-float(fields[4]), leap_status=fields[13],
+                              root_delay_seconds=float(fields[10]), root_dispersion_seconds=float(fields[11]))
     except ValueError:
         return None
 
@@ -135,6 +144,7 @@ class TimeReading:
     source: str  # "chrony" or "adjtimex"
     step_seconds: float | None
     steps_total: int
+    error_seconds: float = 0.0  # bound on |offset - true offset|: chrony's, else adjtimex maxerror
 
 
 def read(detector: StepDetector) -> TimeReading:
@@ -148,6 +158,7 @@ def read(detector: StepDetector) -> TimeReading:
         source="chrony" if chrony else "adjtimex",
         step_seconds=step,
         steps_total=detector.steps,
+        error_seconds=chrony.error_seconds if chrony else kernel.max_error_seconds,
     )
 
 
@@ -166,10 +177,13 @@ class TimeWatchdog(Watchdog[TimeReading]):
 
     def __init__(self, cfg: Config) -> None:
         self.detector = StepDetector(cfg.watchdogs.time_step_threshold)
+        self._journaled: tuple[float, float] | None = None  # (monotonic, offset) of the last `clock`
         super().__init__(cfg)
 
     def reconfigure(self, cfg: Config) -> None:
         self.detector.threshold = cfg.watchdogs.time_step_threshold
+        self.host = cfg.host
+        self.clock_journal_interval = cfg.watchdogs.clock_journal_interval
 
     def interval(self, cfg: Config) -> float | None:
         return float(cfg.watchdogs.interval)
@@ -178,7 +192,22 @@ class TimeWatchdog(Watchdog[TimeReading]):
         reading = read(self.detector)
         if reading.step_seconds is not None and ctx.journal is not None:
             ctx.journal.append("time_step", step_seconds=round(reading.step_seconds, 6))
+        if ctx.journal is not None and self._clock_due(ctx.monotonic, reading):
+            # the box's clock over time: `sluice merge` corrects each box's files by it
+            ctx.journal.append("clock", host=self.host, offset_seconds=reading.offset_seconds,
+                               error_seconds=reading.error_seconds, source=reading.source,
+                               synchronized=reading.synchronized)
+            self._journaled = (ctx.monotonic, reading.offset_seconds)
         return reading
+
+    def _clock_due(self, mono: float, reading: TimeReading) -> bool:
+        """Every clock_journal_interval, and at once when the offset moved by more than its
+        error bound (a step, a new time source) since the last `clock` event."""
+        if self._journaled is None or reading.step_seconds is not None:
+            return True
+        last_mono, last_offset = self._journaled
+        return mono - last_mono >= self.clock_journal_interval or \
+            abs(reading.offset_seconds - last_offset) > max(reading.error_seconds, 1e-3)
 
     @classmethod
     def samples(cls, reading: TimeReading) -> Iterable[Sample]:

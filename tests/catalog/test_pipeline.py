@@ -392,3 +392,87 @@ def test_pyspark_reads_the_same_totals_as_duckdb_and_sluice_pcap(spool: Spool, t
     assert spark_row == duck_row
     assert spark_row[:3] == [n, packets, octets] and n > 0 and spark_row[5] == 1
     assert micros[0][0] == 0  # the timestamp column is the integer ns, to the microsecond
+
+
+def test_the_service_takes_new_files_as_they_come_and_stops_on_sigterm(spool: Spool, tmp_path: Path) -> None:
+    """`sluice pipeline run` without --once (what sluice-pipeline.service runs): passes every
+    `interval`, so a file that reaches the catalog later is backed up too; SIGTERM ends it cleanly."""
+    import signal
+
+    copy = tmp_path / "spool"
+    shutil.copytree(spool.dir, copy, symlinks=True)
+    late = sorted(copy.joinpath("lab").rglob("*.pcapng"))[-1]
+    held_back = tmp_path / late.name
+    shutil.move(late, held_back)  # not in the spool yet when the service starts
+    assert sluice("catalog", "rebuild", "--spool", str(copy)).returncode == 0
+    target = tmp_path / "backup"
+    target.mkdir()
+    cfg = _config(tmp_path, copy, [target])
+    cfg.write_text(cfg.read_text() + "interval = 1\n")
+    proc = subprocess.Popen([sys.executable, "-m", "appliance.cli", "pipeline", "run", "--config", str(cfg)],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        def all_checked(n: int) -> bool:
+            found = rows(copy)
+            return len(found) == n and {r["state"] for r in found} == {"checked"}
+
+        n = len(rows(copy))
+        deadline = time.monotonic() + 60
+        while not all_checked(n) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        assert all_checked(n), rows(copy)
+        shutil.move(held_back, late)  # the file closes now: the catalog gets it, the next pass backs it up
+        assert sluice("catalog", "rebuild", "--spool", str(copy)).returncode == 0
+        deadline = time.monotonic() + 60
+        while not all_checked(n + 1) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        assert all_checked(n + 1), rows(copy)
+        assert _sha(target / late.relative_to(copy)) == _sha(late)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err.decode()
+    assert b"pipeline: stopped" in err
+
+
+def test_once_on_a_terminal_draws_a_progress_bar(spool: Spool, tmp_path: Path) -> None:
+    """On a terminal `run --once` redraws one line per file and step; into a pipe it prints none."""
+    import os
+    import pty
+
+    copy = tmp_path / "spool"
+    shutil.copytree(spool.dir, copy, symlinks=True)
+    target = tmp_path / "backup"
+    target.mkdir()
+    cfg = _config(tmp_path, copy, [target])
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "appliance.cli", "pipeline", "run", "--once",
+                                 "--config", str(cfg)], cwd=REPO, stdout=subprocess.PIPE, stderr=slave)
+        os.close(slave)
+        drawn = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the program closed the terminal
+                break
+            if not chunk:
+                break
+            drawn += chunk
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        os.close(master)
+    assert proc.returncode == 0, drawn.decode(errors="replace")
+    n = len(rows(copy))
+    frames = drawn.decode().split("\r\x1b[K")[1:]
+    assert len(frames) >= 2 * n, drawn  # a redraw per file and step (backup, check), then the end
+    assert any(" backup " in f for f in frames) and any(" check " in f for f in frames)
+    steps = 2 * n  # backup and check for each file: this config has no processed or publish steps
+    assert frames[-1].strip() == f"[{'#' * 30}] {steps}/{steps} steps done"
+    assert b"\x1b[K" not in out and b"pipeline: " in out
+    # without a terminal: no bar at all
+    again = sluice("pipeline", "run", "--once", "--config", str(cfg))
+    assert again.returncode == 0 and b"\x1b[K" not in again.stderr

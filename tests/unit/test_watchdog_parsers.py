@@ -190,6 +190,10 @@ def test_chrony_tracking_synced() -> None:
     m = re.search(r"System time\s*:\s*([\d.]+) seconds (fast|slow) of NTP time", text)
     assert m is not None
     assert t.offset_seconds == pytest.approx(float(m[1]) * (1 if m[2] == "fast" else -1))
+    # the error bound journaled for `sluice merge`: root dispersion + root delay / 2 + the offset
+    delay = float(re.search(r"Root delay\s*:\s*([\d.]+)", text)[1])  # type: ignore[index]
+    dispersion = float(re.search(r"Root dispersion\s*:\s*([\d.]+)", text)[1])  # type: ignore[index]
+    assert t.error_seconds == pytest.approx(dispersion + delay / 2 + 1.847e-6, rel=1e-3)
 
 
 def test_chrony_tracking_local_and_unsynchronised() -> None:
