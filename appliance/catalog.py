@@ -33,7 +33,6 @@ from typing import Any
 
 from appliance.errors import SluiceError
 from appliance.journal import read_events
-from appliance.watchdogs.disk import capture_files
 
 log = logging.getLogger("sluice.catalog")
 
@@ -435,6 +434,8 @@ def rebuild(spool: str | os.PathLike[str], binary: str | None = None) -> Rebuild
     binary = binary or find_pcap_binary()
     entries = []
     reindexed = 0
+    from appliance.watchdogs.disk import capture_files  # rebuild only: extract starts without it
+
     for f in capture_files(sp):
         rel = str(f.path.relative_to(sp))
         side = sidecar_path(sp, rel)

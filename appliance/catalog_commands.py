@@ -9,18 +9,19 @@ import re
 import sys
 from pathlib import Path
 
-from appliance import catalog, extract, timespec
-from appliance import config as config_mod
+from appliance import DEFAULT_CONFIG_PATH, catalog, extract, timespec
 from appliance.errors import SluiceError
 
 
 def _spool(args: argparse.Namespace) -> Path:
     if args.spool:
         spool = Path(args.spool)
-    elif args.config or os.path.exists(config_mod.DEFAULT_CONFIG_PATH):
-        spool = config_mod.load(args.config or config_mod.DEFAULT_CONFIG_PATH).spool
+    elif args.config or os.path.exists(DEFAULT_CONFIG_PATH):
+        from appliance import config as config_mod  # only here: extract starts faster without it
+
+        spool = config_mod.load(args.config or DEFAULT_CONFIG_PATH).spool
     else:
-        raise SluiceError(f"no spool: give --spool DIR or --config FILE ({config_mod.DEFAULT_CONFIG_PATH} "
+        raise SluiceError(f"no spool: give --spool DIR or --config FILE ({DEFAULT_CONFIG_PATH} "
                           "does not exist)", 2)
     if not spool.is_dir():
         raise SluiceError(f"spool {spool}: no such directory", 2)
@@ -93,7 +94,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     # looks like a negative number, so widen what looks like one (no option of ours does).
     p._negative_number_matcher = re.compile(r"^-\d+(\.\d+)?[a-z]*$")  # noqa: SLF001
     p.add_argument("--spool", help="the spool directory (default: the config's)")
-    p.add_argument("--config", help=f"read the spool from this config (default {config_mod.DEFAULT_CONFIG_PATH})")
+    p.add_argument("--config", help=f"read the spool from this config (default {DEFAULT_CONFIG_PATH})")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

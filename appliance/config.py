@@ -19,9 +19,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from appliance import DEFAULT_CONFIG_PATH  # noqa: E402,F401 (re-exported: config.DEFAULT_CONFIG_PATH)
 from appliance.errors import SluiceError
-
-DEFAULT_CONFIG_PATH = "/etc/sluice/sluice.toml"
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}

@@ -13,8 +13,10 @@ import os
 import pwd
 import stat
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from appliance.config import Config
+if TYPE_CHECKING:  # the modes below are read by `sluice extract`, which starts without the config module
+    from appliance.config import Config
 
 SPOOL_DIR_MODE = 0o750
 CAPTURE_FILE_MODE = 0o640
