@@ -256,13 +256,18 @@ static void close_file(struct assembler *a, int with_isb)
     a->cur_since_ns = 0;
 }
 
-/* The writer gave up on the current file: stop feeding it, try a new file in a second. */
+/* How long after a disk error the next file is tried. Everything that arrives meanwhile is a
+ * writer drop, and retention (which checks whenever a file closes) frees space within tens of
+ * milliseconds, so a short wait loses less; a retry that fails again costs a create and an unlink. */
+#define DISK_RETRY_NS (NS_PER_S / 10)
+
+/* The writer gave up on the current file: stop feeding it, try a new file DISK_RETRY_NS later. */
 static void check_disk_failure(struct assembler *a)
 {
     if (a->file == NULL || blockq_failed_seq(a->q) != a->file->seq)
         return;
     close_file(a, 0);
-    a->retry_at_ns = mono_ns() + NS_PER_S;
+    a->retry_at_ns = mono_ns() + DISK_RETRY_NS;
 }
 
 struct assembler *assembler_create(const struct assembler_cfg *cfg, struct blockq *q,

@@ -230,7 +230,7 @@ static void fail_file(struct diskwriter *dw, int err)
     atomic_fetch_add(&dw->st->errors, 1);
     blockq_report_failed(dw->q, dw->job->seq);
     if (was == 0)
-        log_error("writing %s failed: %s: closed it at its last whole record, retrying every second",
+        log_error("writing %s failed: %s: closed it at its last whole record, retrying every 0.1 s",
                   dw->job->part_path, strerror(err));
 }
 

@@ -8,7 +8,7 @@
  * `X.part` to `X` and reports the file on the stats channel. On ENOSPC/EIO it closes the file at
  * its last whole record (everything written stays readable), reports disk_error in the stats,
  * counts the lost packets as writer drops and tells the assembler through the blockq
- * (blockq_report_failed), which starts a new file a second later. With compression, each block
+ * (blockq_report_failed), which starts a new file 0.1 s later (assembler.c: DISK_RETRY_NS). With compression, each block
  * becomes one zstd frame. Every `.part` is held under an exclusive flock from its creation
  * until after its rename, so recovery (recover.h) never touches a file a live writer holds. */
 #ifndef SLUICE_CAPTURE_DISKWRITER_H
