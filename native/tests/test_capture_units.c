@@ -49,13 +49,13 @@ static void test_slice(void)
     o = eth(f, 0x88B5, 0);
     CHECK(slice_header_len(f, 1500) == o);
     CHECK(slice_header_len(f, 10) == 10);
-    struct slice_cfg c = {100, 1, 1};
+    struct slice_cfg c = {100, 1, 1, NULL};
     memset(f, 0, sizeof f);
     o = eth(f, 0x0800, 0);
     f[o] = 0x45, f[o + 9] = 17;
-    CHECK(slice_keep(&c, f, 1500) == o + 28);
+    CHECK(slice_keep(&c, f, 1500, 1500) == o + 28);
     c.header_only = 0;
-    CHECK(slice_keep(&c, f, 1500) == 100 && slice_keep(&c, f, 60) == 60);
+    CHECK(slice_keep(&c, f, 1500, 1500) == 100 && slice_keep(&c, f, 60, 60) == 60);
 }
 
 static void test_recover_walk(void)
