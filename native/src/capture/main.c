@@ -356,6 +356,15 @@ static int setup(struct run *r, char *err, size_t errlen)
      * any thread starts, since capabilities belong to each thread. */
     if (privdrop_apply(&r->priv, o->user, o->dir, err, errlen) != 0)
         return 2;
+    /* The first period's key, made by the user the writer now is, so that every key of the
+     * folder is its (a restart within the period finds and reads it); no thread runs yet. */
+    if (r->keys.dirfd >= 0) {
+        uint64_t now = wall_ns();
+        if (keyring_key_at(&r->keys, now, r->key, r->key_name, err, errlen) != 0)
+            return 2;
+        r->key_next_ns = keyring_period_start(&r->keys, now) + r->keys.period_ns;
+        cp_key_id(r->key, r->key_id);
+    }
     uint64_t step = 64u << 20;
     if (o->rotate_size && o->rotate_size < step)
         step = (o->rotate_size + BLOCK_ALIGN * 2 - 1) / BLOCK_ALIGN * BLOCK_ALIGN;
@@ -505,20 +514,15 @@ int main(int argc, char **argv)
         cp_key_id(r.key, r.key_id);
         r.anonymize = 1;
     }
-    /* --key-dir: the folder is opened now, with the privileges of the start (keyring.h); the
-     * keys are made and read with the descriptor afterwards. */
+    /* --key-dir: the folder is opened now, with the privileges of the start (keyring.h); its
+     * keys are made and read through the descriptor by the user the writer becomes (setup). */
     if (o.key_dir != NULL) {
-        uint64_t now = wall_ns();
         if (keyring_open(&r.keys, o.key_dir, o.key_rotate_seconds, r.priv.switch_user ? r.priv.uid : geteuid(),
-                         err, sizeof err) != 0 ||
-            keyring_key_at(&r.keys, now, r.key, r.key_name, err, sizeof err) != 0) {
+                         err, sizeof err) != 0) {
             log_error("%s", err);
-            keyring_close(&r.keys);
             free(o.filter_buf);
             return 2;
         }
-        r.key_next_ns = keyring_period_start(&r.keys, now) + r.keys.period_ns;
-        cp_key_id(r.key, r.key_id);
         r.anonymize = 1;
     }
     int rc = setup(&r, err, sizeof err);
