@@ -341,16 +341,12 @@ static int setup(struct run *r, char *err, size_t errlen)
     /* The payload policy's filter runs in user space on the frame as delivered (tags put back),
      * so it is compiled as for a file, not for the kernel. */
     if (o->payload_filter != NULL) {
-        int frc = filter_compile(o->payload_filter, NULL, r->src->linktype, o->snaplen, o->filter_timeout,
-                                 &r->payload_prog, err, errlen);
-        if (frc != 0) {
-            if (frc == -1) {
-                char why[768];
-                snprintf(why, sizeof why, "%s", err);
-                snprintf(err, errlen, "--%s: %s", o->payload_filter_keeps ? "keep-payload" : "drop-payload", why);
-            }
+        const char *flag = o->payload_filter_keeps ? "--keep-payload: " : "--drop-payload: ";
+        size_t n = strlen(flag) < errlen ? strlen(flag) : 0;
+        memcpy(err, flag, n); /* the message goes after the flag's name */
+        if (filter_compile(o->payload_filter, NULL, r->src->linktype, o->snaplen, o->filter_timeout,
+                           &r->payload_prog, err + n, errlen - n) != 0)
             return 2;
-        }
     }
     /* Everything that needed root is open: from here on no capability (and --user), before
      * any thread starts, since capabilities belong to each thread. */

@@ -23,10 +23,14 @@ static void on_packet(void *ctx, const struct packet *p)
     }
     struct packet anonymised;
     if (w->anonymize) { /* before the assembler: no clear address reaches a block */
-        memcpy(w->anon_buf, p->data, keep);
+        uint8_t *frame = p->writable; /* in place where the source allows it: no copy */
+        if (frame == NULL) {
+            memcpy(w->anon_buf, p->data, keep);
+            frame = w->anon_buf;
+        }
         anonymised = *p;
-        anonymised.data = w->anon_buf;
-        keep = anonframe_rewrite(&w->anon, w->linktype, w->anon_buf, keep);
+        anonymised.data = frame;
+        keep = anonframe_rewrite(&w->anon, w->linktype, frame, keep);
         if (w->anon.bad) { /* it may hold an address the walk cannot see: left out, as sluice-pcap */
             w->anon_left_out++;
             return;

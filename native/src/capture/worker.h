@@ -30,7 +30,7 @@ struct worker {
     struct anonframe anon;   /* this thread's own walk and cipher; anon.cp is read and swapped
                               * (key rotation) under the assembler's lock only */
     uint16_t linktype;
-    uint8_t *anon_buf;       /* the frame being anonymised (the ring's copy stays as it was) */
+    uint8_t *anon_buf;       /* the frame being anonymised when the source's is read-only */
     uint64_t anon_left_out;  /* frames the walk could not parse: never written */
 };
 
