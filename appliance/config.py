@@ -13,6 +13,7 @@ import os
 import re
 import reprlib
 import socket
+import stat
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
@@ -749,7 +750,8 @@ _REPR.maxlevel, _REPR.maxstring, _REPR.maxother, _REPR.maxlist = 3, 57, 57, 6
 def check_on_this_machine(cfg: Config) -> None:
     """What only the box itself can check (`sluice config check` and the supervisor's start; not
     `load`, which a controller also runs on a box's file): the writer's user and the readers'
-    group exist here (the writer looks them up too), the metrics web config and its files load."""
+    group exist here (the writer looks them up too), the key folder is the writer user's and
+    private, the metrics web config and its files load."""
     import grp
     import pwd
 
@@ -763,6 +765,19 @@ def check_on_this_machine(cfg: Config) -> None:
         except KeyError:
             raise _fail(where, f"[capture] {key} = \"{cap[key]}\" is not a {kind} of this machine "
                                f"(allowed: an existing {kind}, or \"\")") from None
+    key_dir = cfg.privacy.key_dir
+    if key_dir:
+        owner = pwd.getpwnam(cap["user"]).pw_uid if cap["user"] else os.geteuid()
+        try:
+            st = os.stat(key_dir)
+        except OSError as e:
+            raise _fail(where, f"[privacy] key_dir = \"{key_dir}\": {e.strerror}") from None
+        why = ("not a folder" if not stat.S_ISDIR(st.st_mode) else
+               "not owned by the writer's user" if st.st_uid != owner else
+               f"of mode {stat.S_IMODE(st.st_mode):04o}, open to group or others" if st.st_mode & 0o077 else "")
+        if why:
+            raise _fail(where, f"[privacy] key_dir = \"{key_dir}\" is {why} (allowed: a folder of mode 0700 "
+                               "owned by the user the writers run as)")
     if cfg.get("metrics", "web_config"):
         from appliance import webconfig
 

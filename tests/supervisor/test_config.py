@@ -250,3 +250,21 @@ def test_privacy_keys_that_do_not_go_together_are_refused(tmp_path: Path, extra:
         extra = "[privacy]" + rest if rest else ""
     with pytest.raises(config.ConfigError, match=re.escape(message)):
         config.loads(text + "\n" + extra, "t")
+
+
+@pytest.mark.parametrize(("mode", "needle"), [(0o750, "of mode 0750, open to group or others"), (None, "No such file"),
+                                              (0o700, "")])
+def test_config_check_wants_a_private_key_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                 mode: int | None, needle: str) -> None:
+    keys = tmp_path / "keys"
+    if mode is not None:
+        keys.mkdir()
+        keys.chmod(mode)
+    path = write(tmp_path, MINIMAL.replace("/data/sluice", str(tmp_path / "spool")) +
+                 f'\n[privacy]\nkey_dir = "{keys}"\n')
+    rc = main(["config", "check", str(path)])
+    err = capsys.readouterr().err
+    if not needle:
+        assert rc == 0, err
+        return
+    assert rc == 2 and err.count("\n") == 1 and needle in err and "key_dir" in err, err
