@@ -22,11 +22,13 @@ from pathlib import Path
 
 import pytest
 
+from appliance.journal import read_events
 from appliance.lab import netns
 from tests.capture.capfiles import read_capture
 from tests.capture.conftest import mixed_traffic, start_writer
 from tests.capture.test_anonymize_capture import CLOSED_PORT, MARK, between
 from tests.conftest import SLUICE_PCAP
+from tests.supervisor.running import Supervise, capture_files, write_config
 
 pytestmark = [pytest.mark.root, pytest.mark.netns]
 
@@ -191,3 +193,53 @@ def test_key_rotate_seconds_needs_a_key_folder(capture_binary, tmp_path: Path) -
     p = subprocess.run([str(capture_binary), "-i", "lo", "-w", str(tmp_path), "--key-rotate-seconds", "60"],
                        capture_output=True, text=True, timeout=30)
     assert p.returncode == 2 and "--key-rotate-seconds needs --key-dir" in p.stderr, p.stderr
+
+
+# IPv4/UDP frames from 192.0.2.1 to 192.0.2.2, numbered, at a steady rate (a link without addresses)
+UDP_FRAMES = r"""
+import socket, struct, sys, time
+ifname, seconds = sys.argv[1], float(sys.argv[2])
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((ifname, 0))
+def csum(b):
+    t = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    t = (t >> 16) + (t & 0xffff)
+    return ~(t + (t >> 16)) & 0xffff
+end, i = time.monotonic() + seconds, 0
+while time.monotonic() < end:
+    payload = struct.pack("!I", i) + b"sluice" * 10
+    udp = struct.pack("!HHHH", 40000, 9, 8 + len(payload), 0) + payload
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), i & 0xffff, 0, 64, 17, 0,
+                     bytes([192, 0, 2, 1]), bytes([192, 0, 2, 2]))
+    ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
+    s.send(bytes.fromhex("02aabbccdd02" "02aabbccdd01" "0800") + ip + udp)
+    i += 1
+    time.sleep(0.01)
+"""
+
+
+def test_the_supervisors_writers_rotate_keys_in_the_configured_folder(veth_ns, root_dir: Path) -> None:  # noqa: ANN001
+    keys = owned_by_user(root_dir / "keys", 0o700)
+    spool = root_dir / "spool"
+    cfg = write_config(root_dir / "sluice.toml", veth_ns.rx, spool,
+                       extra=f'[privacy]\nkey_dir = "{keys}"\nkey_rotate_seconds = 1\n')
+    cfg.write_text(cfg.read_text().replace("[capture]\n", f'[capture]\nuser = "{USER}"\nreaders_group = "{GROUP}"\n'))
+    with Supervise(veth_ns.ns, cfg, spool) as sup:
+        netns.run_in(veth_ns.ns, [sys.executable, "-c", UDP_FRAMES, veth_ns.tx, "3.5"], timeout=60)
+        assert sup.stop() == 0
+    files = [f for f in capture_files(spool) if f.name.endswith(".pcapng")]
+    with_packets = [f for f in files if read_capture(f).packets]
+    ids = {shb_key(f) for f in with_packets}
+    assert len(ids) >= 3, ids  # 3.5 s of traffic over 1 s key periods
+    for key_id, key_name in ids:
+        key = keys / key_name
+        st = key.stat()
+        assert stat.S_IMODE(st.st_mode) == 0o600 and st.st_uid == pwd.getpwnam(USER).pw_uid, key
+        p = subprocess.run([str(SLUICE_PCAP), "anonymize", "--key-file", str(key), str(with_packets[0]),
+                            str(root_dir / "check.pcapng")], capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0 and f"key id {key_id}" in p.stdout, p.stdout + p.stderr
+    every = b"".join(f.read_bytes() for f in files)
+    assert bytes([192, 0, 2, 1]) not in every and bytes([192, 0, 2, 2]) not in every, "an address in clear"
+    # one writer all along: the keys rotated in it, not through restarts
+    starts = [e for e in read_events(spool / "journal.jsonl") if e["event"] == "writer_start"]
+    assert len(starts) == 1, starts
