@@ -13,6 +13,7 @@ import os
 import re
 import reprlib
 import socket
+import stat
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
@@ -371,6 +372,18 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "anonymize_key": Key("", _string, "a path to a 32-byte Crypto-PAn key file (empty = off)",
                              "the writers anonymise every IPv4/IPv6 address before it reaches the disk "
                              "(sluice-capture --anonymize; the file readable by its owner only)"),
+        "key_dir": Key("", _string, "a path to a folder of mode 0700 owned by the writer's user (empty = off)",
+                       "as anonymize_key, with a new key every key_rotate_seconds, made and kept in this "
+                       "folder by the writers (sluice-capture --key-dir; docs/privacy.md)"),
+        "key_rotate_seconds": Key(86400, _int_range(1, 86400 * 366), "an integer 1..31622400",
+                                  "key period of key_dir: a new key at wall-clock multiples of this many "
+                                  "seconds, from the next file on"),
+        "keep_payload": Key("", _string, "a tcpdump filter expression (empty = none; needs [capture] slice = "
+                            "\"header\")", "whole frames for the packets it matches, headers only for the "
+                            "rest (sluice-capture --keep-payload)"),
+        "drop_payload": Key("", _string, "a tcpdump filter expression (empty = none; needs [capture] slice = "
+                            "\"none\")", "headers only for the packets it matches, whole frames for the "
+                            "rest (sluice-capture --drop-payload)"),
     },
     "metrics": {
         "listen": Key("127.0.0.1:9750", _listen,
@@ -513,6 +526,10 @@ class MetricsSection:
 @dataclass(frozen=True)
 class PrivacySection:
     anonymize_key: str
+    key_dir: str
+    key_rotate_seconds: int
+    keep_payload: str
+    drop_payload: str
 
 
 @dataclass(frozen=True)
@@ -706,6 +723,20 @@ def validate(data: dict[str, Any], source: str = "") -> Config:
                            f"{_show(cap['buffer_mb'])} is more than half of this machine's "
                            f"{ram_bytes() >> 20} MiB of memory (allowed: at most {ram_bytes() // 2 >> 20} MiB "
                            "per writer, or \"auto\")")
+    priv = sections["privacy"]
+    if (priv["anonymize_key"] or priv["key_dir"]) and cap["format"] != "pcapng":
+        raise _fail(where, f"[privacy] anonymisation is not allowed with [capture] format = \"{cap['format']}\" "
+                           "(allowed: format = \"pcapng\", whose section header names the key)")
+    if priv["anonymize_key"] and priv["key_dir"]:
+        raise _fail(where, "[privacy] anonymize_key and key_dir are both set (allowed: one of them)")
+    if priv["keep_payload"] and priv["drop_payload"]:
+        raise _fail(where, "[privacy] keep_payload and drop_payload are both set (allowed: one of them)")
+    if priv["keep_payload"] and cap["slice"] != "header":
+        raise _fail(where, "[privacy] keep_payload is not allowed with [capture] slice = \"none\" (allowed: "
+                           "slice = \"header\", whose exceptions it names)")
+    if priv["drop_payload"] and cap["slice"] != "none":
+        raise _fail(where, "[privacy] drop_payload is not allowed with [capture] slice = \"header\" (allowed: "
+                           "slice = \"none\"; keep_payload names the exceptions to slice = \"header\")")
     if cap["backend"] == "pcap" and cap["workers"] != 1:
         raise _fail(where, f"[capture] workers = {cap['workers']} is not allowed with backend = \"pcap\" "
                            "(allowed: 1)")
@@ -719,7 +750,8 @@ _REPR.maxlevel, _REPR.maxstring, _REPR.maxother, _REPR.maxlist = 3, 57, 57, 6
 def check_on_this_machine(cfg: Config) -> None:
     """What only the box itself can check (`sluice config check` and the supervisor's start; not
     `load`, which a controller also runs on a box's file): the writer's user and the readers'
-    group exist here (the writer looks them up too), the metrics web config and its files load."""
+    group exist here (the writer looks them up too), the key folder is the writer user's and
+    private, the metrics web config and its files load."""
     import grp
     import pwd
 
@@ -733,6 +765,19 @@ def check_on_this_machine(cfg: Config) -> None:
         except KeyError:
             raise _fail(where, f"[capture] {key} = \"{cap[key]}\" is not a {kind} of this machine "
                                f"(allowed: an existing {kind}, or \"\")") from None
+    key_dir = cfg.privacy.key_dir
+    if key_dir:
+        owner = pwd.getpwnam(cap["user"]).pw_uid if cap["user"] else os.geteuid()
+        try:
+            st = os.stat(key_dir)
+        except OSError as e:
+            raise _fail(where, f"[privacy] key_dir = \"{key_dir}\": {e.strerror}") from None
+        why = ("not a folder" if not stat.S_ISDIR(st.st_mode) else
+               "not owned by the writer's user" if st.st_uid != owner else
+               f"of mode {stat.S_IMODE(st.st_mode):04o}, open to group or others" if st.st_mode & 0o077 else "")
+        if why:
+            raise _fail(where, f"[privacy] key_dir = \"{key_dir}\" is {why} (allowed: a folder of mode 0700 "
+                               "owned by the user the writers run as)")
     if cfg.get("metrics", "web_config"):
         from appliance import webconfig
 

@@ -76,8 +76,15 @@ def writer_argv(cfg: Config, interface: str, binary: str, cpus: list[int] | None
         argv += ["--user", cap["user"]]
     if cap["readers_group"]:
         argv += ["--group", cap["readers_group"]]
-    if cfg.get("privacy", "anonymize_key"):
-        argv += ["--anonymize", cfg.get("privacy", "anonymize_key")]
+    priv = cfg.privacy
+    if priv.anonymize_key:
+        argv += ["--anonymize", priv.anonymize_key]
+    if priv.key_dir:
+        argv += ["--key-dir", priv.key_dir, "--key-rotate-seconds", str(priv.key_rotate_seconds)]
+    if priv.keep_payload:
+        argv += ["--keep-payload", priv.keep_payload]
+    if priv.drop_payload:
+        argv += ["--drop-payload", priv.drop_payload]
     return argv
 
 

@@ -49,13 +49,29 @@ static void test_slice(void)
     o = eth(f, 0x88B5, 0);
     CHECK(slice_header_len(f, 1500) == o);
     CHECK(slice_header_len(f, 10) == 10);
-    struct slice_cfg c = {100, 1, 1};
+    struct slice_cfg c = {100, 1, 1, NULL};
     memset(f, 0, sizeof f);
     o = eth(f, 0x0800, 0);
     f[o] = 0x45, f[o + 9] = 17;
-    CHECK(slice_keep(&c, f, 1500) == o + 28);
+    CHECK(slice_keep(&c, f, 1500, 1500) == o + 28);
     c.header_only = 0;
-    CHECK(slice_keep(&c, f, 1500) == 100 && slice_keep(&c, f, 60) == 60);
+    CHECK(slice_keep(&c, f, 1500, 1500) == 100 && slice_keep(&c, f, 60, 60) == 60);
+    /* the payload policy: the packets a filter names get the other policy, either way */
+    struct bpf_program prog;
+    pcap_t *dead = pcap_open_dead(1, 262144);
+    CHECK(dead && pcap_compile(dead, &prog, "udp port 53", 1, PCAP_NETMASK_UNKNOWN) == 0);
+    struct slice_cfg policy = {262144, 1, 1, prog.bf_insns};
+    f[o] = 0x45, f[o + 2] = 0x05, f[o + 3] = 0xc8, f[o + 9] = 17; /* IPv4 total 1480, UDP */
+    f[o + 22] = 0, f[o + 23] = 53;                                /* to port 53 */
+    CHECK(slice_keep(&policy, f, 1494, 1494) == 1494);
+    f[o + 23] = 54;
+    CHECK(slice_keep(&policy, f, 1494, 1494) == o + 28);
+    policy.header_only = 0; /* --drop-payload: the reverse */
+    CHECK(slice_keep(&policy, f, 1494, 1494) == 1494);
+    f[o + 23] = 53;
+    CHECK(slice_keep(&policy, f, 1494, 1494) == o + 28);
+    pcap_freecode(&prog);
+    pcap_close(dead);
 }
 
 static void test_recover_walk(void)

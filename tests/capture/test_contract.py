@@ -123,3 +123,11 @@ def test_a_live_writers_lines_have_the_contracts_fields(contract, capture_binary
     assert w.stop() == 0
     for d in w.lines:
         assert list(d) == contract["stats_fields"][d["type"]], d["type"]
+
+
+def test_key_rotate_seconds_range_is_the_writers(contract) -> None:
+    spec = contract["flags"]["key_rotate_seconds"]
+    lo, hi = spec["min"], spec["max"]
+    assert accepts("privacy", "key_rotate_seconds", lo) and accepts("privacy", "key_rotate_seconds", hi)
+    assert not accepts("privacy", "key_rotate_seconds", lo - 1) and not accepts("privacy", "key_rotate_seconds", hi + 1)
+    assert config.SCHEMA["privacy"]["key_rotate_seconds"].default == spec["default"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -215,3 +216,55 @@ def test_writer_argv_carries_user_readers_group_and_anonymize_key(tmp_path: Path
     assert argv[argv.index("--anonymize") + 1] == "/k"
     plain = writer_argv(config.loads(MINIMAL.replace("/data/sluice", str(tmp_path)), "t"), "c0", "/bin/sluice-capture")
     assert not {"--user", "--group", "--anonymize"} & set(plain)
+
+
+def test_writer_argv_carries_the_key_folder_and_the_payload_policy(tmp_path: Path) -> None:
+    from appliance.writer import writer_argv
+
+    text = MINIMAL.replace("/data/sluice", str(tmp_path))
+    cfg = config.loads(text + '\n[privacy]\nkey_dir = "/keys"\nkey_rotate_seconds = 3600\n'
+                              'drop_payload = "tcp port 80"\n', "t")
+    argv = writer_argv(cfg, "c0", "/bin/sluice-capture")
+    assert argv[argv.index("--key-dir") + 1] == "/keys" and argv[argv.index("--key-rotate-seconds") + 1] == "3600"
+    assert argv[argv.index("--drop-payload") + 1] == "tcp port 80" and "--slice" not in argv
+    cfg = config.loads(text.replace("[capture]", '[capture]\nslice = "header"') +
+                       '\n[privacy]\nkeep_payload = "udp port 53"\n', "t")
+    argv = writer_argv(cfg, "c0", "/bin/sluice-capture")
+    assert argv[argv.index("--keep-payload") + 1] == "udp port 53" and "--slice" in argv
+    assert not {"--key-dir", "--keep-payload", "--drop-payload"} & set(writer_argv(config.loads(text, "t"), "c0", "x"))
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ('[privacy]\nkeep_payload = "udp port 53"\n', "keep_payload is not allowed with [capture] slice = \"none\""),
+    ('[capture]\nslice = "header"\n[privacy]\ndrop_payload = "udp"\n', "drop_payload is not allowed"),
+    ('[privacy]\nkeep_payload = "udp"\ndrop_payload = "tcp"\n', "keep_payload and drop_payload are both set"),
+    ('[privacy]\nanonymize_key = "/k"\nkey_dir = "/d"\n', "anonymize_key and key_dir are both set"),
+    ('[capture]\nformat = "pcap"\n[privacy]\nkey_dir = "/d"\n', "anonymisation is not allowed"),
+    ('[privacy]\nkey_rotate_seconds = 0\n', "key_rotate_seconds = 0 is not allowed"),
+])
+def test_privacy_keys_that_do_not_go_together_are_refused(tmp_path: Path, extra: str, message: str) -> None:
+    text = MINIMAL.replace("/data/sluice", str(tmp_path))
+    if extra.startswith("[capture]"):  # merged into the existing table: TOML has one [capture]
+        cap, _, rest = extra.partition("\n[privacy]")
+        text = text.replace("[capture]", cap)
+        extra = "[privacy]" + rest if rest else ""
+    with pytest.raises(config.ConfigError, match=re.escape(message)):
+        config.loads(text + "\n" + extra, "t")
+
+
+@pytest.mark.parametrize(("mode", "needle"), [(0o750, "of mode 0750, open to group or others"), (None, "No such file"),
+                                              (0o700, "")])
+def test_config_check_wants_a_private_key_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                 mode: int | None, needle: str) -> None:
+    keys = tmp_path / "keys"
+    if mode is not None:
+        keys.mkdir()
+        keys.chmod(mode)
+    path = write(tmp_path, MINIMAL.replace("/data/sluice", str(tmp_path / "spool")) +
+                 f'\n[privacy]\nkey_dir = "{keys}"\n')
+    rc = main(["config", "check", str(path)])
+    err = capsys.readouterr().err
+    if not needle:
+        assert rc == 0, err
+        return
+    assert rc == 2 and err.count("\n") == 1 and needle in err and "key_dir" in err, err

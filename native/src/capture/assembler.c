@@ -360,13 +360,18 @@ void assembler_tick(struct assembler *a, uint64_t now_ns, uint64_t mono)
     pthread_mutex_unlock(&a->mu);
 }
 
-void assembler_rotate(struct assembler *a, uint64_t now_ns)
+void assembler_rotate_locked(struct assembler *a, uint64_t now_ns)
 {
-    pthread_mutex_lock(&a->mu);
     if (!a->finished && a->file != NULL) {
         close_file(a, 1);
         open_file(a, now_ns);
     }
+}
+
+void assembler_rotate(struct assembler *a, uint64_t now_ns)
+{
+    pthread_mutex_lock(&a->mu);
+    assembler_rotate_locked(a, now_ns);
     pthread_mutex_unlock(&a->mu);
 }
 

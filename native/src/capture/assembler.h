@@ -64,6 +64,9 @@ void assembler_tick(struct assembler *a, uint64_t now_ns, uint64_t mono_ns);
 
 /* Close the current file now and start the next one (SIGHUP). */
 void assembler_rotate(struct assembler *a, uint64_t now_ns);
+/* The same with the lock held: a key rotation changes the SHB's key id (the strings the cfg
+ * points to) and the workers' ciphers under the lock, then opens the next file. */
+void assembler_rotate_locked(struct assembler *a, uint64_t now_ns);
 
 /* Close the current file for good (exit). */
 void assembler_finish(struct assembler *a);

@@ -12,9 +12,10 @@
  *     each packet to the worker's callback, in place (no copy). Why one block per call: the
  *     worker holds the assembler's lock for one block only, and a source never blocks once
  *     it has delivered (source.h).
- *  3. Per-packet stage (worker.c on_packet -> slice.c slice_keep, then with --anonymize
- *     src/common/anonframe.h in a copy of the frame). Decides how many bytes of the packet are
- *     kept (snaplen, --slice header) and rewrites every address with Crypto-PAn. Why here: the
+ *  3. Per-packet stage (worker.c on_packet -> slice.c slice_keep, then with --anonymize or
+ *     --key-dir src/common/anonframe.h in a copy of the frame). Decides how many bytes of the
+ *     packet are kept (snaplen, --slice header, the payload policy's BPF filter) and rewrites
+ *     every address with Crypto-PAn (a key per period with --key-dir: keyring.h). Why here: the
  *     only place that sees every packet before it is written, so no clear address reaches a
  *     staging block.
  *  4. Block assembler (assembler.c assembler_add_locked). Encodes the record (pcapng EPB or
@@ -57,6 +58,7 @@
 #include "cryptopan.h"
 #include "diskwriter.h"
 #include "filter.h"
+#include "keyring.h"
 #include "log.h"
 #include "naming.h"
 #include "opts.h"
@@ -112,11 +114,82 @@ struct run {
     char description[512];
     char userappl[320];
     struct privdrop priv;
-    int anonymize;              /* --anonymize: key read, workers each get a cipher */
+    int anonymize;              /* --anonymize or --key-dir: key read, workers each get a cipher */
     uint8_t key[CP_KEY_LEN];    /* wiped once every worker has its cipher */
     char key_id[24];
-    char shb_comment[128];
+    char shb_comment[160];
+    struct keyring keys;        /* --key-dir (keys.dirfd -1: not used) */
+    char key_name[KEYRING_NAME_LEN];
+    uint64_t key_next_ns;       /* the next key period's start (wall clock) */
+    struct bpf_program payload_prog; /* --keep-payload / --drop-payload */
 };
+
+/* The SHB comment and the IDB description: what was kept and which key anonymised it. Called
+ * at start and, under the assembler's lock, at each key rotation. */
+static void describe(struct run *r)
+{
+    const struct capture_opts *o = r->o;
+    char anon_note[160] = "", key_file[64] = "", payload[300] = "";
+    if (r->keys.dirfd >= 0)
+        snprintf(key_file, sizeof key_file, ", key file %s", r->key_name);
+    if (r->anonymize) {
+        snprintf(anon_note, sizeof anon_note, "; addresses anonymised (Crypto-PAn, key id %s%s)", r->key_id,
+                 key_file);
+        snprintf(r->shb_comment, sizeof r->shb_comment,
+                 "anonymised at capture by sluice-capture (Crypto-PAn, key id %s%s)", r->key_id, key_file);
+    }
+    if (o->payload_filter != NULL && o->payload_filter_keeps)
+        snprintf(payload, sizeof payload, "; slice header except '%.200s' (whole frames)", o->payload_filter);
+    else if (o->payload_filter != NULL)
+        snprintf(payload, sizeof payload, "; whole frames except '%.200s' (slice header)", o->payload_filter);
+    else if (o->slice_header)
+        snprintf(payload, sizeof payload, "; slice header");
+    snprintf(r->description, sizeof r->description, "host %s; snaplen %u%s%s%s", o->host, o->snaplen, payload,
+             anon_note, r->src->ts_note[0] ? "; " : "");
+    strncat(r->description, r->src->ts_note, sizeof r->description - strlen(r->description) - 1);
+}
+
+/* A new key period (--key-dir): each worker's next cipher is made outside the lock; then, under
+ * the assembler's lock (workers anonymise under it only), the ciphers are swapped and the file
+ * is closed, the next one naming the new key. A key that cannot be had: one error, and the key
+ * of the period before stays until the next period (never a clear address on disk). */
+static void rotate_key(struct run *r, uint64_t now)
+{
+    char err[1024], name[KEYRING_NAME_LEN];
+    uint8_t key[CP_KEY_LEN];
+    unsigned n = r->src->workers;
+    r->key_next_ns = keyring_period_start(&r->keys, now) + r->keys.period_ns;
+    cryptopan **next = calloc(n, sizeof *next);
+    int rc = next ? keyring_key_at(&r->keys, now, key, name, err, sizeof err) : -1;
+    if (next == NULL)
+        snprintf(err, sizeof err, "out of memory");
+    for (unsigned i = 0; rc == 0 && i < n; i++)
+        rc = (next[i] = cp_new(key, err, sizeof err)) ? 0 : -1;
+    if (rc != 0) {
+        log_error("key rotation: %s; the key %s stays until the next period", err, r->key_id);
+        for (unsigned i = 0; next && i < n; i++)
+            cp_free(next[i]);
+        free(next);
+        memset(key, 0, sizeof key);
+        return;
+    }
+    assembler_lock(r->asm_);
+    for (unsigned i = 0; i < n; i++) {
+        cryptopan *old = r->workers[i].anon.cp;
+        r->workers[i].anon.cp = next[i];
+        next[i] = old;
+    }
+    cp_key_id(key, r->key_id);
+    memcpy(r->key_name, name, sizeof r->key_name);
+    describe(r);
+    assembler_rotate_locked(r->asm_, now);
+    assembler_unlock(r->asm_);
+    memset(key, 0, sizeof key);
+    for (unsigned i = 0; i < n; i++)
+        cp_free(next[i]);
+    free(next);
+    log_info("key rotation: key id %s (%s/%s) from this file on", r->key_id, r->keys.dir, r->key_name);
+}
 
 static void emit_stats(struct run *r, const char *type)
 {
@@ -150,6 +223,8 @@ static int main_loop(struct run *r)
         uint64_t now = wall_ns(), mono = mono_ns();
         if (sig == SIGINT || sig == SIGTERM)
             return 0;
+        if (r->keys.dirfd >= 0 && now >= r->key_next_ns)
+            rotate_key(r, now);
         if (sig == SIGHUP)
             assembler_rotate(r->asm_, now);
         assembler_tick(r->asm_, now, mono);
@@ -263,10 +338,29 @@ static int setup(struct run *r, char *err, size_t errlen)
                                                           : source_afpacket_open(o, err, errlen);
     if (r->src == NULL)
         return 2;
+    /* The payload policy's filter runs in user space on the frame as delivered (tags put back),
+     * so it is compiled as for a file, not for the kernel. */
+    if (o->payload_filter != NULL) {
+        const char *flag = o->payload_filter_keeps ? "--keep-payload: " : "--drop-payload: ";
+        size_t n = strlen(flag) < errlen ? strlen(flag) : 0;
+        memcpy(err, flag, n); /* the message goes after the flag's name */
+        if (filter_compile(o->payload_filter, NULL, r->src->linktype, o->snaplen, o->filter_timeout,
+                           &r->payload_prog, err + n, errlen - n) != 0)
+            return 2;
+    }
     /* Everything that needed root is open: from here on no capability (and --user), before
      * any thread starts, since capabilities belong to each thread. */
     if (privdrop_apply(&r->priv, o->user, o->dir, err, errlen) != 0)
         return 2;
+    /* The first period's key, made by the user the writer now is, so that every key of the
+     * folder is its (a restart within the period finds and reads it); no thread runs yet. */
+    if (r->keys.dirfd >= 0) {
+        uint64_t now = wall_ns();
+        if (keyring_key_at(&r->keys, now, r->key, r->key_name, err, errlen) != 0)
+            return 2;
+        r->key_next_ns = keyring_period_start(&r->keys, now) + r->keys.period_ns;
+        cp_key_id(r->key, r->key_id);
+    }
     uint64_t step = 64u << 20;
     if (o->rotate_size && o->rotate_size < step)
         step = (o->rotate_size + BLOCK_ALIGN * 2 - 1) / BLOCK_ALIGN * BLOCK_ALIGN;
@@ -275,15 +369,7 @@ static int setup(struct run *r, char *err, size_t errlen)
     r->dw = diskwriter_start(&dc, r->q, &r->st, err, errlen);
     if (r->dw == NULL)
         return o->writer_cpu >= 0 ? 2 : 1;
-    char anon_note[96] = "";
-    if (r->anonymize) {
-        snprintf(anon_note, sizeof anon_note, "; addresses anonymised (Crypto-PAn, key id %s)", r->key_id);
-        snprintf(r->shb_comment, sizeof r->shb_comment,
-                 "anonymised at capture by sluice-capture (Crypto-PAn, key id %s)", r->key_id);
-    }
-    snprintf(r->description, sizeof r->description, "host %s; snaplen %u%s%s%s", o->host,
-             o->snaplen, o->slice_header ? "; slice header" : "", anon_note, r->src->ts_note[0] ? "; " : "");
-    strncat(r->description, r->src->ts_note, sizeof r->description - strlen(r->description) - 1);
+    describe(r);
     snprintf(r->userappl, sizeof r->userappl, "sluice-capture %s (host %s)", VERSION, o->host);
     struct assembler_cfg ac = {
         .format = o->format,
@@ -320,9 +406,11 @@ static int setup(struct run *r, char *err, size_t errlen)
         w->src = r->src;
         w->asm_ = r->asm_;
         w->st = &r->st;
-        w->slice = (struct slice_cfg){o->snaplen, o->slice_header, r->src->linktype};
+        w->slice = (struct slice_cfg){o->snaplen, o->slice_header, r->src->linktype,
+                                      o->payload_filter ? r->payload_prog.bf_insns : NULL};
         w->linktype = (uint16_t)r->src->linktype;
         if (r->anonymize) {
+            w->anonymize = 1;
             w->anon_buf = malloc(SNAPLEN_MAX + 64); /* the largest frame a source delivers */
             w->anon.cp = w->anon_buf ? cp_new(r->key, err, errlen) : NULL;
             if (w->anon.cp == NULL) {
@@ -402,6 +490,7 @@ int main(int argc, char **argv)
     static struct run r;
     r.o = &o;
     r.lock_fd = -1;
+    r.keys.dirfd = -1;
     iface_label(&o, r.label, sizeof r.label);
     stats_init(&r.st, o.iface ? o.iface : r.label, stdout);
     err[0] = '\0';
@@ -419,6 +508,17 @@ int main(int argc, char **argv)
             return 2;
         }
         cp_key_id(r.key, r.key_id);
+        r.anonymize = 1;
+    }
+    /* --key-dir: the folder is opened now, with the privileges of the start (keyring.h); its
+     * keys are made and read through the descriptor by the user the writer becomes (setup). */
+    if (o.key_dir != NULL) {
+        if (keyring_open(&r.keys, o.key_dir, o.key_rotate_seconds, r.priv.switch_user ? r.priv.uid : geteuid(),
+                         err, sizeof err) != 0) {
+            log_error("%s", err);
+            free(o.filter_buf);
+            return 2;
+        }
         r.anonymize = 1;
     }
     int rc = setup(&r, err, sizeof err);
@@ -466,6 +566,9 @@ int main(int argc, char **argv)
     blockq_destroy(r.q);
     free(r.workers);
     memset(r.key, 0, sizeof r.key);
+    keyring_close(&r.keys);
+    if (o.payload_filter != NULL)
+        pcap_freecode(&r.payload_prog);
     release_writer_lock(&r);
     free(o.filter_buf);
     return rc;

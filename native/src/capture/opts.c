@@ -47,6 +47,10 @@ enum {
     OPT_GROUP,
     OPT_NO_SECCOMP,
     OPT_ANONYMIZE,
+    OPT_KEY_DIR,
+    OPT_KEY_ROTATE_SECONDS,
+    OPT_KEEP_PAYLOAD,
+    OPT_DROP_PAYLOAD,
     OPT_VERSION,
     OPT_PRINT_CONTRACT,
     OPT_HELP,
@@ -68,6 +72,8 @@ const char opts_usage[] =
     "  --format pcapng|pcap     file format, both with ns timestamps (default pcapng)\n"
     "  -s, --snaplen N          bytes kept per packet, 64..262144 (default 262144; 0 = 262144)\n"
     "  --slice header           keep L2-L4 headers only (orig_len kept)\n"
+    "  --keep-payload FILTER    with --slice header: whole frames for the packets FILTER matches\n"
+    "  --drop-payload FILTER    L2-L4 headers only for the packets FILTER matches, the rest whole\n"
     "  --filter EXPR            tcpdump filter (or give it as trailing arguments, as tcpdump)\n"
     "  --filter-timeout SECONDS refuse a filter that takes longer to compile (default 5)\n"
     "  --workers N              capture threads in one fanout group, 1..64 (default 1)\n"
@@ -94,6 +100,10 @@ const char opts_usage[] =
     "  --anonymize KEYFILE      Crypto-PAn every IPv4/IPv6 address before it reaches the disk,\n"
     "                           as sluice-pcap anonymize (32-byte key, readable by its owner only)\n"
     "                           (every capability is dropped after start-up in any case)\n"
+    "  --key-dir DIR            as --anonymize, with one key per period kept in DIR (mode 0700,\n"
+    "                           owned by the capture user), made there when missing\n"
+    "  --key-rotate-seconds N   key period: wall-clock multiples of N s, 1..31622400 (default\n"
+    "                           86400); a new period closes the file, the next has the new key\n"
     "\n"
     "Stats: one JSON line per --stats-interval on stdout; logs on stderr. Exit: 0 clean stop,\n"
     "2 bad input, 1 runtime error. SIGHUP rotates; SIGINT/SIGTERM stop. Details: native/README.md\n";
@@ -126,6 +136,10 @@ static const struct option long_opts[] = {
     {"group", required_argument, NULL, OPT_GROUP},
     {"no-seccomp", no_argument, NULL, OPT_NO_SECCOMP},
     {"anonymize", required_argument, NULL, OPT_ANONYMIZE},
+    {"key-dir", required_argument, NULL, OPT_KEY_DIR},
+    {"key-rotate-seconds", required_argument, NULL, OPT_KEY_ROTATE_SECONDS},
+    {"keep-payload", required_argument, NULL, OPT_KEEP_PAYLOAD},
+    {"drop-payload", required_argument, NULL, OPT_DROP_PAYLOAD},
     {"version", no_argument, NULL, OPT_VERSION},
     {"print-contract", no_argument, NULL, OPT_PRINT_CONTRACT},
     {"help", no_argument, NULL, OPT_HELP},
@@ -216,6 +230,7 @@ static void set_defaults(struct capture_opts *o)
     o->stats_interval = 1.0;
     o->backend = BACKEND_AFPACKET;
     o->io = IO_AUTO;
+    o->key_rotate_seconds = KEY_ROTATE_SECONDS_DEFAULT;
     if (gethostname(o->host_buf, sizeof o->host_buf - 1) != 0 || o->host_buf[0] == '\0')
         strcpy(o->host_buf, "localhost");
     o->host = o->host_buf;
@@ -409,6 +424,23 @@ static int parse_one(int c, const char *arg, struct capture_opts *o, char *err, 
         return 0;
     case OPT_NO_SECCOMP: o->no_seccomp = 1; return 0;
     case OPT_ANONYMIZE: o->anonymize_key = arg; return 0;
+    case OPT_KEY_DIR: o->key_dir = arg; return 0;
+    case OPT_KEY_ROTATE_SECONDS:
+        if (parse_uint(arg, KEY_ROTATE_SECONDS_MIN, KEY_ROTATE_SECONDS_MAX, &v) != 0)
+            return fail(err, errlen, "--key-rotate-seconds %s: expected a whole number of seconds from %d to %d",
+                        arg, KEY_ROTATE_SECONDS_MIN, KEY_ROTATE_SECONDS_MAX);
+        o->key_rotate_seconds = v;
+        o->key_rotate_given = 1;
+        return 0;
+    case OPT_KEEP_PAYLOAD:
+    case OPT_DROP_PAYLOAD:
+        if (*arg == '\0')
+            return fail(err, errlen, "--%s: expected a filter", c == OPT_KEEP_PAYLOAD ? "keep-payload" : "drop-payload");
+        if (o->payload_filter != NULL)
+            return fail(err, errlen, "give one of --keep-payload or --drop-payload, once");
+        o->payload_filter = arg;
+        o->payload_filter_keeps = c == OPT_KEEP_PAYLOAD;
+        return 0;
     case OPT_FILTER_TIMEOUT: {
         char *end;
         double d = strtod(arg, &end);
@@ -485,6 +517,16 @@ int opts_parse(int argc, char **argv, struct capture_opts *o, char *err, size_t 
         return fail(err, errlen, "--compress zstd needs --format pcapng");
     if (o->anonymize_key && o->format != FORMAT_PCAPNG)
         return fail(err, errlen, "--anonymize needs --format pcapng (its section header names the key)");
+    if (o->anonymize_key && o->key_dir)
+        return fail(err, errlen, "give one of --anonymize KEYFILE or --key-dir DIR");
+    if (o->key_dir && o->format != FORMAT_PCAPNG)
+        return fail(err, errlen, "--key-dir needs --format pcapng (its section header names the key)");
+    if (o->key_rotate_given && !o->key_dir)
+        return fail(err, errlen, "--key-rotate-seconds needs --key-dir");
+    if (o->payload_filter && o->payload_filter_keeps && !o->slice_header)
+        return fail(err, errlen, "--keep-payload needs --slice header (it names the exceptions to it)");
+    if (o->payload_filter && !o->payload_filter_keeps && o->slice_header)
+        return fail(err, errlen, "--drop-payload and --slice header: give --keep-payload for the exceptions");
     if (o->ncpus != 0 && o->ncpus != o->workers)
         return fail(err, errlen, "--cpus lists %u CPUs for %u workers: give one CPU per worker", o->ncpus,
                     o->workers);
@@ -529,6 +571,8 @@ void opts_print_contract(FILE *f)
     fputs("\"host\":{\"grammar\":", f);
     json_put_string(f, HOST_GRAMMAR);
     fprintf(f, ",\"max_length\":%d},", HOST_MAX_LEN);
+    fprintf(f, "\"key_rotate_seconds\":{\"min\":%d,\"max\":%d,\"default\":%d},", KEY_ROTATE_SECONDS_MIN,
+            KEY_ROTATE_SECONDS_MAX, KEY_ROTATE_SECONDS_DEFAULT);
     fprintf(f, "\"filter_timeout\":{\"min\":0.1,\"max\":600,\"default\":%g},", FILTER_TIMEOUT_DEFAULT);
     fputs("\"format\":{\"values\":[\"pcapng\",\"pcap\"],\"default\":\"pcapng\"},"
           "\"fanout\":{\"values\":[\"hash\",\"lb\",\"cpu\",\"qm\"],\"default\":\"hash\"},"

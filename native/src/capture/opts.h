@@ -51,6 +51,11 @@ struct capture_opts {
     const char *group;         /* --group: files 0640 and folders 0750 of this group (NULL: none) */
     int no_seccomp;            /* --no-seccomp: no system-call allow-list after start-up */
     const char *anonymize_key; /* --anonymize KEYFILE: Crypto-PAn every address before the disk */
+    const char *key_dir;       /* --key-dir DIR: as --anonymize, one key per period (keyring.h) */
+    uint64_t key_rotate_seconds; /* --key-rotate-seconds: the key period */
+    int key_rotate_given;
+    const char *payload_filter; /* --keep-payload / --drop-payload FILTER, NULL = none */
+    int payload_filter_keeps;   /* 1: --keep-payload (whole frames), 0: --drop-payload (headers) */
 };
 
 /* 0: run; -1: bad input (err says why); OPTS_HELP, OPTS_VERSION, OPTS_CONTRACT: print that. */
@@ -82,6 +87,9 @@ int opts_parse_size(const char *s, uint64_t *out);
 #define SIZE_MB_MAX 65536
 #define HOST_MAX_LEN 63
 #define FILTER_TIMEOUT_DEFAULT 5.0
+#define KEY_ROTATE_SECONDS_MIN 1
+#define KEY_ROTATE_SECONDS_MAX (86400 * 366)
+#define KEY_ROTATE_SECONDS_DEFAULT 86400
 #define SIZE_GRAMMAR "^\\s*(\\d+(?:\\.\\d+)?)\\s*([KMGT]?)(?:i?B)?\\s*$"
 #define HOST_GRAMMAR "^[A-Za-z0-9][A-Za-z0-9.-]{0,62}$"
 

@@ -24,6 +24,8 @@
 struct packet {
     uint64_t ts_ns;       /* ns since the epoch */
     const uint8_t *data;  /* the frame as on the wire (VLAN tags re-inserted) */
+    uint8_t *writable;    /* data, when the callback may rewrite it in place (memory of this
+                           * worker's only, read by nobody after the callback returns), or NULL */
     uint32_t caplen;      /* bytes in data */
     uint32_t origlen;     /* length on the wire */
 };

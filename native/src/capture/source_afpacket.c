@@ -111,11 +111,13 @@ static void afp_check_hw(struct afp_source *a, struct afp_worker *w, uint64_t ts
 static void deliver(struct afp_worker *w, struct tpacket3_hdr *h, packet_fn fn, void *ctx)
 {
     struct packet p;
-    const uint8_t *mac = (const uint8_t *)h + h->tp_mac;
+    uint8_t *mac = (uint8_t *)h + h->tp_mac;
     p.ts_ns = (uint64_t)h->tp_sec * 1000000000u + h->tp_nsec;
     p.caplen = h->tp_snaplen;
     p.origlen = h->tp_len;
     p.data = mac;
+    p.writable = mac; /* the ring block is ours until afp_poll hands it back, and the kernel
+                       * reads nothing of a block it gets back (mapped read-write) */
     /* The kernel took the 802.1Q tag out of the frame; libpcap puts it back after the MACs so
      * the bytes on disk are the bytes on the wire. Do the same. */
     if ((h->hv1.tp_vlan_tci != 0 || (h->tp_status & TP_STATUS_VLAN_VALID)) && p.caplen >= 12 &&
@@ -126,7 +128,7 @@ static void deliver(struct afp_worker *w, struct tpacket3_hdr *h, packet_fn fn, 
         memcpy(w->frame, mac, 12);
         memcpy(w->frame + 12, tag, VLAN_TAG_LEN);
         memcpy(w->frame + 16, mac + 12, p.caplen - 12);
-        p.data = w->frame;
+        p.data = p.writable = w->frame;
         p.caplen += VLAN_TAG_LEN;
         p.origlen += VLAN_TAG_LEN;
     }

@@ -28,6 +28,7 @@ static void on_packet(u_char *user, const struct pcap_pkthdr *h, const u_char *b
      * time after 2038-01-19 does not wrap. */
     p.ts_ns = (uint64_t)(uint32_t)h->ts.tv_sec * 1000000000u + (uint64_t)h->ts.tv_usec;
     p.data = bytes;
+    p.writable = NULL; /* libpcap's buffer: not ours to rewrite */
     p.caplen = h->caplen;
     p.origlen = h->len;
     ps->fn(ps->ctx, &p);

@@ -14,23 +14,28 @@ static void on_packet(void *ctx, const struct packet *p)
     struct worker *w = ctx;
     w->packets++;
     w->bytes += p->origlen;
-    uint32_t keep = slice_keep(&w->slice, p->data, p->caplen);
+    uint32_t keep = slice_keep(&w->slice, p->data, p->caplen, p->origlen);
+    /* locked at the first packet of a batch: a source never blocks once it has delivered; the
+     * cipher is used under the lock only, since a key rotation swaps it under the same lock */
+    if (!w->locked) {
+        assembler_lock(w->asm_);
+        w->locked = 1;
+    }
     struct packet anonymised;
-    if (w->anon.cp != NULL) { /* before the assembler: no clear address reaches a block */
-        memcpy(w->anon_buf, p->data, keep);
+    if (w->anonymize) { /* before the assembler: no clear address reaches a block */
+        uint8_t *frame = p->writable; /* in place where the source allows it: no copy */
+        if (frame == NULL) {
+            memcpy(w->anon_buf, p->data, keep);
+            frame = w->anon_buf;
+        }
         anonymised = *p;
-        anonymised.data = w->anon_buf;
-        keep = anonframe_rewrite(&w->anon, w->linktype, w->anon_buf, keep);
+        anonymised.data = frame;
+        keep = anonframe_rewrite(&w->anon, w->linktype, frame, keep);
         if (w->anon.bad) { /* it may hold an address the walk cannot see: left out, as sluice-pcap */
             w->anon_left_out++;
             return;
         }
         p = &anonymised;
-    }
-    /* locked at the first packet of a batch: a source never blocks once it has delivered */
-    if (!w->locked) {
-        assembler_lock(w->asm_);
-        w->locked = 1;
     }
     assembler_add_locked(w->asm_, p, keep);
 }

@@ -26,9 +26,11 @@ struct worker {
     atomic_int finished; /* 1 at the end of a file, 2 after an error */
     int locked;          /* holds the assembler during one poll's batch */
     uint64_t packets, bytes; /* this poll's counts, added to stats once per poll */
-    struct anonframe anon;   /* --anonymize: this thread's own walk and cipher (anon.cp NULL: off) */
+    int anonymize;           /* --anonymize or --key-dir */
+    struct anonframe anon;   /* this thread's own walk and cipher; anon.cp is read and swapped
+                              * (key rotation) under the assembler's lock only */
     uint16_t linktype;
-    uint8_t *anon_buf;       /* the frame being anonymised (the ring's copy stays as it was) */
+    uint8_t *anon_buf;       /* the frame being anonymised when the source's is read-only */
     uint64_t anon_left_out;  /* frames the walk could not parse: never written */
 };
 

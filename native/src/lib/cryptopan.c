@@ -150,6 +150,11 @@ int cp_read_key_file(const char *path, uint8_t key[CP_KEY_LEN], char *err, size_
         snprintf(err, errlen, "key file %s: %s", path, strerror(errno));
         return -1;
     }
+    return cp_read_key_fd(fd, path, key, err, errlen);
+}
+
+int cp_read_key_fd(int fd, const char *path, uint8_t key[CP_KEY_LEN], char *err, size_t errlen)
+{
     struct stat st;
     if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
         snprintf(err, errlen, "key file %s is not a regular file", path);

@@ -30,5 +30,7 @@ void cp_key_id(const uint8_t key[CP_KEY_LEN], char out[24]);
 /* Read a key file: 32 raw bytes or 64 hex characters (whitespace around allowed). A file that
  * group or others may read, or a shorter/longer key, is refused. 0, or -1 with err. */
 int cp_read_key_file(const char *path, uint8_t key[CP_KEY_LEN], char *err, size_t errlen);
+/* The same on an open file (closed here, in every case); path names it in messages. */
+int cp_read_key_fd(int fd, const char *path, uint8_t key[CP_KEY_LEN], char *err, size_t errlen);
 
 #endif
