@@ -154,8 +154,8 @@ def test_ctrl_c_mid_run_removes_everything(veth_ns: VethNs, tmp_path: Path) -> N
     assert selftest_namespaces(), "the rig never came up"
     time.sleep(1.0)  # trafgen runs now
     proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=60) == 130
-    assert "sluice: interrupted" in proc.stderr.read()
+    code, rest = proc.wait(timeout=60), proc.stderr.read()
+    assert code == 130 and "sluice: interrupted" in rest, f"exit {code}: {rest}"
     assert_nothing_left(veth_ns.ns, before, spool)
     assert not (spool / "selftest.json").exists()
 
