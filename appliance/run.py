@@ -9,9 +9,7 @@ where, and tears the lab down: also on Ctrl-C, SIGTERM or any failure. The spool
 from __future__ import annotations
 
 import argparse
-import json
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -23,6 +21,7 @@ from appliance import config as config_mod
 from appliance.errors import SluiceError
 from appliance.lab import netns, topology, traffic
 from appliance.lab.commands import lab_down, lab_up
+from appliance.lab.harness.supervise import Supervise, writers_up
 from appliance.status import human_bytes
 from appliance.watchdogs.disk import capture_files
 
@@ -87,7 +86,7 @@ class Appliance:
         self.spool = self.dir / "spool"
         self.config = self.dir / "sluice.toml"
         self.log = self.dir / "supervise.log"
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.supervise: Supervise | None = None
         # (monotonic time, packets, bytes) per interface at the previous status line: the rate
         # shown is over the whole status interval, not the writer's last one-second sample.
         self._previous: dict[str, tuple[float, int, int]] = {}
@@ -103,30 +102,15 @@ class Appliance:
             '[watchdogs]\ninterval = 2\nsmart = false\n')
         cfg = config_mod.load(self.config)
         config_mod.find_capture_binary(cfg)  # one clear line now rather than a dead writer later
-        with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen(
-                netns.exec_argv(self.lab.capture_ns, [sys.executable, "-m", "appliance.cli", "supervise",
-                                                      "--config", str(self.config)]),
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise SluiceError(f"sluice supervise exited with {self.proc.returncode}: {self._last_log_line()}", 1)
-            state = self.state()
-            if state and all(w.get("up") for w in state.get("writers", [])):
-                return
-            time.sleep(0.2)
-        raise SluiceError(f"the capture did not come up within {timeout:g}s (log: {self.log})", 1)
-
-    def _last_log_line(self) -> str:
-        lines = self.log.read_text(errors="replace").strip().splitlines() if self.log.exists() else []
-        return lines[-1] if lines else "no output"
+        self.supervise = Supervise(self.lab.capture_ns, self.config, self.spool, log=self.log)
+        try:
+            self.supervise.start(ready=writers_up, timeout=timeout)
+        except SluiceError as err:
+            raise SluiceError(f"the capture did not come up: {str(err).splitlines()[0][:300]} (log: {self.log})",
+                              1) from None
 
     def state(self) -> dict[str, Any]:
-        try:
-            return json.loads((self.spool / "status.json").read_text())
-        except (OSError, json.JSONDecodeError):
-            return {}
+        return self.supervise.state() if self.supervise is not None else {}
 
     def status_line(self, elapsed: float) -> str:
         parts = []
@@ -144,16 +128,12 @@ class Appliance:
         return f"[{elapsed:5.0f}s] capture " + ("; ".join(parts) or "starting")
 
     def stop(self, timeout: float = 30) -> int | None:
-        if self.proc is None:
+        if self.supervise is None or self.supervise.proc is None:
             return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
+        try:
+            return self.supervise.stop(timeout)
+        except SluiceError:
+            return self.supervise.proc.returncode  # killed: not a clean stop
 
     def summary(self) -> list[str]:
         state = self.state()

@@ -3,12 +3,9 @@ writer and tcpdump as real processes, and real traffic (ping, curl, python socke
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from appliance.lab import netns
+from appliance.lab.harness.writer import Writer
 from tests.conftest import SLUICE_CAPTURE, unique_name
 
 NATIVE = SLUICE_CAPTURE.parent.parent
@@ -69,82 +67,15 @@ def link() -> Iterator[Link]:
         netns.delete_namespace(h)
 
 
-class Writer:
-    """sluice-capture as a real process; its stats channel is collected line by line."""
-
-    def __init__(self, argv: list[str]) -> None:
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.lines: list[dict] = []
-        self.raw: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.raw.append(line)
-            self.lines.append(json.loads(line))
-
-    def wait_for(self, pred, timeout: float = 10.0) -> dict:  # noqa: ANN001
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for line in list(self.lines):
-                if pred(line):
-                    return line
-            if self.proc.poll() is not None and not self._reader.is_alive():
-                break
-            time.sleep(0.02)
-        raise AssertionError(f"no matching stats line; stderr: {self.stderr_text()}")
-
-    def wait_ready(self) -> None:
-        self.wait_for(lambda d: d["type"] == "stats")
-
-    def stop(self, sig: int = signal.SIGINT, timeout: float = 30) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        rc = self.proc.wait(timeout=timeout)
-        self._reader.join(timeout=5)
-        return rc
-
-    def stderr_text(self) -> str:
-        if self.proc.poll() is None:
-            return "(running)"
-        assert self.proc.stderr is not None
-        return self.proc.stderr.read()
-
-    def files(self) -> list[dict]:
-        return [d for d in self.lines if d["type"] == "file"]
-
-    def final(self) -> dict:
-        finals = [d for d in self.lines if d["type"] == "final"]
-        assert len(finals) == 1, self.raw
-        return finals[0]
-
-
 # Small rings and buffers unless a test gives its own (a later flag wins): the defaults are sized
 # from the machine's memory (native/src/capture/memplan.h), too much for many writers in parallel.
 TEST_MEMORY = ["--ring-mb", "16", "--buffer-mb", "64"]
 
 
 def start_writer(binary: Path, ns: str | None, args: list[str]) -> Writer:
-    argv = [str(binary), "--stats-interval", "0.2", *TEST_MEMORY, *args]
-    if ns is not None:
-        argv = netns.exec_argv(ns, argv)
-    return Writer(argv)
-
-
-class Tcpdump:
-    def __init__(self, ns: str, ifname: str, out: Path, extra: list[str] | None = None) -> None:
-        argv = netns.exec_argv(ns, ["tcpdump", "-i", ifname, "-w", str(out), "-B", "65536", "-n", "-q",
-                                    "--time-stamp-precision=nano", "-U", *(extra or [])])
-        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        assert self.proc.stderr is not None
-        line = self.proc.stderr.readline()  # "listening on rx0, ..." once its socket is bound
-        assert "listening" in line, line + self.proc.stderr.read()
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGINT)
-        self.proc.wait(timeout=30)
+    """The writer harness with the tests' defaults: a stats line every 0.2 s, small memory. Started,
+    not yet waited for (`wait_ready()` or `with`): some tests look at a writer that never gets ready."""
+    return Writer([str(binary), "--stats-interval", "0.2", *TEST_MEMORY, *args], ns)
 
 
 RAW_SENDER = r"""
@@ -226,54 +157,26 @@ def between_markers(packets: list, start: str = "start", end: str = "end") -> li
     return packets[idx[start] + 1: idx[end]]
 
 
-TRAFGEN_UDP = """{ 0x02,0xaa,0xbb,0xcc,0xdd,0x02, 0x02,0xaa,0xbb,0xcc,0xdd,0x01, 0x08,0x00,
-  0x45,0x00, const16(%(ip_len)d), drnd(2), 0x00,0x00, 0x40,0x11,0x00,0x00,
-  198,51,100,1, 198,51,100,2,
-  0x9c,0x40,0x1e,0x61, const16(%(udp_len)d), 0x00,0x00,
-  fill(0x55, %(payload)d) }
-"""
+def wait_in_capture(path: Path, pred, timeout: float = 10.0) -> None:  # noqa: ANN001
+    """Until the capture file at path (tcpdump's, written packet by packet with -U) holds a packet
+    for which pred(packet) is true: the event that tcpdump has taken everything sent before it."""
+    from tests.capture.capfiles import read_capture
 
-
-def trafgen_conf(directory: Path, frame_len: int) -> Path:
-    """A trafgen config for UDP frames of frame_len bytes (without FCS)."""
-    payload = frame_len - 14 - 20 - 8
-    conf = directory / f"udp{frame_len}.cfg"
-    conf.write_text(TRAFGEN_UDP % {"ip_len": payload + 28, "udp_len": payload + 8, "payload": payload})
-    return conf
-
-
-def trafgen(ns: str, ifname: str, conf: Path, count: int, gap_us: int | None = None,
-            cpu: int | None = None) -> subprocess.Popen:
-    argv = ["trafgen", "--dev", ifname, "--conf", str(conf), "-q", "-n", str(count), "--cpus", "1"]
-    if gap_us is not None:
-        argv += ["-t", f"{gap_us}us"]
-    if cpu is not None:
-        argv = ["taskset", "-c", str(cpu), *argv]
-    # its own session: trafgen forks a worker per CPU, and stop_trafgen must reach them all
-    return subprocess.Popen(netns.exec_argv(ns, argv), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
-
-
-def stop_trafgen(gen: subprocess.Popen) -> None:
-    if gen.poll() is None:
-        os.killpg(gen.pid, signal.SIGKILL)
-    gen.wait(timeout=30)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if any(pred(p) for p in read_capture(path).packets):
+                return
+        except (OSError, ValueError, AssertionError, IndexError):
+            pass  # not there yet, or a record half written
+        time.sleep(0.05)  # a file, not a socket: polled
+    raise AssertionError(f"{path.name}: the packet waited for did not arrive within {timeout:g} s")
 
 
 def closed_files(directory: Path) -> list[Path]:
     """Capture files (hidden files such as a writer's lock file are not captures)."""
     return sorted(p for p in directory.rglob("*") if p.is_file() and not p.name.endswith(".part")
                   and not p.name.startswith("."))
-
-
-def mount_tmpfs(path: Path, size: str, options: str = "") -> None:
-    path.mkdir(parents=True, exist_ok=True)
-    opts = f"size={size}" + (f",{options}" if options else "")
-    subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "sluice-test", str(path)], check=True)
-
-
-def umount(path: Path) -> None:
-    subprocess.run(["umount", "-l", str(path)], check=False)
 
 
 def is_root() -> bool:

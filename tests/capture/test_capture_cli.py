@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from appliance.lab import netns
+from appliance.lab.harness.mounts import tmpfs
 from tests.capture.capfiles import read_capture
-from tests.capture.conftest import NATIVE, closed_files, mount_tmpfs, start_writer, umount
+from tests.capture.conftest import NATIVE, closed_files, start_writer
 
 
 def run(binary: Path, args: list[str], ns: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -101,11 +102,8 @@ def test_missing_interface_and_bad_filter(link, capture_binary, tmp_path: Path) 
 @pytest.mark.root
 def test_unwritable_directory(capture_binary, tmp_path: Path) -> None:
     ro = tmp_path / "ro"
-    mount_tmpfs(ro, "1M", "ro")
-    try:
+    with tmpfs(ro, "1M", "ro"):
         assert_one_line_exit_2(run(capture_binary, ["-i", "lo", "-w", str(ro)]), str(ro), "not writable")
-    finally:
-        umount(ro)
 
 
 def test_c_unit_tests_under_asan() -> None:

@@ -4,41 +4,36 @@ reported, packets count as writer drops, and writing resumes by itself once spac
 from __future__ import annotations
 
 import hashlib
-import subprocess
 import time
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
 
+from appliance.lab.harness import mounts
+from appliance.lab.harness.trafgen import Trafgen, udp_conf
 from tests.capture.capfiles import read_capture
-from tests.capture.conftest import closed_files, mount_tmpfs, start_writer, stop_trafgen, trafgen, trafgen_conf, umount
+from tests.capture.conftest import closed_files, start_writer
 from tests.conftest import require_tool
 
 pytestmark = [pytest.mark.root, pytest.mark.netns]
 
 
-def mount_small(kind: str, where: Path, tmp_path: Path) -> None:
+def mount_small(kind: str, where: Path, tmp_path: Path) -> AbstractContextManager[Path]:
     if kind == "tmpfs":
-        mount_tmpfs(where, "6M")
-        return
-    image = tmp_path / "ext4.img"  # O_DIRECT through io_uring
-    subprocess.run(["truncate", "-s", "16M", str(image)], check=True)
-    subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True)
-    where.mkdir()
-    subprocess.run(["mount", "-o", "loop", str(image), str(where)], check=True)
+        return mounts.tmpfs(where, "6M")
+    return mounts.loop_fs(tmp_path / "ext4.img", where, "16M")  # O_DIRECT through io_uring
 
 
 @pytest.mark.parametrize("kind", ["tmpfs", "ext4"])
 def test_enospc_closes_cleanly_and_resumes(link, capture_binary, tmp_path: Path, kind: str) -> None:
     require_tool("trafgen")
     disk = tmp_path / "disk"
-    mount_small(kind, disk, tmp_path)
-    try:
+    with mount_small(kind, disk, tmp_path):
         w = start_writer(capture_binary, link.cap, ["-i", link.rx, "-w", str(disk), "--rotate-size", "1M",
                                                     "--buffer-mb", "4", "--host", "full"])
         w.wait_ready()
-        gen = trafgen(link.h, link.tx, trafgen_conf(tmp_path, 1200), count=200000, gap_us=50)
-        try:
+        with Trafgen(link.h, link.tx, udp_conf(tmp_path, 1200), count=200000, gap_us=50):
             w.wait_for(lambda d: d["type"] == "stats" and d["disk_error"] == "ENOSPC", timeout=60)
             time.sleep(0.5)
             snapshot = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in closed_files(disk)}
@@ -55,8 +50,6 @@ def test_enospc_closes_cleanly_and_resumes(link, capture_binary, tmp_path: Path,
             resumed = w.wait_for(lambda d: d["type"] == "stats" and d["bytes_written"] > stuck["bytes_written"]
                                  and d["files_closed"] > stuck["files_closed"], timeout=20)
             assert resumed["writer_drops"] > 0
-        finally:
-            stop_trafgen(gen)
         time.sleep(1.2)
         assert w.stop() == 0, w.stderr_text()
         final = w.final()
@@ -71,5 +64,3 @@ def test_enospc_closes_cleanly_and_resumes(link, capture_binary, tmp_path: Path,
         for f in files:
             read_capture(f)  # every file parses whole
         assert "No space left on device" in w.stderr_text()
-    finally:
-        umount(disk)

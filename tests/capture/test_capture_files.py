@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 
 from appliance.lab import netns
+from appliance.lab.harness.mounts import ramfs
+from appliance.lab.harness.trafgen import Trafgen, udp_conf
 from tests.capture.capfiles import decompress_frames, packets_of, parse_pcap, parse_pcapng, read_capture
-from tests.capture.conftest import closed_files, mixed_traffic, start_writer, stop_trafgen, trafgen, trafgen_conf
+from tests.capture.conftest import closed_files, mixed_traffic, start_writer
 from tests.conftest import SLUICE_PCAP, require_tool
 
 pytestmark = [pytest.mark.root, pytest.mark.netns]
@@ -232,10 +234,7 @@ def test_filesystem_refusing_o_direct_falls_back_to_the_page_cache(link, capture
     (src,) = closed_files(live)
     original = read_capture(src).packets
     # ramfs has no direct I/O at all, and creates the file before it refuses O_DIRECT.
-    ram = tmp_path / "ramfs"
-    ram.mkdir()
-    subprocess.run(["mount", "-t", "ramfs", "sluice-test", str(ram)], check=True)
-    try:
+    with ramfs(tmp_path / "ramfs") as ram:
         r = start_writer(capture_binary, None, ["-r", str(src), "-w", str(ram)])
         assert r.proc.wait(timeout=60) == 0, r.stderr_text()
         r.stop()
@@ -244,8 +243,6 @@ def test_filesystem_refusing_o_direct_falls_back_to_the_page_cache(link, capture
         assert final["io"].endswith("+buffered") and final["writer_drops"] == 0 and final["disk_error"] is None
         assert not [p for p in ram.iterdir() if p.name.endswith(".part")]
         assert packets_of(closed_files(ram)) == original
-    finally:
-        subprocess.run(["umount", "-l", str(ram)], check=False)
 
 
 def test_hw_timestamps_fall_back_to_sw_on_veth(link, capture_binary, tmp_path: Path) -> None:
@@ -269,14 +266,11 @@ def test_sigterm_under_a_flood_stops_promptly_with_whole_files(link, capture_bin
     out.mkdir()
     w = start_writer(capture_binary, link.cap, ["-i", link.rx, "-w", str(out), "--rotate-size", "4M"])
     w.wait_ready()
-    gen = trafgen(link.h, link.tx, trafgen_conf(tmp_path, 800), count=10_000_000, gap_us=10)
-    try:
+    with Trafgen(link.h, link.tx, udp_conf(tmp_path, 800), count=10_000_000, gap_us=10):
         w.wait_for(lambda d: d["type"] == "stats" and d["packets"] > 20000, timeout=20)
         t0 = time.monotonic()
         assert w.stop(signal.SIGTERM, timeout=20) == 0, w.stderr_text()
         assert time.monotonic() - t0 < 5, "the drain must not wait for the traffic to pause"
-    finally:
-        stop_trafgen(gen)
     final = w.final()
     files = closed_files(out)
     assert not list(out.rglob("*.part"))

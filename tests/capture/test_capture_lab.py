@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from appliance.lab import traffic
+from appliance.lab.harness.tcpdump import Tcpdump
 from tests.capture.capfiles import packets_of, read_capture
-from tests.capture.conftest import Tcpdump, closed_files, start_writer
+from tests.capture.conftest import closed_files, start_writer, wait_in_capture
 from tests.capture.test_capture_vs_tcpdump import assert_same
 from tests.conftest import require_tool
 
@@ -22,7 +23,7 @@ def test_span_port_capture_matches_tcpdump(lab, capture_binary, tmp_path: Path) 
     out = tmp_path / "spool"
     out.mkdir()
     ref = tmp_path / "tcpdump.pcap"
-    dump = Tcpdump(lab.capture_ns, lab.capture_if, ref)
+    dump = Tcpdump(lab.capture_ns, lab.capture_if, ref).start()
     w = start_writer(capture_binary, lab.capture_ns, ["-i", lab.capture_if, "-w", str(out), "--host", "lab",
                                                       "--rotate-size", "64K"])
     w.wait_ready()
@@ -31,7 +32,9 @@ def test_span_port_capture_matches_tcpdump(lab, capture_binary, tmp_path: Path) 
     assert traffic.http_get(lab, "h2", "h1") > 0
     assert traffic.dns_query(lab, "h1")
     t1 = time.time_ns()
-    time.sleep(1.5)  # tcpdump (libpcap) hands over a ring block only when it retires (1 s)
+    # One more ping after the window: once tcpdump (immediate mode) has written it, it has the window.
+    assert traffic.ping(lab, "h1", "h2", 1) == 1
+    wait_in_capture(ref, lambda p: p.ts_ns > t1)
     assert w.stop() == 0, w.stderr_text()
     dump.stop()
     ours = [p for p in packets_of(closed_files(out)) if t0 <= p.ts_ns <= t1]

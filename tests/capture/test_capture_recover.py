@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from appliance.lab.harness.trafgen import Trafgen, udp_conf
 from tests.capture.capfiles import read_capture
-from tests.capture.conftest import closed_files, start_writer, stop_trafgen, trafgen, trafgen_conf
+from tests.capture.conftest import closed_files, start_writer
 from tests.conftest import require_tool
 
 pytestmark = [pytest.mark.root, pytest.mark.netns]
@@ -32,8 +33,7 @@ def test_kill9_under_load_then_recover(link, capture_binary, tmp_path: Path, fmt
     args += ["--compress", "zstd:1"] if fmt == "zstd" else ["--format", fmt]
     w = start_writer(capture_binary, link.cap, args)
     w.wait_ready()
-    gen = trafgen(link.h, link.tx, trafgen_conf(tmp_path, 1000), count=400000, gap_us=20)
-    try:
+    with Trafgen(link.h, link.tx, udp_conf(tmp_path, 1000), count=400000, gap_us=20):
         w.wait_for(lambda d: d["type"] == "stats" and d["files_closed"] >= 2, timeout=60)
         # kill while the open file already holds written blocks
         w.wait_for(lambda d: d["type"] == "stats" and d["current_file"] is not None
@@ -41,8 +41,6 @@ def test_kill9_under_load_then_recover(link, capture_binary, tmp_path: Path, fmt
                    timeout=20)
         os.kill(w.proc.pid, signal.SIGKILL)  # `ip netns exec` execs the writer: same pid
         w.proc.wait(timeout=10)
-    finally:
-        stop_trafgen(gen)
     before = {p: sha(p) for p in closed_files(out)}
     parts = list(out.rglob("*.part"))
     assert before and parts, "a kill under load leaves closed files and one .part"

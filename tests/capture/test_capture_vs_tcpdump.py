@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from appliance.lab.harness.tcpdump import Tcpdump
 from tests.capture.capfiles import packets_of, read_capture
 from tests.capture.conftest import (
-    Tcpdump,
     between_markers,
     closed_files,
     marker,
@@ -19,6 +19,7 @@ from tests.capture.conftest import (
     send_frames,
     start_writer,
     vlan_frames,
+    wait_in_capture,
 )
 from tests.conftest import require_tool
 
@@ -66,7 +67,7 @@ def test_same_packets_and_timestamps_as_tcpdump(link, capture_binary, tmp_path: 
     out = tmp_path / "sluice"
     out.mkdir()
     ref = tmp_path / "tcpdump.pcap"
-    dump = Tcpdump(link.cap, link.rx, ref)
+    dump = Tcpdump(link.cap, link.rx, ref).start()
     writer = start_writer(capture_binary, link.cap, ["-i", link.rx, "-w", str(out), "--format", fmt,
                                                      "--rotate-size", "32K", "--host", "t1",
                                                      "--workers", str(workers)])
@@ -74,7 +75,7 @@ def test_same_packets_and_timestamps_as_tcpdump(link, capture_binary, tmp_path: 
     send_frames(link.h, link.tx, [marker("start")])
     mixed_traffic(link, rounds=2)
     send_frames(link.h, link.tx, [marker("end")])
-    time.sleep(1.5)  # tcpdump (libpcap) hands over a ring block only when it retires (1 s)
+    wait_in_capture(ref, lambda p: p.data == marker("end"))  # tcpdump (immediate mode) has it all
     assert writer.stop() == 0, writer.stderr_text()
     dump.stop()
 
@@ -111,14 +112,16 @@ def test_filters_keep_what_tcpdump_keeps(link, capture_binary, tmp_path: Path, e
     out = tmp_path / "sluice"
     out.mkdir()
     ref = tmp_path / "tcpdump.pcap"
-    dump = Tcpdump(link.cap, link.rx, ref, [expr])
+    dump = Tcpdump(link.cap, link.rx, ref, bpf=[expr]).start()
     writer = start_writer(capture_binary, link.cap, ["-i", link.rx, "-w", str(out), "--filter", expr])
     writer.wait_ready()
     t0 = time.time_ns()
     mixed_traffic(link)
     send_frames(link.h, link.tx, vlan_frames(5, vid=200))
     t1 = time.time_ns()
-    time.sleep(1.5)  # tcpdump (libpcap) hands over a ring block only when it retires (1 s)
+    # No frame passes every filter to mark the end: tcpdump runs in immediate mode (no ring block
+    # held back), this is only its time to be scheduled and write the last packets.
+    time.sleep(0.5)
     assert writer.stop() == 0, writer.stderr_text()
     dump.stop()
     # the window in which both surely ran (markers would not pass every filter)

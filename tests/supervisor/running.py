@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
-from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from appliance.lab import netns
-from tests.conftest import REPO, SLUICE_CAPTURE
+from appliance.lab.harness import supervise as harness
+from tests.conftest import SLUICE_CAPTURE
 
 FAST = """
 [supervisor]
@@ -41,46 +36,8 @@ def write_config(path: Path, interface: str, spool: Path, extra: str = "", liste
     return path
 
 
-class Supervise:
-    """`ip netns exec NS python -m appliance.cli supervise --config FILE`, stopped whatever happens."""
-
-    def __init__(self, ns: str, config: Path, spool: Path) -> None:
-        self.ns, self.config, self.spool = ns, config, spool
-        self.log = config.with_suffix(".log")
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, wait_up: bool = True) -> Supervise:
-        with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen(
-                netns.exec_argv(self.ns, [sys.executable, "-m", "appliance.cli", "supervise", "--config",
-                                          str(self.config)]),
-                stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
-        if wait_up:
-            self.wait_for(lambda s: all(w["up"] for w in s["writers"]) and s["watchdogs"].get("disk"), 20,
-                          "writers up")
-        return self
-
-    def stderr(self) -> str:
-        return self.log.read_text() if self.log.exists() else ""
-
-    def state(self) -> dict[str, Any]:
-        try:
-            return json.loads((self.spool / "status.json").read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            return {}
-
-    def wait_for(self, predicate: Any, timeout: float, what: str) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise AssertionError(f"supervise exited {self.proc.returncode} waiting for {what}: {self.stderr()}")
-            s = self.state()
-            if s and predicate(s):
-                return s
-            time.sleep(0.2)
-        raise AssertionError(f"no {what} within {timeout}s; state {json.dumps(self.state())[:2000]}; "
-                             f"log {self.stderr()[-2000:]}")
+class Supervise(harness.Supervise):
+    """The supervisor harness plus what the tests read: /metrics as samples."""
 
     def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         """Every sample of /metrics, fetched from inside the namespace with curl."""
@@ -88,32 +45,6 @@ class Supervise:
         out = netns.run_in(self.ns, ["curl", "-sS", "--max-time", "5", f"http://127.0.0.1:{port}/metrics"]).stdout
         return {(s.name, tuple(sorted(s.labels.items()))): s.value
                 for f in text_string_to_metric_families(out) for s in f.samples}
-
-    def stop(self, timeout: float = 30) -> int:
-        if self.proc is None:
-            return 0
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                raise AssertionError(f"supervise did not stop within {timeout}s: {self.stderr()[-2000:]}") \
-                    from None
-        return self.proc.returncode
-
-    def __enter__(self) -> Supervise:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 def sample(metrics: dict, name: str, **labels: str) -> float:
