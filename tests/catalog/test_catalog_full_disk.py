@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from appliance import catalog
+from appliance.lab.harness.mounts import loop_fs
 from tests.conftest import REPO, require_tool
 
 pytestmark = [pytest.mark.root]
@@ -34,13 +35,9 @@ print(db.execute("PRAGMA journal_mode").fetchone()[0])
 def full_spool(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Path, int]]:
     """A 20 MiB ext4 with the given block size, loop-mounted, its catalog made, then filled."""
     block = request.param
-    image, mnt = tmp_path / "spool.img", tmp_path / "spool"
-    with open(image, "wb") as f:
-        f.truncate(20 << 20)
-    subprocess.run([require_tool("mkfs.ext4"), "-q", "-F", "-m", "0", "-b", str(block), str(image)], check=True)
-    mnt.mkdir()
-    subprocess.run(["mount", "-o", "loop", str(image), str(mnt)], check=True)
-    try:
+    require_tool("mkfs.ext4")
+    mkfs = ("-q", "-F", "-m", "0", "-b", str(block))
+    with loop_fs(tmp_path / "spool.img", tmp_path / "spool", str(20 << 20), mkfs=mkfs) as mnt:
         catalog.connect(mnt).close()
         with open(mnt / "someones.iso", "wb") as f:
             try:
@@ -50,9 +47,6 @@ def full_spool(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple
             except OSError:
                 pass
         yield mnt, block
-    finally:
-        subprocess.run(["umount", str(mnt)], check=False)
-        image.unlink(missing_ok=True)
 
 
 def test_a_catalog_write_on_a_full_spool_fails_cleanly(full_spool: tuple[Path, int]) -> None:

@@ -15,8 +15,8 @@ import pytest
 from appliance import catalog, retention
 from appliance.config import FreeFloor
 from appliance.journal import Journal, read_events
+from appliance.lab.harness.mounts import tmpfs
 from appliance.timespec import epoch_arg
-from tests.capture.conftest import mount_tmpfs, umount
 from tests.catalog.conftest import SLUICE_PCAP, Spool, dump, peer_pipeline, rows, sluice
 
 pytestmark = [pytest.mark.root, pytest.mark.netns]
@@ -175,8 +175,7 @@ def test_rebuild_gives_the_same_rows(spool: Spool, tmp_path: Path) -> None:
 def test_retention_removes_the_row(spool: Spool, tmp_path: Path) -> None:
     mnt = tmp_path / "fs"
     mnt.mkdir()
-    mount_tmpfs(mnt, "256M")  # a filesystem of its own: free space no one else changes
-    try:
+    with tmpfs(mnt, "256M"):  # a filesystem of its own: free space no one else changes
         copy = mnt / "spool"
         shutil.copytree(spool.dir, copy, symlinks=True)
         before = rows(copy)
@@ -188,8 +187,6 @@ def test_retention_removes_the_row(spool: Spool, tmp_path: Path) -> None:
         rel = str(oldest.relative_to(copy))
         assert [r["path"] for r in rows(copy)] == [r["path"] for r in before if r["path"] != rel]
         assert not catalog.sidecar_path(copy, rel).exists() and not catalog.positions_path(copy, rel).exists()
-    finally:
-        umount(mnt)
 
 
 @pytest.mark.parametrize("args, exit_code, says", [

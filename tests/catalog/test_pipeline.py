@@ -11,12 +11,13 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 
 from appliance.journal import read_events
-from tests.capture.conftest import mount_tmpfs, umount
+from appliance.lab.harness.mounts import remount, tmpfs
 from tests.catalog.conftest import SLUICE_PCAP, Spool, rows, sluice
 from tests.conftest import REPO, require_tool
 
@@ -69,8 +70,7 @@ def test_a_target_that_fills_up_is_retried_and_leaves_nothing_half(spool: Spool,
     big = max(copy.rglob("*.pcapng"), key=lambda p: p.stat().st_size)
     small, ok = tmp_path / "small", tmp_path / "ok"
     ok.mkdir()
-    mount_tmpfs(small, f"{max(big.stat().st_size // 2, 4096)}")
-    try:
+    with tmpfs(small, f"{max(big.stat().st_size // 2, 4096)}"):
         cfg = _config(tmp_path, copy, [ok, small])
         proc = sluice("pipeline", "run", "--once", "--config", str(cfg))
         assert proc.returncode == 1, proc.stderr.decode()
@@ -79,12 +79,10 @@ def test_a_target_that_fills_up_is_retried_and_leaves_nothing_half(spool: Spool,
         assert row["state"] == "closed" and not row["steps"]["backup"]["ok"]
         assert "No space left" in row["steps"]["backup"]["error"] and "check" not in row["steps"]
         assert not (small / rel).exists() and not list(small.rglob(".*sluice-tmp"))
-        subprocess.run(["mount", "-o", "remount,size=64M", str(small)], check=True)
+        remount(small, "size=64M")
         proc = sluice("pipeline", "run", "--once", "--config", str(cfg))
         assert proc.returncode == 0, proc.stdout.decode() + proc.stderr.decode()
         assert _sha(small / rel) == _sha(big) and {r["state"] for r in rows(copy)} == {"checked"}
-    finally:
-        umount(small)
 
 
 def test_pipeline_refuses_a_missing_target(spool: Spool, tmp_path: Path) -> None:
@@ -256,14 +254,14 @@ def test_retention_never_deletes_a_file_not_backed_up(spool: Spool, tmp_path: Pa
 
     mnt, small = tmp_path / "fs", tmp_path / "small"
     mnt.mkdir()
-    mount_tmpfs(mnt, "256M")
-    try:
+    with tmpfs(mnt, "256M"), ExitStack() as mounted:
         copy = mnt / "spool"
         shutil.copytree(spool.dir, copy, symlinks=True)
         files = list(copy.rglob("*.pcapng"))
         big = max(files, key=lambda p: p.stat().st_size)
         pages = [-(-p.stat().st_size // 4096) for p in files if p != big]
-        mount_tmpfs(small, f"{(sum(pages) + -(-big.stat().st_size // 4096) // 2) * 4096}")  # not room for all
+        room = (sum(pages) + -(-big.stat().st_size // 4096) // 2) * 4096  # not room for all
+        mounted.enter_context(tmpfs(small, f"{room}"))
         cfg = _config(tmp_path, copy, [small])
         assert sluice("pipeline", "run", "--once", "--config", str(cfg)).returncode == 1
         unsaved = {r["path"] for r in rows(copy) if not r["steps"]["backup"]["ok"]}
@@ -292,16 +290,13 @@ def test_retention_never_deletes_a_file_not_backed_up(spool: Spool, tmp_path: Pa
         families = {f.name: f for f in appliance_families(Snapshot(
             version="t", retention=RetentionSnapshot(waiting_for_backup_bytes=result.waiting_for_backup_bytes)))}
         assert families["sluice_retention_waiting_for_backup_bytes"].samples[0].value == unsaved_bytes
-        subprocess.run(["mount", "-o", "remount,size=64M", str(small)], check=True)
+        remount(small, "size=64M")
         assert sluice("pipeline", "run", "--once", "--config", str(cfg)).returncode == 0
         smallest = min(f.size for f in capture_files(copy) if f.path not in newest)
         with Journal(copy / "journal.jsonl") as j:
             result = retention.enforce(copy, floor_keeping(smallest // 2), FreeFloor(nbytes=0), j,
                                        require_backup=True)
         assert set(copy.rglob("*.pcapng")) == newest and result.waiting_for_backup_bytes == 0
-    finally:
-        umount(small)
-        umount(mnt)
 
 
 def _original_addresses(files: list[Path]) -> set[str]:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from appliance.lab import netns
-from tests.capture.conftest import mount_tmpfs, umount
+from appliance.lab.harness.mounts import remount, tmpfs
 from tests.catalog.conftest import Spool, rows
 from tests.conftest import REPO, require_tool
 
@@ -141,8 +141,7 @@ def test_ssh_target_verified_and_not_written_twice(spool: Spool, sshd: Sshd, tmp
 def test_ssh_target_that_fills_up_is_retried(spool: Spool, sshd: Sshd, tmp_path: Path) -> None:
     copy, remote = tmp_path / "spool", tmp_path / "remote"
     shutil.copytree(spool.dir, copy, symlinks=True)
-    mount_tmpfs(remote, "64k")
-    try:
+    with tmpfs(remote, "64k"):
         cfg = _config(tmp_path, copy, remote, sshd.ssh_command)
         proc = pipeline_in(spool.ns.h, cfg)
         assert proc.returncode == 1, proc.stdout.decode() + proc.stderr.decode()
@@ -150,13 +149,11 @@ def test_ssh_target_that_fills_up_is_retried(spool: Spool, sshd: Sshd, tmp_path:
         failed = [r for r in rows(copy) if not r["steps"]["backup"]["ok"]]
         assert failed and saved == present and not [p for p in remote.rglob(".*") if p.is_file()]
         assert any("No space left" in r["steps"]["backup"]["error"] for r in failed), failed[0]["steps"]
-        subprocess.run(["mount", "-o", "remount,size=64M", str(remote)], check=True)
+        remount(remote, "size=64M")
         proc = pipeline_in(spool.ns.h, cfg)
         assert proc.returncode == 0, proc.stdout.decode() + proc.stderr.decode()
         saved, present = _remote_state(copy, remote)
         assert saved == present == {r["path"] for r in rows(copy)}
-    finally:
-        umount(remote)
 
 
 def test_ssh_target_that_vanishes_mid_copy_is_retried(spool: Spool, sshd: Sshd, tmp_path: Path) -> None:

@@ -18,15 +18,12 @@ from pathlib import Path
 import pytest
 
 from appliance.gaps import ledger
+from appliance.lab.harness.mounts import tmpfs
+from appliance.lab.harness.trafgen import Trafgen, udp_conf
 from tests.capture.conftest import (  # noqa: F401
     capture_binary,
     link,
-    mount_tmpfs,
     start_writer,
-    stop_trafgen,
-    trafgen,
-    trafgen_conf,
-    umount,
 )
 from tests.conftest import REPO, require_tool
 from tests.gaps.stored import stored_runs
@@ -46,26 +43,26 @@ def test_ledger_finds_every_lost_second(link, capture_binary, tmp_path: Path) ->
     first = start_writer(capture_binary, link.cap, args)
     first.wait_ready()
     t_ready = time.time()
-    time.sleep(2.5)  # idle: nothing to lose
+    time.sleep(2.5)  # a deliberate gap: idle seconds the ledger must call whole, nothing to lose
     t_traffic = time.time()
-    gen = trafgen(link.h, link.tx, trafgen_conf(tmp_path, 1442), count=100000, gap_us=200)
-    time.sleep(1.0)
+    gen = Trafgen(link.h, link.tx, udp_conf(tmp_path, 1442), count=100000, gap_us=200).start()
+    time.sleep(1.0)  # a deliberate gap: a second of traffic captured whole before the freeze
     t_freeze = time.time()
     first.proc.send_signal(signal.SIGSTOP)
-    time.sleep(2.2)  # a whole second lies inside
+    time.sleep(2.2)  # a deliberate gap: the writer frozen, a whole second lies inside
     t_thaw = time.time()
     first.proc.send_signal(signal.SIGCONT)
     first.wait_for(lambda d: d["type"] == "stats" and d["ts"] > t_thaw)
-    stop_trafgen(gen)
+    gen.stop()
     t_quiet = time.time()
-    time.sleep(3.0)  # quiet again
+    time.sleep(3.0)  # a deliberate gap: quiet again, seconds the ledger must call whole
     t_kill = time.time()
     first.stop(signal.SIGKILL)
-    time.sleep(2.2)
+    time.sleep(2.2)  # a deliberate gap: no writer at all, a whole second the ledger must find
     t_restart = time.time()
     second = start_writer(capture_binary, link.cap, args)
     second.wait_ready()
-    time.sleep(0.5)
+    second.wait_for(lambda d: d["type"] == "stats" and d["ts"] >= t_restart + 0.5)  # half a second captured
     assert second.stop() == 0, second.stderr_text()
     t_end = time.time()
 
@@ -127,22 +124,16 @@ def test_ledger_of_a_full_disk(link, capture_binary, tmp_path: Path) -> None:  #
     seconds before the disk filled are whole."""
     require_tool("trafgen")
     disk = tmp_path / "disk"
-    mount_tmpfs(disk, "6M")
-    try:
+    with tmpfs(disk, "6M"):
         w = start_writer(capture_binary, link.cap, ["-i", link.rx, "-w", str(disk), "--rotate-size", "1M",
                                                     "--buffer-mb", "4", "--host", "full"])
         w.wait_ready()
-        time.sleep(2.5)  # idle
+        time.sleep(2.5)  # a deliberate gap: idle seconds before the flood, to be found whole
         t_traffic = time.time()
-        gen = trafgen(link.h, link.tx, trafgen_conf(tmp_path, 1200), count=60000, gap_us=200)
-        try:
+        with Trafgen(link.h, link.tx, udp_conf(tmp_path, 1200), count=60000, gap_us=200):
             full = w.wait_for(lambda d: d["type"] == "stats" and d["disk_error"] == "ENOSPC", timeout=60)
             w.wait_for(lambda d: d["type"] == "stats" and d["ts"] > full["ts"] + 2.0, timeout=20)
-        finally:
-            stop_trafgen(gen)
         assert w.stop() == 0, w.stderr_text()
-    finally:
-        umount(disk)
     stats = tmp_path / "stats.jsonl"
     stats.write_text("".join(w.raw))
     lines = [d for d in w.lines if d["type"] in ("stats", "final")]

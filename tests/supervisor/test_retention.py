@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 
 from appliance.config import parse_floor
 from appliance.journal import Journal, read_events
+from appliance.lab.harness.mounts import tmpfs
 from appliance.retention import enforce, plan
 from appliance.watchdogs.disk import CaptureFile, statvfs
 
@@ -37,13 +37,8 @@ def test_plan_takes_oldest_until_floor_plus_margin() -> None:
 
 @pytest.fixture
 def tiny_fs(tmp_path: Path) -> Iterator[Path]:
-    mnt = tmp_path / "spool"
-    mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(mnt)], check=True)
-    try:
+    with tmpfs(tmp_path / "spool", "32m", source="tmpfs") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 @pytest.mark.root

@@ -13,6 +13,7 @@ import pytest
 
 from appliance.config import parse_floor
 from appliance.journal import read_events
+from appliance.lab.harness.mounts import loop_fs, remount
 from tests.conftest import SLUICE_CAPTURE, require_tool
 from tests.supervisor.running import Supervise, capture_files, sample, write_config
 
@@ -25,16 +26,9 @@ ROTATE = 4 * MiB
 @pytest.fixture
 def loop_ext4(tmp_path: Path) -> Iterator[Path]:
     """A 128 MiB ext4 filesystem in a file, loop-mounted; unmounted (loop freed) whatever happens."""
-    image, mnt = tmp_path / "spool.img", tmp_path / "spool"
-    subprocess.run(["dd", "if=/dev/zero", f"of={image}", "bs=1M", "count=128", "status=none"], check=True)
-    subprocess.run([require_tool("mkfs.ext4"), "-q", "-F", "-m", "0", str(image)], check=True)
-    mnt.mkdir()
-    subprocess.run(["mount", "-o", "loop", str(image), str(mnt)], check=True)
-    try:
+    require_tool("mkfs.ext4")
+    with loop_fs(tmp_path / "spool.img", tmp_path / "spool", "128M", mkfs=("-q", "-F", "-m", "0")) as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", str(mnt)], check=False)
-        image.unlink(missing_ok=True)
 
 
 def test_floor_holds_oldest_go_no_enospc(lab, loop_ext4: Path, tmp_path: Path) -> None:  # noqa: ANN001
@@ -93,7 +87,7 @@ def test_spool_filesystem_error_goes_read_only_and_supervision_goes_on(lab, loop
     if not SLUICE_CAPTURE.exists():
         pytest.fail(f"{SLUICE_CAPTURE} is missing: `make native` builds it")
     spool = loop_ext4
-    subprocess.run(["mount", "-o", "remount,errors=remount-ro", str(spool)], check=True)
+    remount(spool, "errors=remount-ro")
     device = subprocess.run(["findmnt", "-no", "SOURCE", str(spool)], capture_output=True, text=True,
                             check=True).stdout.strip()
     cfg = write_config(tmp_path / "sluice.toml", lab.capture_if, spool, extra="[nic]\ntune = false\n")
@@ -117,16 +111,9 @@ def test_spool_filesystem_error_goes_read_only_and_supervision_goes_on(lab, loop
 @pytest.fixture
 def loop_ext4_200m(tmp_path: Path) -> Iterator[Path]:
     """A 200 MiB ext4 in a file, loop-mounted: the spool of the flood reported in issue 11."""
-    image, mnt = tmp_path / "spool200.img", tmp_path / "spool200"
-    subprocess.run(["dd", "if=/dev/zero", f"of={image}", "bs=1M", "count=200", "status=none"], check=True)
-    subprocess.run([require_tool("mkfs.ext4"), "-q", "-F", "-m", "0", str(image)], check=True)
-    mnt.mkdir()
-    subprocess.run(["mount", "-o", "loop", str(image), str(mnt)], check=True)
-    try:
+    require_tool("mkfs.ext4")
+    with loop_fs(tmp_path / "spool200.img", tmp_path / "spool200", "200M", mkfs=("-q", "-F", "-m", "0")) as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", str(mnt)], check=False)
-        image.unlink(missing_ok=True)
 
 
 def test_a_flood_keeps_the_newest_files_and_deletes_only_for_the_floor(lab, loop_ext4_200m: Path,  # noqa: ANN001
@@ -211,7 +198,7 @@ def test_retention_blocked_by_other_files_and_a_truthful_status_on_a_full_then_r
     if not SLUICE_CAPTURE.exists():
         pytest.fail(f"{SLUICE_CAPTURE} is missing: `make native` builds it")
     spool = loop_ext4
-    subprocess.run(["mount", "-o", "remount,errors=remount-ro", str(spool)], check=True)
+    remount(spool, "errors=remount-ro")
     device = subprocess.run(["findmnt", "-no", "SOURCE", str(spool)], capture_output=True, text=True,
                             check=True).stdout.strip()
     path = write_config(tmp_path / "sluice.toml", lab.capture_if, spool, extra=(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from appliance.lab.harness.mounts import remount, tmpfs
 from appliance.watchdogs import disk, nic
 from appliance.watchdogs import time as time_wd
 
@@ -52,13 +52,8 @@ def test_fill_rate_counts_retention_deletions_back() -> None:
 
 @pytest.fixture
 def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m,nr_inodes=1000", "tmpfs", str(mnt)], check=True)
-    try:
+    with tmpfs(tmp_path / "mnt", "8m", "nr_inodes=1000", source="tmpfs") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 @pytest.mark.root
@@ -72,7 +67,7 @@ def test_disk_reading_of_a_real_filesystem(small_tmpfs: Path) -> None:
     assert first.free_bytes - second.free_bytes >= 2 * 1024 * 1024
     assert second.write_bytes_per_second == pytest.approx((first.free_bytes - second.free_bytes) / 2)
     assert second.full_eta_seconds == pytest.approx(second.free_bytes / second.write_bytes_per_second)
-    subprocess.run(["mount", "-o", "remount,ro", str(small_tmpfs)], check=True)
+    remount(small_tmpfs, "ro")
     assert disk.read(small_tmpfs, rate, now=3.0).read_only
 
 
