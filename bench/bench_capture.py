@@ -26,7 +26,6 @@ of the frame walk and the copy, a lower bound for traffic with many distinct add
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import signal
@@ -38,6 +37,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.lab import netns
+from appliance.lab.harness import trafgen
+from appliance.lab.harness.netsniff import Netsniff
+from appliance.lab.harness.process import Process
+from appliance.lab.harness.tcpdump import PEER_OPTIONS, Tcpdump
+from appliance.lab.harness.trafgen import Trafgen
+from appliance.lab.harness.writer import Writer
 
 REPO = Path(__file__).resolve().parent.parent
 SLUICE = REPO / "native" / "build" / "sluice-capture"
@@ -52,12 +57,6 @@ SLUICE_VARIANTS = {
     "sluice-cpus": ([*SLUICE_COMMON, "--cpus", "1"], False),
 }
 
-TRAFGEN_UDP = """{ 0x02,0xaa,0xbb,0xcc,0xdd,0x02, 0x02,0xaa,0xbb,0xcc,0xdd,0x01, 0x08,0x00,
-  0x45,0x00, const16(%(ip_len)d), drnd(2), 0x00,0x00, 0x40,0x11,0x00,0x00,
-  198,51,100,1, 198,51,100,2,
-  0x9c,0x40,0x1e,0x61, const16(%(udp_len)d), 0x00,0x00,
-  fill(0x55, %(payload)d) }
-"""
 
 
 @dataclass
@@ -116,58 +115,37 @@ def count_packets(path: Path) -> int:
     return n
 
 
-def trafgen_conf(directory: Path, frame_len: int) -> Path:
-    payload = frame_len - 42
-    conf = directory / f"udp{frame_len}.cfg"
-    conf.write_text(TRAFGEN_UDP % {"ip_len": payload + 28, "udp_len": payload + 8, "payload": payload})
-    return conf
-
-
-def capture_argv(tool: str, out: Path) -> list[str]:
+def capture_process(ns: str, tool: str, out: Path) -> Process:
+    """The capture program as its harness (not started): each is ready on its own event (sluice-capture's
+    first stats line: its ring is bound; tcpdump's "listening on"; netsniff-ng's bound socket)."""
+    pin = ["taskset", "-c", "1"]
     if tool in SLUICE_VARIANTS:
         flags, pinned = SLUICE_VARIANTS[tool]
-        return [*(["taskset", "-c", "1"] if pinned else []), str(SLUICE), "-i", "rx0", "-w", str(out), *flags]
-    if tool == "tcpdump":
-        return ["taskset", "-c", "1", "tcpdump", "-i", "rx0", "-w", str(out / "dump.pcap"), "-B", "65536", "-n",
-                "-q", "--time-stamp-precision=nano"]
-    return ["taskset", "-c", "1", "netsniff-ng", "--in", "rx0", "--out", str(out / "sniff.pcap"), "--silent",
-            "--ring-size", "64MiB"]
+        return Writer([*(pin if pinned else []), str(SLUICE), "-i", "rx0", "-w", str(out), *flags], ns, start=False)
+    if tool == "tcpdump":  # the command PEERS.md compares with
+        return Tcpdump(ns, "rx0", out / "dump.pcap", PEER_OPTIONS, prefix=pin)
+    return Netsniff(ns, "rx0", out / "sniff.pcap", prefix=pin)
 
 
 def run_one(ns: str, tool: str, frames: int, size: int, base: Path, conf: Path) -> Result:
     out = base / tool
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    is_sluice = tool in SLUICE_VARIANTS
-    argv = netns.exec_argv(ns, capture_argv(tool, out))
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE if is_sluice else subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    proc = capture_process(ns, tool, out)
     memory = ""
-    if is_sluice:
-        assert proc.stdout is not None
-        first = json.loads(proc.stdout.readline())  # the first stats line: the ring is bound
-        memory = f"ring {first['ring_bytes'] >> 20} MiB + buffers {first['buffer_bytes'] >> 20} MiB"
-    elif tool == "tcpdump":
-        assert proc.stderr is not None
-        proc.stderr.readline()  # "listening on rx0"
-    else:
-        time.sleep(1.5)
-    before = netns.link_stats(ns, "rx0")["rx_packets"]
-    cpu_before = cpu_seconds(proc.pid)
-    start = time.monotonic()
-    subprocess.run(netns.exec_argv(ns, ["taskset", "-c", "0", "trafgen", "--dev", "tx0", "--conf", str(conf),
-                                        "-q", "-n", str(frames), "--cpus", "1"]),
-                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    arrived = netns.link_stats(ns, "rx0")["rx_packets"] - before
-    time.sleep(2.0)  # let each program empty its ring and buffers
-    cpu = cpu_seconds(proc.pid) - cpu_before
-    peak_rss_mb = peak_rss_kb(proc.pid) / 1024
-    proc.send_signal(signal.SIGINT)
-    if is_sluice:
-        assert proc.stdout is not None
-        for _line in proc.stdout:
-            pass
-    proc.wait(timeout=120)
+    with proc:
+        if isinstance(proc, Writer):
+            first = proc.lines[0]  # the first stats line: the ring is bound
+            memory = f"ring {first['ring_bytes'] >> 20} MiB + buffers {first['buffer_bytes'] >> 20} MiB"
+        before = netns.link_stats(ns, "rx0")["rx_packets"]
+        cpu_before = cpu_seconds(proc.pid)
+        start = time.monotonic()
+        trafgen.run(ns, "tx0", conf, frames, cpu=0)
+        arrived = netns.link_stats(ns, "rx0")["rx_packets"] - before
+        time.sleep(2.0)  # let each program empty its ring and buffers (the same time for each: it is measured)
+        cpu = cpu_seconds(proc.pid) - cpu_before
+        peak_rss_mb = peak_rss_kb(proc.pid) / 1024
+        proc.stop(signal.SIGINT, timeout=120)
     seconds = time.monotonic() - start
     in_files = sum(count_packets(p) for p in sorted(out.iterdir()) if p.is_file())
     result = Result(tool, frames, size, arrived, in_files, cpu, peak_rss_mb, seconds, memory)
@@ -240,35 +218,28 @@ def sustained(ns: str, base: Path, seconds: int, gap_us: int) -> None:
     out = base / "sustained"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    conf = trafgen_conf(base, 1442)
-    argv = netns.exec_argv(ns, capture_argv("sluice-tuned", out))
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    assert proc.stdout is not None
-    proc.stdout.readline()
+    conf = trafgen.udp_conf(base, 1442)
     frames = int(seconds * 1_000_000 / gap_us)
-    before = netns.link_stats(ns, "rx0")["rx_packets"]
-    gen = subprocess.Popen(netns.exec_argv(ns, ["taskset", "-c", "0", "trafgen", "--dev", "tx0", "--conf",
-                                                str(conf), "-q", "-n", str(frames), "--cpus", "1",
-                                                "-t", f"{gap_us}us"]),
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     rss: list[int] = []
     last: dict = {}
-    for line in proc.stdout:  # one stats line a second; delete closed files as retention would
-        rec = json.loads(line)
-        if rec["type"] == "file":
-            Path(rec["path"]).unlink(missing_ok=True)
-            continue
-        last = rec
-        rss.append(current_rss_kb(proc.pid))
-        if gen.poll() is not None:
-            break
-    time.sleep(2.0)
-    proc.send_signal(signal.SIGINT)
-    for line in proc.stdout:
-        rec = json.loads(line)
-        if rec["type"] == "final":
-            last = rec
-    proc.wait(timeout=60)
+    proc = capture_process(ns, "sluice-tuned", out)
+    assert isinstance(proc, Writer)
+    with proc:
+        before = netns.link_stats(ns, "rx0")["rx_packets"]
+        with Trafgen(ns, "tx0", conf, count=frames, gap_us=gap_us, cpu=0) as gen:
+            seen = 0
+            while gen.running():  # one stats line a second; delete closed files as retention would
+                proc.wait_for(lambda d: d["type"] == "stats", timeout=30, since=seen)
+                for rec in proc.lines[seen:]:
+                    if rec["type"] == "file":
+                        Path(rec["path"]).unlink(missing_ok=True)
+                    elif rec["type"] == "stats":
+                        last = rec
+                        rss.append(current_rss_kb(proc.pid))
+                seen = len(proc.lines)
+        time.sleep(2.0)  # the same drain time as run_one's: it is part of what is measured
+        proc.stop(signal.SIGINT, timeout=60)
+        last = next((rec for rec in proc.lines if rec["type"] == "final"), last)
     arrived = netns.link_stats(ns, "rx0")["rx_packets"] - before
     shutil.rmtree(out, ignore_errors=True)
     steady = rss[len(rss) // 4:] or rss
@@ -316,7 +287,7 @@ def main(argv: list[str] | None = None) -> None:
     results = []
     try:
         for frames, size in loads:
-            conf = trafgen_conf(base, size)
+            conf = trafgen.udp_conf(base, size)
             extra = ["sluice-unpinned", "sluice-cpus"] if args.pinning and size == 1442 else []
             extra += ["sluice-anonymized"] if args.anonymize else []
             for tool in [*tools, *extra]:

@@ -30,27 +30,19 @@ BENCH_NET = 0xC6120000  # 198.18.0.0/15 (RFC 2544)
 
 def capture_templates(out: Path) -> None:
     """A few hundred real packets from the lab's SPAN port."""
-    from appliance.lab import netns, traffic
+    from appliance.lab import traffic
     from appliance.lab.commands import lab_down, lab_up
+    from appliance.lab.harness.tcpdump import Tcpdump
 
     lab_id = "bp" + os.urandom(4).hex()
     lab = lab_up(lab_id)
     try:
-        proc = subprocess.Popen(netns.exec_argv(lab.capture_ns, ["tcpdump", "-i", lab.capture_if, "-n", "-U",
-                                                                 "--time-stamp-precision=nano", "-w",
-                                                                 str(out)]),
-                                stderr=subprocess.PIPE, text=True)
-        assert proc.stderr is not None
-        while "listening on" not in proc.stderr.readline():
-            if proc.poll() is not None:
-                raise RuntimeError("tcpdump did not start")
-        traffic.ping(lab, "h1", "h2", 20, interval=0.01)
-        for _ in range(3):
-            traffic.http_get(lab, "h2", "h1")
-        traffic.dns_query(lab, "h1")
-        time.sleep(0.5)
-        proc.terminate()
-        proc.wait(timeout=10)
+        with Tcpdump(lab.capture_ns, lab.capture_if, out, ("-n", "-U", "--time-stamp-precision=nano")):
+            traffic.ping(lab, "h1", "h2", 20, interval=0.01)
+            for _ in range(3):
+                traffic.http_get(lab, "h2", "h1")
+            traffic.dns_query(lab, "h1")
+            time.sleep(0.5)  # not immediate mode: the last packets' time to reach the file
     finally:
         lab_down(lab_id)
 

@@ -28,14 +28,19 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import psutil
 
+from appliance.errors import SluiceError
 from appliance.journal import read_events
 from appliance.lab import netns, traffic
 from appliance.lab.commands import lab_down, lab_up
+from appliance.lab.harness.mounts import loop_fs
+from appliance.lab.harness.supervise import Supervise, writers_up
+from appliance.lab.harness.trafgen import Trafgen
 from appliance.selftest.rig import FCS, shape
 from appliance.watchdogs.disk import capture_files
 
@@ -53,19 +58,6 @@ WARMUP = 30.0  # seconds before resident memory counts as settled
 def config_text(spool: Path) -> str:
     return (f'[capture]\ninterfaces = ["span0"]\nspool = "{spool}"\nhost = "soak"\nrotate_size = "64M"\n'
             '[retention]\nmin_free = "25%"\n[metrics]\nlisten = "127.0.0.1:0"\n[watchdogs]\nsmart = false\n')
-
-
-def mount_spool(image: Path, mnt: Path) -> str:
-    """The spool: ext4 in a sparse file on a loop device with direct I/O, so that the writer's
-    O_DIRECT writes reach the disk as on a real spool (a buffered loop device would pile the
-    flood up in the page cache and then stall every writer on the machine at once)."""
-    subprocess.run(["truncate", "-s", SPOOL_SIZE, str(image)], check=True)
-    subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", str(image)], check=True)
-    device = subprocess.run(["losetup", "--find", "--show", "--direct-io=on", str(image)], check=True,
-                            capture_output=True, text=True).stdout.strip()
-    mnt.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["mount", device, str(mnt)], check=True)
-    return device
 
 
 def selftest_ceiling(ns: str, config: Path, frame_bytes: int) -> dict[str, Any]:
@@ -99,13 +91,6 @@ def writer_process(sup: psutil.Process) -> psutil.Process | None:
     except psutil.Error:
         pass
     return None
-
-
-def read_state(spool: Path) -> dict[str, Any]:
-    try:
-        return json.loads((spool / "status.json").read_text())
-    except (OSError, ValueError):
-        return {}
 
 
 def flat(values: list[float], tolerance: float, floor: float) -> tuple[bool, float]:
@@ -170,87 +155,74 @@ def soak(seconds: float, size: int, pps: float | None) -> int:
     spool = work / "spool"
     out = work
     image = Path(tempfile.mkdtemp(prefix="sluice-soak-", dir="/var/tmp")) / "spool.img"
-    device = ""
-    sup_proc: subprocess.Popen[bytes] | None = None
-    gen: subprocess.Popen[str] | None = None
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        work.mkdir(parents=True, exist_ok=True)
-        device = mount_spool(image, spool)
-        config = work / "sluice.toml"
-        config.write_text(config_text(spool))
-        frame_fcs = size + FCS
-        ceiling = selftest_ceiling(lab.capture_ns, config, frame_fcs)
-        span_pps = pps if pps else ceiling["lossless_packets_per_second"] / 2
-        print(f"soak {lab.id}: ceiling at {frame_fcs} B {ceiling['lossless_packets_per_second']:.0f} pps "
-              f"(limit {ceiling['limit']}); flooding span0 at {span_pps:.0f} pps for {seconds:g} s", flush=True)
-        h1 = lab.host("h1")
-        # Every h1->h2 frame reaches span0 twice (p1 ingress and p2 egress are mirrored).
-        shape(h1.ns, h1.ifname, frame_fcs, span_pps / 2)
-        conf = work / "flood.cfg"
-        conf.write_text(traffic.trafgen_config(lab, "h1", "h2", size))
+        with ExitStack() as running:
+            work.mkdir(parents=True, exist_ok=True)
+            # The spool: ext4 in a sparse file on a loop device with direct I/O, so that the writer's
+            # O_DIRECT writes reach the disk as on a real spool (a buffered loop device would pile the
+            # flood up in the page cache and then stall every writer on the machine at once).
+            running.enter_context(loop_fs(image, spool, SPOOL_SIZE, mkfs=("-q", "-F", "-m", "0"), direct_io=True))
+            config = work / "sluice.toml"
+            config.write_text(config_text(spool))
+            frame_fcs = size + FCS
+            ceiling = selftest_ceiling(lab.capture_ns, config, frame_fcs)
+            span_pps = pps if pps else ceiling["lossless_packets_per_second"] / 2
+            print(f"soak {lab.id}: ceiling at {frame_fcs} B {ceiling['lossless_packets_per_second']:.0f} pps "
+                  f"(limit {ceiling['limit']}); flooding span0 at {span_pps:.0f} pps for {seconds:g} s", flush=True)
+            h1 = lab.host("h1")
+            # Every h1->h2 frame reaches span0 twice (p1 ingress and p2 egress are mirrored).
+            shape(h1.ns, h1.ifname, frame_fcs, span_pps / 2)
+            conf = work / "flood.cfg"
+            conf.write_text(traffic.trafgen_config(lab, "h1", "h2", size))
 
-        log = open(work / "supervise.log", "wb")
-        sup_proc = subprocess.Popen(netns.exec_argv(lab.capture_ns, [sys.executable, "-m", "appliance.cli",
-                                                                     "supervise", "--config", str(config)]),
-                                    stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
-        deadline = time.monotonic() + 30
-        while not all(w.get("up") for w in read_state(spool).get("writers", [{}])):
-            if time.monotonic() > deadline or sup_proc.poll() is not None:
-                raise SystemExit(f"soak: the supervisor did not come up (log {work / 'supervise.log'})")
-            time.sleep(0.2)
-        sup = psutil.Process(sup_proc.pid)
-        span0 = netns.link_stats(lab.capture_ns, lab.capture_if)
-        gen = subprocess.Popen(netns.exec_argv(h1.ns, ["taskset", "-c", "0", "trafgen", "--dev", h1.ifname,
-                                                       "--conf", str(conf), "--cpus", "1", "--qdisc-path"]),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
-        samples: list[dict[str, Any]] = []
-        start = time.monotonic()
-        next_tick = start
-        shaped = span_pps / 2
-        window = (start, span0["rx_packets"])
-        while (elapsed := time.monotonic() - start) < seconds:
-            now = time.monotonic()
-            if now - window[0] >= 10:
-                # The token bucket lands below its rate (trafgen refills its ring in bursts): steer
-                # it by what span0 actually received.
-                arrived = netns.link_stats(lab.capture_ns, lab.capture_if)["rx_packets"]
-                measured = (arrived - window[1]) / (now - window[0])
-                if measured > 0 and abs(measured - span_pps) > 0.03 * span_pps:
-                    shaped = min(max(shaped * span_pps / measured, span_pps / 4), span_pps * 2)
-                    shape(h1.ns, h1.ifname, frame_fcs, shaped)
-                window = (now, arrived)
-            if gen.poll() is not None:
-                raise SystemExit(f"soak: trafgen ended: {gen.stderr.read().strip() if gen.stderr else ''}")
-            writers = read_state(spool).get("writers") or [{}]
-            w = writers[0]
-            totals = w.get("totals", {})
-            # Rates as the supervisor computes them, from the writer's consecutive stats lines.
-            samples.append({"t": round(elapsed, 2), "supervisor_rss": rss(sup), "writer_rss": rss(writer_process(sup)),
-                            "pps": w.get("packets_per_second", 0.0), "bps": w.get("bytes_per_second", 0.0) * 8,
-                            "lost": totals.get("kernel_drops", 0) + totals.get("writer_drops", 0),
-                            "bytes_written": totals.get("bytes_written", 0)})
-            next_tick += 1.0
-            time.sleep(max(0.0, next_tick - time.monotonic()))
-        os.killpg(gen.pid, signal.SIGINT)
-        gen.wait(timeout=10)
-        time.sleep(3)  # the capture empties its ring and buffers
-        span_end = netns.link_stats(lab.capture_ns, lab.capture_if)
-        sup_proc.send_signal(signal.SIGTERM)
-        code = sup_proc.wait(timeout=60)
-        log.close()
-        return report(lab.id, out, spool, seconds, size, ceiling, span_pps, samples, span0, span_end, code)
+            supervise = Supervise(lab.capture_ns, config, spool, log=work / "supervise.log")
+            running.callback(supervise.stop, 60)
+            try:
+                supervise.start(ready=writers_up, timeout=30)
+            except SluiceError as err:
+                raise SystemExit(f"soak: the supervisor did not come up: {str(err).splitlines()[0][:300]}") from None
+            sup = psutil.Process(supervise.pid)
+            span0 = netns.link_stats(lab.capture_ns, lab.capture_if)
+            # --qdisc-path (trafgen's -q) so that the shaping above applies; no -n: it floods until stopped
+            gen = running.enter_context(Trafgen(h1.ns, h1.ifname, conf, cpu=0))
+            samples: list[dict[str, Any]] = []
+            start = time.monotonic()
+            next_tick = start
+            shaped = span_pps / 2
+            window = (start, span0["rx_packets"])
+            while (elapsed := time.monotonic() - start) < seconds:
+                now = time.monotonic()
+                if now - window[0] >= 10:
+                    # The token bucket lands below its rate (trafgen refills its ring in bursts): steer
+                    # it by what span0 actually received.
+                    arrived = netns.link_stats(lab.capture_ns, lab.capture_if)["rx_packets"]
+                    measured = (arrived - window[1]) / (now - window[0])
+                    if measured > 0 and abs(measured - span_pps) > 0.03 * span_pps:
+                        shaped = min(max(shaped * span_pps / measured, span_pps / 4), span_pps * 2)
+                        shape(h1.ns, h1.ifname, frame_fcs, shaped)
+                    window = (now, arrived)
+                if not gen.running():
+                    raise SystemExit(f"soak: trafgen ended: {gen.stderr_text().strip()}")
+                writers = supervise.state().get("writers") or [{}]
+                w = writers[0]
+                totals = w.get("totals", {})
+                # Rates as the supervisor computes them, from the writer's consecutive stats lines.
+                samples.append({"t": round(elapsed, 2), "supervisor_rss": rss(sup),
+                                "writer_rss": rss(writer_process(sup)),
+                                "pps": w.get("packets_per_second", 0.0), "bps": w.get("bytes_per_second", 0.0) * 8,
+                                "lost": totals.get("kernel_drops", 0) + totals.get("writer_drops", 0),
+                                "bytes_written": totals.get("bytes_written", 0)})
+                next_tick += 1.0
+                time.sleep(max(0.0, next_tick - time.monotonic()))  # a sample a second: the clock is the point
+            gen.stop(signal.SIGINT, timeout=10)
+            time.sleep(3)  # the capture empties its ring and buffers
+            span_end = netns.link_stats(lab.capture_ns, lab.capture_if)
+            code = supervise.stop(timeout=60)
+            return report(lab.id, out, spool, seconds, size, ceiling, span_pps, samples, span0, span_end, code)
     finally:
         signal.signal(signal.SIGTERM, previous)
-        if gen is not None and gen.poll() is None:
-            os.killpg(gen.pid, signal.SIGKILL)
-        if sup_proc is not None and sup_proc.poll() is None:
-            sup_proc.send_signal(signal.SIGTERM)
-            sup_proc.wait(timeout=60)
         lab_down(lab.id)
-        subprocess.run(["umount", str(spool)], check=False)
-        if device:
-            subprocess.run(["losetup", "-d", device], check=False)
         shutil.rmtree(image.parent, ignore_errors=True)
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from appliance.errors import SluiceError
 from appliance.lab import netns
+from appliance.lab.harness import trafgen
 from appliance.lab.services import HTTP_PORT, IPERF_PORT
 from appliance.lab.topology import DNS_NAME, Lab
 
@@ -92,11 +93,7 @@ def flood(lab: Lab, src: str = "h1", dst: str = "h2", count: int = 100_000, size
     with tempfile.TemporaryDirectory(prefix="sluice-lab-") as tmp:
         cfg = Path(tmp) / "flood.cfg"
         cfg.write_text(trafgen_config(lab, src, dst, size))
-        argv = ["trafgen", "--dev", lab.host(src).ifname, "--conf", str(cfg), "-q", "-n", str(count),
-                "--cpus", "1"] + (["--rate", rate] if rate else [])
-        if cpu is not None:
-            argv = ["taskset", "-c", str(cpu), *argv]
-        netns.run_in(lab.host(src).ns, argv, timeout=600)
+        trafgen.run(lab.host(src).ns, lab.host(src).ifname, cfg, count, cpu=cpu, rate=rate, timeout=600)
     return count
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from appliance.lab import netns, topology, traffic
+from appliance.lab.harness.tcpdump import IMMEDIATE, Tcpdump
 from tests.conftest import REPO, require_tool, unique_name
 
 pytestmark = [pytest.mark.root, pytest.mark.netns]
@@ -23,20 +23,13 @@ class SpanCapture:
     def __init__(self, lab: topology.Lab, path: Path, bpf: str = "") -> None:
         require_tool("tcpdump")
         self.path = path
-        # --immediate-mode: libpcap's TPACKET_V3 blocks otherwise hold the last second of packets,
-        # which tcpdump drops at SIGINT.
-        argv = ["tcpdump", "-i", lab.capture_if, "-w", str(path), "--immediate-mode", "-U", "-n", "-Z", "root"]
-        self.proc = subprocess.Popen(lab.argv(lab.capture_ns, argv + ([bpf] if bpf else [])),
-                                     stderr=subprocess.PIPE, text=True)
-        # tcpdump says "listening on" once its socket is bound; only then is nothing missed.
-        assert self.proc.stderr is not None
-        line = self.proc.stderr.readline()
-        assert "listening on" in line, line
+        # ready once tcpdump says "listening on"; immediate mode: no ring block held back at SIGINT
+        self.dump = Tcpdump(lab.capture_ns, lab.capture_if, path, ("-n", "-Z", "root", *IMMEDIATE),
+                            bpf=[bpf] if bpf else []).start()
 
     def stop(self) -> None:
-        time.sleep(0.3)
-        self.proc.send_signal(signal.SIGINT)
-        self.proc.wait(timeout=10)
+        time.sleep(0.3)  # tcpdump in immediate mode: its time to be scheduled and write the last packets
+        self.dump.stop(timeout=10)
 
     def fields(self, display_filter: str, *names: str) -> list[list[str]]:
         require_tool("tshark")

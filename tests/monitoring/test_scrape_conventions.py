@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from appliance.lab import netns
+from appliance.lab.harness.supervise import Supervise
 from tests.conftest import REPO, SLUICE_CAPTURE, require_tool, unique_name
 
 pytestmark = [pytest.mark.root, pytest.mark.netns]
@@ -36,27 +36,23 @@ def scrape(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     cfg.write_text(f'[capture]\ninterfaces = ["lo"]\nspool = "{tmp / "spool"}"\nbinary = "{SLUICE_CAPTURE}"\n'
                    f'[watchdogs]\nmdstat = "{FIX}/mdstat/degraded_raid5.txt"\nsys_block = "{FIX}/sysblock"\n'
                    '[metrics]\nlisten = "127.0.0.1:9750"\n')
-    proc = None
+    sup = Supervise(ns, cfg, tmp / "spool")
     try:
         netns.ip("-n", ns, "link", "set", "lo", "up")
-        proc = subprocess.Popen(netns.exec_argv(ns, [sys.executable, "-m", "appliance.cli", "supervise",
-                                                     "--config", str(cfg)]),
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        sup.start(wait_up=False)
         body = ""
         deadline = time.monotonic() + 30
         # Ready when the writer has sent stats: its up gauge is 1.
         while time.monotonic() < deadline and 'sluice_writer_up{interface="lo"} 1.0' not in body:
             got = netns.run_in(ns, ["curl", "-sf", "http://127.0.0.1:9750/metrics"], check=False)
             body = got.stdout if got.returncode == 0 else ""
-            if proc.poll() is not None:
+            if not sup.running():
                 break
-            time.sleep(0.2)
-        assert 'sluice_writer_up{interface="lo"} 1.0' in body, proc.stderr.read() if proc.poll() is not None else body
+            time.sleep(0.2)  # polling /metrics: it has no way to push
+        assert 'sluice_writer_up{interface="lo"} 1.0' in body, sup.stderr() if not sup.running() else body
         yield body
     finally:
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            proc.wait(timeout=30)
+        sup.stop()
         netns.kill_all_in(ns)
         netns.delete_namespace(ns)
 

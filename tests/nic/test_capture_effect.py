@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from appliance.lab import netns
+from appliance.lab.harness.tcpdump import Tcpdump
 from tests.conftest import require_tool, unique_name
 from tests.nic.conftest import sluice_nic
 
@@ -63,19 +64,13 @@ def capture_bulk_tcp(sender: str, server_ns: str, capture: str, pcap: Path) -> l
     """tcpdump on `cap` while iperf3 sends 4 MB from the sender; the captured frame lengths."""
     server = subprocess.Popen(netns.exec_argv(server_ns, ["iperf3", "-s", "-1"]),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    dump = subprocess.Popen(netns.exec_argv(capture, ["tcpdump", "-i", "cap", "-n", "-U", "--immediate-mode",
-                                                      "-s", "128",
-                                                      "-w", str(pcap), "tcp"]),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        assert dump.stderr is not None
-        assert "listening on" in dump.stderr.readline()
-        netns.run_in(sender, ["iperf3", "-c", "192.0.2.2", "-n", "4M", "--connect-timeout", "3000"],
-                     timeout=30)
-        time.sleep(1.0)  # let tcpdump drain the ring before it is stopped
+        with Tcpdump(capture, "cap", pcap, ("-n", "-U", "--immediate-mode", "-s", "128"), bpf=["tcp"]):
+            netns.run_in(sender, ["iperf3", "-c", "192.0.2.2", "-n", "4M", "--connect-timeout", "3000"],
+                         timeout=30)
+            # tcpdump in immediate mode: its time to be scheduled and write the last segments
+            time.sleep(1.0)
     finally:
-        dump.terminate()
-        dump.wait(timeout=10)
         server.kill()
         server.wait(timeout=10)
     return frame_lengths(pcap)

@@ -11,12 +11,14 @@ from __future__ import annotations
 import socket
 import subprocess
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from appliance.lab import netns
+from appliance.lab.harness.tcpdump import Dumpcap, Tcpdump
 from tests.conftest import SLUICE_PCAP, require_tool, unique_name
 
 KEY_HEX = "1522178d33a4cf80130a5b1649907d10d8988f837979652762574c2d2a842202"
@@ -31,18 +33,6 @@ class Captures:
     host_ns: Path      # pcap, ns, on h2's own interface (no SPAN copies)
     mixed_ng: Path     # pcapng with two interfaces of different link types (Ethernet, raw IP)
     key_file: Path
-
-
-def _wait_listening(proc: subprocess.Popen[str], what: str) -> None:
-    deadline = time.monotonic() + 10
-    assert proc.stderr is not None
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        if "listening on" in line or "Capturing on" in line:
-            return
-        if proc.poll() is not None:
-            break
-    raise AssertionError(f"{what} did not start")
 
 
 def _udp_probe(ns: str, dst: str, port: int) -> None:
@@ -72,38 +62,24 @@ def captures(tmp_path_factory: pytest.TempPathFactory, sluice_pcap: Path) -> Cap
     d = tmp_path_factory.mktemp("captures")
     lab_id = unique_name("pc")
     lab = lab_up(lab_id)
-    procs: list[subprocess.Popen[str]] = []
     try:
         cap = lab.capture_ns
         h2 = lab.host("h2")
-        specs = [
-            (cap, ["tcpdump", "-i", lab.capture_if, "-n", "-U", "-w", str(d / "span_ns.pcap"),
-                   "--time-stamp-precision=nano"]),
-            (cap, ["tcpdump", "-i", lab.capture_if, "-n", "-U", "-w", str(d / "span_us.pcap")]),
-            (cap, ["dumpcap", "-q", "-i", lab.capture_if, "-w", str(d / "span_ng.pcapng")]),
-            (h2.ns, ["tcpdump", "-i", h2.ifname, "-n", "-U", "-w", str(d / "host_ns.pcap"),
-                     "--time-stamp-precision=nano"]),
-        ]
-        for ns, argv in specs:
-            proc = subprocess.Popen(netns.exec_argv(ns, argv), stderr=subprocess.PIPE, text=True)
-            procs.append(proc)
-            _wait_listening(proc, argv[0])
-        traffic.ping(lab, "h1", "h2", 20, interval=0.01)
-        traffic.ping(lab, "h2", "h1", 10, interval=0.01, family=6)
-        for _ in range(3):
-            traffic.http_get(lab, "h2", "h1")
-        traffic.http_get(lab, "h2", "h1", family=6)
-        traffic.dns_query(lab, "h1")
-        _udp_probe(lab.host("h1").ns, h2.ipv4, 33434)
-        time.sleep(1.0)
+        with ExitStack() as running:  # each ready on its own line before the next starts; all stopped
+            for dump in (Tcpdump(cap, lab.capture_if, d / "span_ns.pcap", ("-n", "-U", "--time-stamp-precision=nano")),
+                         Tcpdump(cap, lab.capture_if, d / "span_us.pcap", ("-n", "-U")),
+                         Dumpcap(cap, lab.capture_if, d / "span_ng.pcapng"),
+                         Tcpdump(h2.ns, h2.ifname, d / "host_ns.pcap", ("-n", "-U", "--time-stamp-precision=nano"))):
+                running.enter_context(dump)
+            traffic.ping(lab, "h1", "h2", 20, interval=0.01)
+            traffic.ping(lab, "h2", "h1", 10, interval=0.01, family=6)
+            for _ in range(3):
+                traffic.http_get(lab, "h2", "h1")
+            traffic.http_get(lab, "h2", "h1", family=6)
+            traffic.dns_query(lab, "h1")
+            _udp_probe(lab.host("h1").ns, h2.ipv4, 33434)
+            time.sleep(1.0)  # not immediate mode (the corpus is what a default capture gives): a ring block retires
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
         lab_down(lab_id)
     # Raw IP version of the host capture (Ethernet header cut), merged into a two-interface pcapng.
     raw = d / "host_raw.pcap"

@@ -57,6 +57,9 @@ class Supervise:
                 raise
         return self
 
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
     def stderr(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 

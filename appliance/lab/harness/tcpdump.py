@@ -23,10 +23,10 @@ class Tcpdump(Process):
     ready_words = ("listening on",)
 
     def __init__(self, ns: str | None, ifname: str, out: Path, options: Sequence[str] = PEER_OPTIONS + IMMEDIATE,
-                 bpf: Sequence[str] = (), program: str = "tcpdump") -> None:
+                 bpf: Sequence[str] = (), program: str = "tcpdump", prefix: Sequence[str] = ()) -> None:
         self.out = out
         self.ready_line = ""
-        super().__init__([program, "-i", ifname, "-w", str(out), *options, *bpf], ns)
+        super().__init__([*prefix, program, "-i", ifname, "-w", str(out), *options, *bpf], ns)
 
     def wait_ready(self) -> None:
         assert self.proc is not None and self.proc.stderr is not None

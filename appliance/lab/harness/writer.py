@@ -56,10 +56,11 @@ class Writer(Process):
     def reading(self) -> bool:
         return self._reader is not None and self._reader.is_alive()
 
-    def wait_for(self, pred: Callable[[dict[str, Any]], bool], timeout: float = 10.0) -> dict[str, Any]:
-        """The first stats-channel record for which pred is true, waiting up to timeout s for it."""
+    def wait_for(self, pred: Callable[[dict[str, Any]], bool], timeout: float = 10.0, since: int = 0) -> dict[str, Any]:
+        """The first stats-channel record (from lines[since] on) for which pred is true, waiting up to
+        timeout s for it."""
         deadline = time.monotonic() + timeout
-        seen = 0
+        seen = since
         while time.monotonic() < deadline:
             lines = list(self.lines)
             for line in lines[seen:]:
