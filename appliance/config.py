@@ -23,7 +23,9 @@ from typing import Any
 from appliance import DEFAULT_CONFIG_PATH  # noqa: E402,F401 (re-exported: config.DEFAULT_CONFIG_PATH)
 from appliance.errors import SluiceError
 
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*$", re.IGNORECASE)
+# The grammar of a size ("1.5G", "512 MiB"): sluice-capture states the same in --print-contract
+# (tests/capture/test_contract.py compares the two).
+SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 # What the kernel's dev_valid_name() accepts, less ':' (alias syntax, never a capture port):
 # 1-15 characters, not "." or "..", no '/' or white space.
@@ -48,7 +50,7 @@ def parse_size(text: str | int) -> int:
         return text
     if not isinstance(text, str) or len(text) > 64:
         raise ValueError("not a size")
-    m = _SIZE_RE.match(text)
+    m = SIZE_RE.match(text)
     if not m or not m.group(1).isascii():
         raise ValueError("not a size")
     value = float(m.group(1)) * _SIZE_UNITS[m.group(2).upper()]

@@ -130,8 +130,12 @@ class WriterProcess:
     """One capture interface's writer: start, read stats, detect stalls, stop; totals carried."""
 
     def __init__(self, cfg: Config, interface: str, binary: str,
-                 on_record: Callable[[str, dict[str, Any]], None] | None = None) -> None:
+                 on_record: Callable[[str, dict[str, Any]], None] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        """clock: the monotonic clock of the stall and rate rules (a test gives its own, so that a
+        stall of seconds takes none)."""
         self.interface = interface
+        self.clock = clock
         self.binary = binary
         self.cfg = cfg
         self._on_record = on_record
@@ -165,7 +169,7 @@ class WriterProcess:
         self.seen_stats = False
         self._proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                       stdin=subprocess.DEVNULL, start_new_session=True)
-        now = time.monotonic()
+        now = self.clock()
         with self._lock:
             self._current = dict.fromkeys(COUNTERS, 0)
             self._last = {}
@@ -278,7 +282,7 @@ class WriterProcess:
             self._on_record(self.interface, record)
 
     def _apply_stats(self, record: dict[str, Any]) -> None:
-        now = time.monotonic()
+        now = self.clock()
         stall_fill = self.cfg.get("supervisor", "stall_buffer_fill")
         with self._lock:
             prev = self._current
@@ -309,7 +313,7 @@ class WriterProcess:
         """Why the running writer counts as stalled, or None."""
         if not self.running():
             return None
-        return self.stall_check(time.monotonic() if now is None else now)
+        return self.stall_check(self.clock() if now is None else now)
 
     def stall_check(self, now: float) -> str | None:
         """The stall rules on what the stats channel said so far (whether or not a process runs)."""
@@ -332,7 +336,7 @@ class WriterProcess:
         running = self.running()
         with self._lock:
             last = dict(self._last)
-            fresh = bool(last) and time.monotonic() - self.last_stats_mono <= timeout
+            fresh = bool(last) and self.clock() - self.last_stats_mono <= timeout
             return WriterState(
                 interface=self.interface,
                 running=running,

@@ -71,6 +71,22 @@ def run_in(ns: str, argv: Sequence[str], check: bool = True, timeout: float | No
     return proc
 
 
+def listening(ns: str, port: int, proto: str = "tcp") -> list[str]:
+    """`ss` rows of sockets listening on port in ns (proto "tcp" or "udp"): fields State Recv-Q ..."""
+    flag = "-ltnH" if proto == "tcp" else "-lunH"
+    return run_in(ns, ["ss", flag, "sport", f"= :{port}"], check=False).stdout.splitlines()
+
+
+def wait_listening(ns: str, port: int, proto: str = "tcp", timeout: float = 10.0) -> None:
+    """Until something listens on proto/port in ns; SluiceError after timeout s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if listening(ns, port, proto):
+            return
+        time.sleep(0.05)  # a socket table, polled: no event says a program has bound
+    raise SluiceError(f"nothing listens on {proto}/{port} in {ns} after {timeout:g} s")
+
+
 def pids_in(ns: str) -> list[int]:
     proc = ip("netns", "pids", ns, check=False)
     return [int(p) for p in proc.stdout.split() if p.isdigit()]

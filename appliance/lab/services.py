@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 from appliance.errors import SluiceError
@@ -35,14 +34,10 @@ def _spawn(ns: str, argv: list[str]) -> None:
 
 
 def _wait_listening(lab: Lab, ns: str, port: int, proto: str, timeout: float = 10.0) -> None:
-    flag = "-ltnH" if proto == "tcp" else "-lunH"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        out = netns.run_in(ns, ["ss", flag, "sport", f"= :{port}"], check=False).stdout
-        if out.strip():
-            return
-        time.sleep(0.1)
-    raise SluiceError(f"lab {lab.id}: nothing listens on {proto}/{port} in {ns} after {timeout:.0f} s")
+    try:
+        netns.wait_listening(ns, port, proto, timeout)
+    except SluiceError as err:
+        raise SluiceError(f"lab {lab.id}: {err}") from None
 
 
 def lease_file(lab_id: str) -> Path:

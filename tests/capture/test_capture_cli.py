@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -123,8 +122,9 @@ def test_asan_build_captures_rotates_and_stops_cleanly(link, tmp_path: Path) -> 
                                       "--workers", "2", "--buffer-mb", "4", "--slice", "header"])
     w.wait_ready()
     netns.run_in(link.h, ["ping", "-q", "-c", "40", "-i", "0.01", "-s", "1000", link.cap_ip])
+    before = len(w.lines)
     w.proc.send_signal(signal.SIGHUP)
-    time.sleep(0.3)
+    w.wait_for(lambda d: d["type"] == "file", since=before)  # SIGHUP rotates: a file is closed
     assert w.stop() == 0, w.stderr_text()
     err = w.stderr_text()
     assert "Sanitizer" not in err and "runtime error" not in err, err

@@ -68,12 +68,11 @@ def test_a_writer_whose_interface_disappears_exits_with_one_line(capture_binary,
     w.wait_ready()
     netns.ip("-n", link.h, "link", "del", link.tx)  # the veth pair goes, rx0 with it
     try:
-        rc = w.proc.wait(timeout=10)
+        rc = w.wait(timeout=10)
     except subprocess.TimeoutExpired:
         cpu = sum(int(x) for x in Path(f"/proc/{w.proc.pid}/stat").read_text().split()[13:15])
         w.proc.kill()
         raise AssertionError(f"the writer kept running after its interface went ({cpu} ticks of CPU)") from None
-    w._reader.join(timeout=5)
     err = w.stderr_text().splitlines()
     assert rc == 1, err
     assert len(err) == 1 and "interface rx0 disappeared" in err[0], err
@@ -121,7 +120,7 @@ def test_sigterm_during_start_up_stops_at_once(capture_binary, link, tmp_path: P
     proc = subprocess.Popen(netns.exec_argv(link.cap, [str(capture_binary), "-i", link.rx, "-w", str(tmp_path),
                                                        "--filter-timeout", "300", "--filter", big_filter(1200)]),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(0.5)  # it is starting up (seconds of work)
+    time.sleep(0.5)  # deliberate: a moment into its start-up (seconds of work), which shows nothing
     began = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)

@@ -61,7 +61,7 @@ def test_stats_interval_range_is_the_writers(contract) -> None:
 def test_rotate_sizes_mean_the_same_on_both_sides(contract, capture_binary: Path) -> None:
     spec = contract["flags"]["rotate_size"]
     grammar = re.compile(spec["grammar"], re.IGNORECASE if spec["grammar_flags"] == "ignorecase" else 0)
-    assert grammar.pattern == config._SIZE_RE.pattern and grammar.flags == config._SIZE_RE.flags
+    assert grammar.pattern == config.SIZE_RE.pattern and grammar.flags == config.SIZE_RE.flags
     assert accepts("capture", "rotate_size", spec["min"]) and accepts("capture", "rotate_size", spec["max"])
     assert not accepts("capture", "rotate_size", spec["min"] - 1)
     assert not accepts("capture", "rotate_size", spec["max"] + 1)

@@ -100,7 +100,7 @@ def _capture(namespaces: Namespaces, base: Path) -> Spool:
         for _burst in range(3):
             for k in (0, 1):
                 mixed_traffic(namespaces.link(k))
-            time.sleep(1.1)
+            time.sleep(1.1)  # deliberate: rotate_seconds = 1, so each burst lands in files of its own
     finally:
         rc = sup.stop()
     assert rc == 0, sup.stderr()[-2000:]

@@ -157,7 +157,7 @@ def test_kill_9_at_any_moment_then_resume_gives_the_same_result(spool: Spool, tm
     kills = 0
     for delay in (0.35, 0.5, 0.65, 0.8, 0.95, 1.1):
         proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(delay)
+        time.sleep(delay)  # deliberate: each kill lands at another point of the run
         if proc.poll() is None:
             proc.kill()
             kills += 1

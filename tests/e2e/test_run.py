@@ -6,7 +6,6 @@ import os
 import re
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -66,7 +65,8 @@ def test_ctrl_c_during_run_still_tears_the_lab_down():
     assert proc.stdout is not None
     first = proc.stdout.readline()
     lab_id = _lab_id(first)
-    time.sleep(3)
+    while not proc.stdout.readline().startswith("["):  # the first status line: the capture is running
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
     proc.send_signal(signal.SIGINT)
     # the supervisor gets 30 s to close its files (Appliance.stop), then the lab goes: under a
     # loaded machine that is more than a minute

@@ -35,13 +35,13 @@ def test_gaps_from_a_supervised_capture(lab, tmp_path: Path) -> None:  # noqa: A
             subprocess.run(["kill", "-CONT", str(pid)], check=True)
         t_thaw = time.time()
         state = sup.wait_for(lambda s: s["writers"][0]["totals"]["kernel_drops"] > 0, 15, "kernel drops counted")
-        time.sleep(1.5)
+        time.sleep(1.5)  # deliberate: seconds between the thaw and the kill, for the ledger to tell them apart
         t_kill = time.time()
         subprocess.run(["kill", "-9", str(pid)], check=True)
         state = sup.wait_for(lambda s: s["writers"][0]["up"] and s["writers"][0]["pid"] not in (None, pid), 15,
                              "writer back")
         t_back = time.time()
-        time.sleep(2.5)
+        time.sleep(2.5)  # deliberate: whole seconds between the restart and the stop
         totals = sup.state()["writers"][0]["totals"]
         t_stop = time.time()
         assert sup.stop() == 0

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from tests.conftest import REPO
-from tests.monitoring.live import alertmanager, free_port, http
+from tests.monitoring.live import alertmanager, free_port, http, wait_for
 
 AM_CONFIG = "route:\n  receiver: none\nreceivers:\n  - name: none\n"
 
@@ -60,8 +60,13 @@ def test_windows_become_events_and_silences(tmp_path: Path) -> None:
         # the silence mutes an alert from this box, not one from another
         for inst in ("lab:9750", "elsewhere:9750"):
             am.amtool("alert", "add", "SluiceTest", f"instance={inst}", "severity=warning")
-        time.sleep(1.5)
-        state = {a["labels"]["instance"]: a["status"]["state"] for a in am.alerts()}
+
+        def settled() -> dict[str, str] | None:
+            """The alerts' states once the Alertmanager has both and has judged them (not "unprocessed")."""
+            got = {a["labels"]["instance"]: a["status"]["state"] for a in am.alerts()}
+            return got if len(got) == 2 and "unprocessed" not in got.values() else None
+
+        state = wait_for(settled, 15, "both alerts judged", interval=0.1)
         assert state == {"lab:9750": "suppressed", "elsewhere:9750": "active"}, state
     events = [json.loads(line) for line in (spool / "journal.jsonl").read_text().splitlines()]
     maint = [e for e in events if e["event"] == "maintenance"]

@@ -136,9 +136,12 @@ def test_ipfix_file_read_by_nfcapd(captures, tmp_path):
         collector = subprocess.Popen(netns.exec_argv(ns, ["nfcapd", "-w", str(nfdir), "-p", str(port), "-b",
                                                           "127.0.0.1"]),
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(1.0)
+        netns.wait_listening(ns, port, "udp")
         assert _send_ipfix(ns, ipfix_out, port) >= 1
-        time.sleep(1.0)
+        deadline = time.monotonic() + 10
+        # nfcapd has read every datagram once its socket's receive queue is empty again
+        while netns.listening(ns, port, "udp")[0].split()[1] != "0" and time.monotonic() < deadline:
+            time.sleep(0.05)
         collector.terminate()
         collector.wait(timeout=10)
     finally:

@@ -54,13 +54,13 @@ def test_report_of_a_supervised_capture(lab, tmp_path: Path) -> None:  # noqa: A
         finally:
             subprocess.run(["kill", "-CONT", str(pid)], check=True)
         sup.wait_for(lambda s: s["writers"][0]["totals"]["kernel_drops"] > 0, 15, "kernel drops counted")
-        time.sleep(1.5)
+        time.sleep(1.5)  # deliberate: seconds between the thaw and the kill, for the ledger to tell them apart
         subprocess.run(["kill", "-9", str(pid)], check=True)
         sup.wait_for(lambda s: s["writers"][0]["up"] and s["writers"][0]["pid"] not in (None, pid), 15, "writer back")
         subprocess.run([sys.executable, "-m", "appliance.cli", "notes", "add", "--config", str(cfg),
                         "report test note"], cwd=REPO, check=True, capture_output=True)
         traffic.flood(lab, "h1", "h2", count=2000, size=900)
-        time.sleep(2.0)
+        time.sleep(2.0)  # deliberate: whole seconds between the restart and the stop
         assert sup.stop() == 0
     t_end = time.time() + 1
 

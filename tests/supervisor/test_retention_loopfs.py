@@ -255,6 +255,7 @@ def test_retention_blocked_by_other_files_and_a_truthful_status_on_a_full_then_r
         # supervisor runs but cannot rewrite it.
         Path(f"/sys/fs/ext4/{Path(device).name}/trigger_fs_error").write_text("sluice test\n")
         ts = sup.state()["ts"]
+        # deliberate: the status must age (`sluice status` is a process of its own: no clock to move)
         time.sleep(max(0.0, ts + 10.5 - time.time()))
         out = status()
         assert out.returncode == 1, out

@@ -35,7 +35,7 @@ for i in range(count):
     if i % 200 == 0:
         ahead = began + i / rate - time.monotonic()
         if ahead > 0:
-            time.sleep(ahead)
+            time.sleep(ahead)  # pacing: the send rate is the point
 """
 RATE = 20000
 
@@ -72,7 +72,7 @@ def test_kill9_of_the_supervisor_under_a_flood_costs_only_the_restart(veth_ns, t
         assert not pid_alive(old_writer), "the writer outlived its supervisor"
         second = Supervise(veth_ns.ns, cfg, spool).start()
         sender.wait(60)
-        time.sleep(1.5)  # the last blocks reach the disk
+        second.wait_quiet()  # the writer has taken the last packets
         assert second.stop() == 0, second.stderr()
     finally:
         if sender.poll() is None:

@@ -24,21 +24,31 @@ def stats(packets: int, written: int, fill: float = 0.0, **kw: object) -> dict:
             "buffer_fill": fill, "bytes_written": written, "disk_error": kw.get("disk_error")}
 
 
-def writer(tmp_path: Path, stall: str = "3") -> WriterProcess:
+class FakeClock:
+    """The writer's monotonic clock, moved by the test: seconds of stats lines take none."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def writer(tmp_path: Path, stall: str = "3", clock: FakeClock | None = None) -> WriterProcess:
     cfg = config.loads(f'[capture]\ninterfaces = ["c0"]\nspool = "{tmp_path}"\n'
                        f"[supervisor]\nstats_interval = 0.05\nstall_timeout = {stall}\n", "t")
-    return WriterProcess(cfg, "c0", "/nonexistent")
+    return WriterProcess(cfg, "c0", "/nonexistent", clock=clock or FakeClock())
 
 
 def test_packets_in_nothing_written_with_full_buffers_is_a_stall(tmp_path: Path) -> None:
-    w = writer(tmp_path, stall="0.5")
+    clock = FakeClock()
+    w = writer(tmp_path, stall="0.5", clock=clock)
     w.handle_record(stats(100, 4096, 0.1))
     packets = 100
-    began = time.monotonic()
-    while time.monotonic() - began < 0.8:  # stats keep coming: packets in, nothing written, buffers full
+    for _line in range(16):  # 0.8 s of stats lines: packets in, nothing written, buffers full
         packets += 100
         w.handle_record(stats(packets, 4096, 0.9))
-        time.sleep(0.05)
+        clock.now += 0.05
     assert w.stall_check(w.last_stats_mono) is not None
     assert "packets arriving but nothing written for" in w.stall_check(w.last_stats_mono)
     w.handle_record(stats(packets + 100, 8192, 0.5))  # it wrote again

@@ -90,6 +90,22 @@ class Supervise:
         raise SluiceError(f"no {what} within {timeout:g} s; state {json.dumps(self.state())[:2000]}; "
                           f"log ({self.log}) {self.stderr()[-2000:]}", 1)
 
+    def wait_quiet(self, timeout: float = 20) -> dict[str, Any]:
+        """Until two status files in a row (written after this call) count the same packets for every
+        writer: the writers have taken all that arrived."""
+        seen: list[tuple[float, list[int]]] = []
+        since = self.state().get("ts", 0.0)
+
+        def quiet(state: dict[str, Any]) -> bool:
+            if state.get("ts", 0.0) <= (seen[-1][0] if seen else since):
+                return False  # the same file again
+            counts = [w["totals"]["packets"] for w in state.get("writers", [])]
+            same = bool(seen) and counts == seen[-1][1]
+            seen.append((state["ts"], counts))
+            return same
+
+        return self.wait_for(quiet, timeout, "the writers quiet")
+
     def stop(self, timeout: float = 30) -> int:
         """SIGTERM and wait; killed (and SluiceError) if it is not done within timeout s."""
         if self.proc is None:

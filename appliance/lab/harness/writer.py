@@ -75,8 +75,30 @@ class Writer(Process):
             time.sleep(0.02)  # the next line arrives within the stats interval; nothing to block on
         raise SluiceError(f"no matching stats line; stderr: {self.stderr_text()}", 1)
 
+    def wait_quiet(self, timeout: float = 10.0) -> dict[str, Any]:
+        """Until two stats lines in a row, both written after this call, count the same packets: the
+        writer has taken all that arrived (a ring block retires 8 ms after its last packet)."""
+        previous: list[int] = []
+
+        def quiet(d: dict[str, Any]) -> bool:
+            if d["type"] != "stats":
+                return False
+            same = bool(previous) and d["packets"] == previous[-1]
+            previous.append(d["packets"])
+            return same
+
+        return self.wait_for(quiet, timeout, since=len(self.lines))
+
     def wait_ready(self) -> None:
         self.wait_for(lambda d: d["type"] == "stats")
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Until the writer ends by itself and its last line is read; its exit code."""
+        assert self.proc is not None
+        rc = self.proc.wait(timeout=timeout)
+        if self._reader is not None:
+            self._reader.join(timeout=5)
+        return rc
 
     def stop(self, sig: int | None = signal.SIGINT, timeout: float = 30) -> int:
         assert self.proc is not None
