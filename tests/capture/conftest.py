@@ -124,18 +124,15 @@ def mixed_traffic(link: Link, rounds: int = 1) -> None:
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               cwd=str(NATIVE / "src" / "capture"))
     try:
+        netns.wait_listening(link.cap, 8080)
         for _ in range(rounds):
             netns.run_in(link.h, ["ping", "-c", "5", "-i", "0.01", link.cap_ip])
             netns.run_in(link.h, ["ping", "-c", "5", "-i", "0.01", "-s", "1472", link.cap_ip])
             netns.run_in(link.h, ["ping", "-6", "-c", "5", "-i", "0.01", link.cap_ip6])
             netns.run_in(link.h, [sys.executable, "-c", UDP_SENDER, link.cap_ip, "50"])
             send_frames(link.h, link.tx, vlan_frames(20))
-            for _attempt in range(50):
-                got = netns.run_in(link.h, ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
-                                            f"http://{link.cap_ip}:8080/assembler.c"], check=False)
-                if got.stdout == "200":
-                    break
-                time.sleep(0.1)
+            got = netns.run_in(link.h, ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                                        f"http://{link.cap_ip}:8080/assembler.c"], check=False)
             assert got.stdout == "200", got.stderr
     finally:
         server.terminate()

@@ -29,8 +29,9 @@ class ConnsAgent:
                                                *(extra or [])))
         self.proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                      text=True)
+        self.interval = interval
         self.wait_for(lambda e: e["event"] == "start")
-        # the first dump follows the start event: wait for it to be done before traffic starts
+        # the first dump follows the start event, and no event says it is done: one dump's time
         time.sleep(interval if interval < 1 else 0.5)
 
     def events(self) -> list[dict[str, Any]]:
@@ -48,6 +49,19 @@ class ConnsAgent:
                 raise AssertionError(f"sluice conns exited {self.proc.returncode}: {self.proc.stderr.read()}")
             time.sleep(0.05)
         raise AssertionError(f"no such event in {self.log} after {timeout} s")
+
+    def wait_quiet(self, timeout: float = 20) -> None:
+        """Until the log has not grown for two dump intervals: the agent has logged what happened."""
+        deadline = time.monotonic() + timeout
+        size, since = -1, time.monotonic()
+        while time.monotonic() < deadline:
+            now_size = self.log.stat().st_size if self.log.exists() else 0
+            if now_size != size:
+                size, since = now_size, time.monotonic()
+            elif time.monotonic() - since >= 2 * min(self.interval, 1.0):
+                return
+            time.sleep(0.05)  # a log file, polled
+        raise AssertionError(f"{self.log} still growing after {timeout} s")
 
     def stop(self) -> list[dict[str, Any]]:
         if self.proc.poll() is None:

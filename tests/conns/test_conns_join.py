@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import subprocess
-import time
 from pathlib import Path
 
 import pyarrow.dataset as ds
@@ -54,10 +53,10 @@ def test_join_attributes_exactly_the_flows_logged_sockets_explain(lab, capture_b
     finish(quick)
     ping = spawn(h1.ns, ["ping", "-n", "-q", "-c", "3", "-i", "0.05", h2.ipv4])
     finish(ping)
-    time.sleep(0.5)
     for a in agents:
+        a.wait_quiet()
         a.stop()
-    time.sleep(0.3)
+    writer.wait_quiet()
     assert writer.stop() == 0, writer.stderr_text()
 
     files = closed_files(spool)

@@ -52,7 +52,8 @@ def test_every_connection_with_its_pid_and_command(lab, tmp_path: Path) -> None:
         _request(curl)
     iperf_udp = spawn(h2.ns, ["iperf3", "-u", "-c", h1.ipv6, "-p", str(IPERF_PORT), "-t", "1.5", "-b", "1M"])
     finish(iperf_udp)
-    time.sleep(0.5)
+    for agent in (client, server):
+        agent.wait_quiet()
     h2_events, h1_events = client.stop(), server.stop()
 
     expect = [(curl4, "curl", "tcp", 4, h1.ipv4, HTTP_PORT), (curl6, "curl", "tcp", 6, h1.ipv6, HTTP_PORT),
@@ -155,9 +156,9 @@ def test_memory_bound_and_log_reopen(lab, tmp_path: Path) -> None:
     (tmp_path / "h2.jsonl").rename(tmp_path / "h2.jsonl.1")  # what logrotate does
     agent.proc.send_signal(signal.SIGHUP)
     curl = _held_http(h2.ns, h1.ipv4)
-    time.sleep(0.5)
-    _request(curl)
     agent.log = tmp_path / "h2.jsonl"
+    agent.wait_for(lambda e: e.get("pid") == curl.pid and e["event"] == "opened")  # logged after the reopen
+    _request(curl)
     agent.wait_for(lambda e: e.get("pid") == curl.pid and e["event"] == "closed")
     events = agent.stop()
     assert events[0]["event"] == "opened" and not any(e["event"] == "start" for e in events)
