@@ -43,16 +43,6 @@ def selftest_namespaces() -> list[str]:
     return [n for n in netns.list_namespaces() if n.startswith(NS_PREFIX)]
 
 
-def trafgen_runs_in(ns: str) -> bool:
-    for pid in netns.pids_in(ns):
-        try:
-            if Path(f"/proc/{pid}/comm").read_text().strip() == "trafgen":
-                return True
-        except OSError:
-            pass
-    return False
-
-
 def links_in(ns: str) -> list[str]:
     return sorted(line.split()[0].split("@")[0] for line in netns.ip("-n", ns, "-br", "link").stdout.splitlines())
 
@@ -162,9 +152,7 @@ def test_ctrl_c_mid_run_removes_everything(veth_ns: VethNs, tmp_path: Path) -> N
     while not selftest_namespaces() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert selftest_namespaces(), "the rig never came up"
-    while not any(trafgen_runs_in(ns) for ns in selftest_namespaces()) and time.monotonic() < deadline:
-        time.sleep(0.05)  # polling the rig's processes: there is no event to wait on
-    assert any(trafgen_runs_in(ns) for ns in selftest_namespaces()), "trafgen never ran"
+    time.sleep(1.0)  # deliberate: a moment into the rig's run (the ramp), to interrupt it there
     proc.send_signal(signal.SIGINT)
     code, rest = proc.wait(timeout=60), proc.stderr.read()
     assert code == 130 and "sluice: interrupted" in rest, f"exit {code}: {rest}"
