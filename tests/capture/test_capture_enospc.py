@@ -52,7 +52,7 @@ def test_enospc_closes_cleanly_and_resumes(link, capture_binary, tmp_path: Path,
             resumed = w.wait_for(lambda d: d["type"] == "stats" and d["bytes_written"] > stuck["bytes_written"]
                                  and d["files_closed"] > stuck["files_closed"], timeout=20)
             assert resumed["writer_drops"] > 0
-        time.sleep(1.2)  # deliberate: past the writer's once-a-second try of a new file (native/README.md)
+        time.sleep(1.2)  # deliberate: past the writer's next try of a new file (every 0.1 s: native/README.md)
         assert w.stop() == 0, w.stderr_text()
         final = w.final()
         assert final["errors"] >= 1 and final["writer_drops"] > 0
