@@ -41,16 +41,22 @@ def test_peers_and_processes_start_only_through_their_harness() -> None:
         assert f'"{name}"' in harness, name
 
 
+def _polls(node: ast.AST) -> bool:
+    """A `while` loop, or a `for` loop of attempts that breaks out once it sees what it waits for."""
+    return isinstance(node, ast.While) or (
+        isinstance(node, ast.For) and any(isinstance(n, ast.Break) for n in ast.walk(node)))
+
+
 def _sleeps_outside_polling_loops(tree: ast.AST) -> list[int]:
-    """Lines of time.sleep(...) calls that no `while` loop encloses."""
+    """Lines of time.sleep(...) calls that no polling loop encloses."""
     lines: list[int] = []
 
-    def visit(node: ast.AST, in_while: bool) -> None:
+    def visit(node: ast.AST, in_loop: bool) -> None:
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "sleep" \
-                and isinstance(node.func.value, ast.Name) and node.func.value.id == "time" and not in_while:
+                and isinstance(node.func.value, ast.Name) and node.func.value.id == "time" and not in_loop:
             lines.append(node.lineno)
         for child in ast.iter_child_nodes(node):
-            visit(child, in_while or isinstance(node, ast.While))
+            visit(child, in_loop or _polls(node))
 
     visit(tree, False)
     return lines
@@ -73,8 +79,9 @@ def test_every_sleep_outside_a_polling_loop_says_why() -> None:
 
 
 def test_the_checks_above_can_fail() -> None:
-    tree = ast.parse("import time\ntime.sleep(1)\nwhile x:\n    time.sleep(0.1)\n# why\ntime.sleep(2)\n")
+    tree = ast.parse("import time\ntime.sleep(1)\nwhile x:\n    time.sleep(0.1)\n# why\ntime.sleep(2)\n"
+                     "for i in y:\n    time.sleep(3)\nfor i in y:\n    if i:\n        break\n    time.sleep(4)\n")
     source = ["import time", "time.sleep(1)", "while x:", "    time.sleep(0.1)", "# why", "time.sleep(2)"]
-    assert _sleeps_outside_polling_loops(tree) == [2, 6]
+    assert _sleeps_outside_polling_loops(tree) == [2, 6, 8]
     assert [n for n in (2, 6) if not _says_why(source, n)] == [2]
     assert STARTS["tcpdump on an interface"].search('argv = ["tcpdump", "-i", "rx0"]')
