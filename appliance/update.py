@@ -224,10 +224,25 @@ def _rauc_argv(rauc_conf: str, *args: str) -> list[str]:
     return ["rauc", *([] if rauc_conf == RAUC_CONF else [f"--conf={rauc_conf}"]), *args]
 
 
-def _rauc(rauc_conf: str, *args: str) -> None:
-    proc = subprocess.run(_rauc_argv(rauc_conf, *args), capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise SluiceError(f"rauc {' '.join(args)} failed: {_rauc_error(proc.stderr)}", exit_code=1)
+# rauc status talks to rauc.service over D-Bus; at boot on a slow box the service may still be
+# starting and the call times out ("Timeout was reached", seen under qemu TCG at first boot).
+# Marking a slot is idempotent, so a status call is tried again; an install is not.
+STATUS_ATTEMPTS = 6
+STATUS_RETRY_SECONDS = 10.0
+
+
+def run_rauc(rauc_conf: str, *args: str, retry_seconds: float = STATUS_RETRY_SECONDS) -> None:
+    attempts = STATUS_ATTEMPTS if args[:1] == ("status",) else 1
+    for attempt in range(1, attempts + 1):
+        proc = subprocess.run(_rauc_argv(rauc_conf, *args), capture_output=True, text=True, check=False)
+        if proc.returncode == 0:
+            return
+        reason = _rauc_error(proc.stderr)
+        if attempt == attempts or "Timeout was reached" not in proc.stderr:
+            raise SluiceError(f"rauc {' '.join(args)} failed: {reason}", exit_code=1)
+        log.warning("rauc %s: %s (rauc.service still starting?): trying again in %gs (%d/%d)",
+                    " ".join(args), reason, retry_seconds, attempt, attempts)
+        time.sleep(retry_seconds)
 
 
 # -- install ---------------------------------------------------------------------------------------
@@ -411,7 +426,7 @@ def mark_good(paths: Paths, unit: str | None = SUPERVISOR_UNIT, timeout: float =
         log.error("update to %s in slot %s failed, back on slot %s: %s",
                   pending.get("version"), pending.get("slot"), booted, reason)
         try:
-            _rauc(paths.rauc_conf, "status", "mark-bad", "other")
+            run_rauc(paths.rauc_conf, "status", "mark-bad", "other")
         except SluiceError as exc:
             log.warning("%s", exc)
     on_trial = bool(state.pending and state.pending.get("slot") == booted)
@@ -423,7 +438,7 @@ def mark_good(paths: Paths, unit: str | None = SUPERVISOR_UNIT, timeout: float =
     here = {"slot": booted, "version": release.get("SLUICE_VERSION", __version__),
             "commit": release.get("SLUICE_GIT_COMMIT", "unknown")}
     if health.ok:
-        _rauc(paths.rauc_conf, "status", "mark-good", "booted")
+        run_rauc(paths.rauc_conf, "status", "mark-good", "booted")
         if on_trial and state.pending is not None:
             _finish(state, state.pending, "succeeded")
             state.save(paths.state)
@@ -437,7 +452,7 @@ def mark_good(paths: Paths, unit: str | None = SUPERVISOR_UNIT, timeout: float =
         # Recorded here, settled (and counted) by the slot the box falls back to.
         state.pending["failure"] = f"slot {booted} ({here['version']}) failed its health check: {reason}"
         state.save(paths.state)
-        _rauc(paths.rauc_conf, "status", "mark-bad", "booted")
+        run_rauc(paths.rauc_conf, "status", "mark-bad", "booted")
         if reboot:
             log.error("rebooting into the previous slot")
             subprocess.run(["systemctl", "reboot"], check=False)
