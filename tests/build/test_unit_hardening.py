@@ -1,0 +1,215 @@
+"""The hardening of every Sluice unit: `systemd-analyze security --offline=yes` scores each one
+(the packaged units with the capture_node drop-in, the roles' units rendered with their
+defaults) at or under the figure docs/supervisor.md gives it; and what the units forbid is what
+the programs really do without: the supervisor with a real writer capturing on a veth pair, and
+nft loading a table, run under strace, make only system calls their unit's SystemCallFilter=
+allows, open only the socket families of RestrictAddressFamilies=, and never map memory both
+writable and executable when MemoryDenyWriteExecute= is set."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+from appliance.lab import netns
+from tests.conftest import REPO, SLUICE_CAPTURE
+from tests.provisioning.chroot import run_playbook
+from tests.supervisor.running import write_config
+
+DOC = REPO / "docs" / "supervisor.md"
+PACKAGED = REPO / "packaging" / "systemd"
+RENDER = REPO / "tests" / "provisioning" / "render_units.yml"
+# unit name as systemd-analyze is given it -> where the test finds its file in the rendered tree
+UNITS = ("sluice.service", "sluice-nic-tune@c0.service", "sluice-pipeline.service", "sluice-conns.service",
+         "sluice-meta.service", "sluice-campaign.service", "sluice-firewall.service",
+         "sluice-storage-setup.service")
+
+needs_tools = pytest.mark.skipif(shutil.which("systemd-analyze") is None or shutil.which("ansible-playbook") is None,
+                                 reason="systemd-analyze and ansible-playbook (deps/apt) are needed")
+
+
+def documented_scores() -> dict[str, float]:
+    """The table of docs/supervisor.md's "systemd hardening": | `unit` | score | ... |"""
+    rows = re.findall(r"^\| `(sluice[\w@.-]*)` \| (\d+\.\d) \|", DOC.read_text(), re.M)
+    return {name: float(score) for name, score in rows}
+
+
+@pytest.fixture(scope="module")
+def unit_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The units as a box has them: the package's in /lib, the roles' and the drop-in in /etc."""
+    root = tmp_path_factory.mktemp("units")
+    packaged = root / "lib" / "systemd" / "system"
+    packaged.mkdir(parents=True)
+    for unit in PACKAGED.glob("*.service"):
+        shutil.copy(unit, packaged / unit.name)
+    result = run_playbook(Path("/dev/null"), {"render_dir": str(root)}, playbook=RENDER)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    return root
+
+
+def exposure(root: Path, unit: str) -> float:
+    proc = subprocess.run(["systemd-analyze", "security", "--offline=yes", f"--root={root}", "--no-pager", unit],
+                          capture_output=True, text=True, timeout=60)
+    match = re.search(r"Overall exposure level for \S+: (\d+\.\d)", proc.stdout)
+    assert match, proc.stdout[-2000:] + proc.stderr
+    return float(match.group(1))
+
+
+@needs_tools
+def test_every_unit_scores_at_or_under_its_documented_exposure(unit_tree: Path) -> None:
+    documented = documented_scores()
+    assert set(documented) == {u.replace("@c0", "@") for u in UNITS}, documented
+    measured = {unit: exposure(unit_tree, unit) for unit in UNITS}
+    over = {u: (s, documented[u.replace("@c0", "@")]) for u, s in measured.items()
+            if s > documented[u.replace("@c0", "@")]}
+    assert not over, over  # {unit: (measured, documented)}
+    # The issue's bar for the units that capture or serve it: 3.0 or better.
+    for unit in ("sluice.service", "sluice-nic-tune@c0.service", "sluice-pipeline.service", "sluice-conns.service",
+                 "sluice-campaign.service", "sluice-firewall.service"):
+        assert measured[unit] <= 3.0, (unit, measured[unit])
+
+
+@needs_tools
+def test_the_site_drop_in_keeps_the_packaged_hardening(unit_tree: Path) -> None:
+    """The drop-in replaces the capability lists; it must not undo the rest (its score is the
+    package's alone)."""
+    alone = unit_tree.parent / "alone"
+    (alone / "lib" / "systemd" / "system").mkdir(parents=True)
+    shutil.copy(PACKAGED / "sluice.service", alone / "lib" / "systemd" / "system")
+    assert exposure(unit_tree, "sluice.service") == exposure(alone, "sluice.service")
+
+
+# --- what the units forbid, against what the programs do --------------------------------------
+
+@cache
+def syscall_groups() -> dict[str, list[str]]:
+    out = subprocess.run(["systemd-analyze", "syscall-filter", "--no-pager"], capture_output=True, text=True,
+                         check=True).stdout
+    groups: dict[str, list[str]] = {}
+    current = None
+    for line in out.splitlines():
+        if line.startswith("@"):
+            current = line.strip()
+            groups[current] = []
+        elif current and line.strip() and not line.strip().startswith("#"):
+            groups[current].append(line.strip())
+    return groups
+
+
+def expand(names: list[str]) -> set[str]:
+    calls: set[str] = set()
+    for name in names:
+        calls |= expand(syscall_groups()[name]) if name.startswith("@") else {name}
+    return calls
+
+
+def directive(unit_text: str, key: str) -> list[str]:
+    return [line.split("=", 1)[1] for line in unit_text.splitlines() if line.startswith(f"{key}=")]
+
+
+def allowed_syscalls(unit_text: str) -> set[str]:
+    """SystemCallFilter= as systemd reads it: the first line is an allow list, ~lines take away."""
+    allowed: set[str] = set()
+    for value in directive(unit_text, "SystemCallFilter"):
+        if value.startswith("~"):
+            allowed -= expand(value[1:].split())
+        else:
+            allowed |= expand(value.split())
+    assert allowed, "no SystemCallFilter="
+    return allowed
+
+
+def traced(log: Path) -> tuple[set[str], set[str], list[str]]:
+    """strace -f output -> (system calls made, socket families opened, W+X mappings)."""
+    text = log.read_text()
+    calls = set(re.findall(r"^\d+ +(\w+)\(", text, re.M))
+    families = set(re.findall(r"^\d+ +socket\((AF_\w+)", text, re.M))
+    wx = [line for line in text.splitlines()
+          if re.search(r"(mmap|mprotect)\(", line) and "PROT_WRITE" in line and "PROT_EXEC" in line]
+    return calls, families, wx
+
+
+def check_against_unit(unit_text: str, log: Path) -> None:
+    calls, families, wx = traced(log)
+    assert {"execve", "socket"} <= calls, sorted(calls)  # the trace saw the program at work
+    denied = calls - allowed_syscalls(unit_text)
+    assert not denied, sorted(denied)
+    assert families <= set(directive(unit_text, "RestrictAddressFamilies")[0].split()), families
+    if "MemoryDenyWriteExecute=yes" in unit_text.splitlines():
+        assert not wx, wx[:5]
+
+
+def captured(spool: Path) -> bool:
+    """Every writer up and counting packets (status.json, the supervisor's own snapshot)."""
+    try:
+        writers = json.loads((spool / "status.json").read_text())["writers"]
+    except (FileNotFoundError, json.JSONDecodeError, KeyError):
+        return False
+    return bool(writers) and all(w["up"] and w["totals"]["packets"] > 0 for w in writers)
+
+
+needs_strace = pytest.mark.skipif(shutil.which("strace") is None, reason="strace (deps/apt) is needed")
+
+
+@pytest.mark.root
+@pytest.mark.netns
+@needs_strace
+def test_supervisor_and_writer_stay_inside_sluice_service(veth_ns, tmp_path: Path) -> None:  # noqa: ANN001
+    if not SLUICE_CAPTURE.exists():
+        pytest.fail(f"{SLUICE_CAPTURE} is missing: `make native` builds it")
+    spool = tmp_path / "spool"
+    # nic.tune on: the start-up tuning (ethtool requests, sysctls) is traced too.
+    cfg = write_config(tmp_path / "sluice.toml", veth_ns.rx, spool, extra="[nic]\ntune = true\n")
+    log = tmp_path / "strace.log"
+    veth_ns.run(["ip", "addr", "add", "192.0.2.1/24", "dev", veth_ns.tx])
+    veth_ns.run(["ip", "neigh", "add", "192.0.2.99", "lladdr", "02:00:00:00:00:99", "dev", veth_ns.tx])
+    argv = ["strace", "-f", "-qq", "-o", str(log), sys.executable, "-m", "appliance.cli", "supervise",
+            "--config", str(cfg)]
+    with open(tmp_path / "supervise.out", "wb") as out:
+        strace = subprocess.Popen(netns.exec_argv(veth_ns.ns, argv), stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and strace.poll() is None and not captured(spool):
+            veth_ns.run(["ping", "-c", "5", "-i", "0.01", "-W", "0.1", "192.0.2.99"], check=False)
+            time.sleep(0.5)
+        assert captured(spool), (tmp_path / "supervise.out").read_text()[-2000:]
+        assert strace.poll() is None, (tmp_path / "supervise.out").read_text()[-2000:]
+    finally:
+        children = subprocess.run(["pgrep", "-P", str(strace.pid)], capture_output=True, text=True).stdout.split()
+        for pid in children:
+            subprocess.run(["kill", "-TERM", pid], check=False)
+        try:
+            strace.wait(60)
+        except subprocess.TimeoutExpired:
+            strace.send_signal(signal.SIGKILL)
+            strace.wait()
+    calls, families, _ = traced(log)
+    # The trace covers the writer's start (its own seccomp filter) and its capture socket.
+    assert "AF_PACKET" in families and "seccomp" in calls and "io_uring_setup" in calls, sorted(calls)
+    check_against_unit((PACKAGED / "sluice.service").read_text(), log)
+
+
+@pytest.mark.root
+@needs_strace
+@needs_tools
+def test_nft_stays_inside_sluice_firewall_service(unit_tree: Path, tmp_path: Path) -> None:
+    rules = tmp_path / "metrics.nft"
+    rules.write_text("table inet sluice_metrics {\n chain input {\n  type filter hook input priority 0;\n"
+                     '  tcp dport 9750 iifname "lo" accept\n  tcp dport 9750 drop\n }\n}\n')
+    log = tmp_path / "strace.log"
+    script = (f"strace -f -qq -o {log} nft -f {rules} && "
+              f"strace -f -qq -o {log}.stop nft delete table inet sluice_metrics")
+    result = subprocess.run(["unshare", "--net", "sh", "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    unit = (unit_tree / "etc" / "systemd" / "system" / "sluice-firewall.service").read_text()
+    for trace in (log, Path(f"{log}.stop")):
+        check_against_unit(unit, trace)
