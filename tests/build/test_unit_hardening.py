@@ -213,3 +213,15 @@ def test_nft_stays_inside_sluice_firewall_service(unit_tree: Path, tmp_path: Pat
     unit = (unit_tree / "etc" / "systemd" / "system" / "sluice-firewall.service").read_text()
     for trace in (log, Path(f"{log}.stop")):
         check_against_unit(unit, trace)
+
+
+@pytest.mark.root
+@pytest.mark.netns
+@needs_strace
+def test_nic_tune_stays_inside_sluice_nic_tune_service(veth_ns, tmp_path: Path) -> None:  # noqa: ANN001
+    log = tmp_path / "strace.log"
+    argv = ["strace", "-f", "-qq", "-o", str(log), sys.executable, "-m", "appliance.cli", "nic", "tune", veth_ns.rx]
+    result = subprocess.run(netns.exec_argv(veth_ns.ns, argv), capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert "Traceback" not in result.stderr, result.stderr
+    assert "SIOCETHTOOL" in log.read_text()  # it did ask the interface
+    check_against_unit((PACKAGED / "sluice-nic-tune@.service").read_text(), log)
