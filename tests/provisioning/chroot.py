@@ -76,10 +76,6 @@ def build_artifacts() -> Path:
     return ARTIFACTS
 
 
-def native_binaries(artifacts: Path) -> list[str]:
-    return sorted(p.name for p in (artifacts / "bin").glob("sluice-*"))
-
-
 def ansible_env() -> dict[str, str]:
     env = dict(os.environ)
     env.update({

@@ -14,7 +14,6 @@ from tests.provisioning.chroot import (
     build_artifacts,
     cached_tree_tarball,
     have_tools,
-    native_binaries,
     recap,
     run_playbook,
     unpack_tree,
@@ -47,14 +46,13 @@ def local_inventory(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def good_local_vars() -> dict[str, object]:
-    artifacts = build_artifacts()
+    build_artifacts()  # the preflight checks that the package is there
     return {
         "capture_time_servers": ["ntp1.example.net"],
         "capture_storage_disks": ["/dev/loop0", "/dev/loop1", "/dev/loop2"],
         "capture_storage_check_devices": True,
         "capture_node_interfaces": ["lo"],
         "capture_node_check_interfaces": True,
-        "capture_node_native_binaries": native_binaries(artifacts),
     }
 
 

@@ -4,7 +4,9 @@ but not started), twice: the second run changes nothing, and what the first wrot
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import subprocess
 import tomllib
 from collections.abc import Iterator
@@ -14,12 +16,12 @@ from pathlib import Path
 import pytest
 
 from appliance import config as sluice_config
+from tests.conftest import REPO
 from tests.provisioning.chroot import (
     IMAGE_INVENTORY,
     build_artifacts,
     cached_tree_tarball,
     have_tools,
-    native_binaries,
     recap,
     run_playbook,
     unpack_tree,
@@ -47,8 +49,8 @@ class Provisioned:
 def provisioned(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Provisioned]:
     """A fresh tree with the roles applied twice (about a minute; a cold tree cache adds one)."""
     root = unpack_tree(cached_tree_tarball(), tmp_path_factory.mktemp("chroot") / "root")
-    artifacts = build_artifacts()
-    extra = {"ansible_host": str(root), "capture_node_native_binaries": native_binaries(artifacts),
+    build_artifacts()
+    extra = {"ansible_host": str(root),
              # a backup target: the pipeline service runs beside the capture (docs/pipeline.md)
              "capture_node_config_extra": {"pipeline": {"backup": ["/srv/sluice-backup", "ssh://backup1/srv/sluice"],
                                                         "processed": "/data/sluice-processed"}}}
@@ -199,3 +201,32 @@ def test_metrics_firewall_loads_and_drops_all_but_monitoring(provisioned: Provis
     assert "192.0.2.5" in listing and "2001:db8::5" in listing
     assert 'tcp dport 9750 iifname "lo" accept' in listing
     assert listing.strip().count("tcp dport 9750 counter packets 0 bytes 0 drop") == 1
+
+
+def test_image_manifest_reads_the_installed_package_from_the_tree(provisioned: Provisioned) -> None:
+    """image/build's manifest comes from the tree: the package dpkg installed, the .deb the role
+    copied, the Python distributions the package vendors (the pins of pyproject.toml)."""
+    result = subprocess.run([str(REPO / "image" / "manifest-packages"), str(provisioned.root)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    sections: dict[str, list[str]] = {}
+    for line in result.stdout.splitlines():
+        if line.startswith("["):
+            current = sections.setdefault(line.strip("[]"), [])
+        else:
+            current.append(line)
+    version = chroot(provisioned, "dpkg-query", "-W", "-f=${Version}", "sluice-appliance").stdout
+    assert sections["sluice-appliance"][0] == f"version: {version}"
+    deb = in_root(provisioned, "/var/cache/sluice/sluice-appliance.deb").read_bytes()
+    assert sections["sluice-appliance"][1] == f"deb_sha256: {hashlib.sha256(deb).hexdigest()}"
+    vendored = {canonical(line.split("==")[0]): line.split("==")[1] for line in sections["python"]}
+    pins = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    for pin in pins:
+        name, _, pinned = pin.partition("==")
+        assert vendored.get(canonical(name)) == pinned, (pin, vendored)
+    assert vendored["sluice"] == version
+    assert f"sluice-appliance={version}" in sections["packages"] and "chrony" in " ".join(sections["packages"])
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
