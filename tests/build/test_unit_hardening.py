@@ -61,6 +61,8 @@ def exposure(root: Path, unit: str) -> float:
                           capture_output=True, text=True, timeout=60)
     match = re.search(r"Overall exposure level for \S+: (\d+\.\d)", proc.stdout)
     assert match, proc.stdout[-2000:] + proc.stderr
+    # A misspelt option or a bad value is only a warning to systemd ("..., ignoring."): none here.
+    assert "ignoring" not in proc.stderr, proc.stderr
     return float(match.group(1))
 
 
