@@ -1,8 +1,9 @@
 """The hardening of every Sluice unit: `systemd-analyze security --offline=yes` scores each one
 (the packaged units with the capture_node drop-in, the roles' units rendered with their
 defaults) at or under the figure docs/supervisor.md gives it; and what the units forbid is what
-the programs really do without: the supervisor with a real writer capturing on a veth pair, and
-nft loading a table, run under strace, make only system calls their unit's SystemCallFilter=
+the programs really do without: the supervisor with a real writer capturing on a veth pair,
+`sluice nic tune` on it, `sluice campaign commit` and nft loading a table, run under strace, make
+only system calls their unit's SystemCallFilter=
 allows, open only the socket families of RestrictAddressFamilies=, and never map memory both
 writable and executable when MemoryDenyWriteExecute= is set."""
 
@@ -142,7 +143,7 @@ def traced(log: Path) -> tuple[set[str], set[str], list[str]]:
 
 def check_against_unit(unit_text: str, log: Path) -> None:
     calls, families, wx = traced(log)
-    assert {"execve", "socket"} <= calls, sorted(calls)  # the trace saw the program at work
+    assert {"execve", "openat"} <= calls, sorted(calls)  # the trace saw the program at work
     denied = calls - allowed_syscalls(unit_text)
     assert not denied, sorted(denied)
     assert families <= set(directive(unit_text, "RestrictAddressFamilies")[0].split()), families
@@ -227,3 +228,22 @@ def test_nic_tune_stays_inside_sluice_nic_tune_service(veth_ns, tmp_path: Path) 
     assert "Traceback" not in result.stderr, result.stderr
     assert "SIOCETHTOOL" in log.read_text()  # it did ask the interface
     check_against_unit((PACKAGED / "sluice-nic-tune@.service").read_text(), log)
+
+
+@pytest.mark.root
+@needs_strace
+@needs_tools
+def test_campaign_commit_stays_inside_sluice_campaign_service(unit_tree: Path, tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    cfg = tmp_path / "sluice.toml"
+    cfg.write_text(f'[capture]\ninterfaces = ["lo"]\nspool = "{spool}"\n')
+    log = tmp_path / "strace.log"
+    argv = ["strace", "-f", "-qq", "-o", str(log), sys.executable, "-m", "appliance.cli", "campaign", "commit",
+            "--config", str(cfg)]
+    result = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert (spool / "campaign" / ".git").is_dir()
+    calls, families, _ = traced(log)
+    assert not families  # PrivateNetwork=yes, AF_UNIX only: it needs no socket at all
+    check_against_unit((unit_tree / "etc" / "systemd" / "system" / "sluice-campaign.service").read_text(), log)
