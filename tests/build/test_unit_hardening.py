@@ -3,9 +3,9 @@
 defaults) at or under the figure docs/supervisor.md gives it; and what the units forbid is what
 the programs really do without: the supervisor with a real writer capturing on a veth pair,
 `sluice nic tune` on it, `sluice campaign commit` and nft loading a table, run under strace, make
-only system calls their unit's SystemCallFilter=
-allows, open only the socket families of RestrictAddressFamilies=, and never map memory both
-writable and executable when MemoryDenyWriteExecute= is set."""
+only system calls their unit's SystemCallFilter= allows, open only the socket families of
+RestrictAddressFamilies=, and never map memory both writable and executable when
+MemoryDenyWriteExecute= is set (the pipeline's pass: tests/catalog/test_pipeline_hardening.py)."""
 
 from __future__ import annotations
 
@@ -16,19 +16,16 @@ import signal
 import subprocess
 import sys
 import time
-from functools import cache
 from pathlib import Path
 
 import pytest
 
 from appliance.lab import netns
+from tests.build.units import PACKAGED, check_against_unit, needs_strace, render_unit_tree, traced
 from tests.conftest import REPO, SLUICE_CAPTURE
-from tests.provisioning.chroot import run_playbook
 from tests.supervisor.running import write_config
 
 DOC = REPO / "docs" / "supervisor.md"
-PACKAGED = REPO / "packaging" / "systemd"
-RENDER = REPO / "tests" / "provisioning" / "render_units.yml"
 # unit name as systemd-analyze is given it -> where the test finds its file in the rendered tree
 UNITS = ("sluice.service", "sluice-nic-tune@c0.service", "sluice-pipeline.service", "sluice-conns.service",
          "sluice-meta.service", "sluice-campaign.service", "sluice-firewall.service",
@@ -46,15 +43,7 @@ def documented_scores() -> dict[str, float]:
 
 @pytest.fixture(scope="module")
 def unit_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The units as a box has them: the package's in /lib, the roles' and the drop-in in /etc."""
-    root = tmp_path_factory.mktemp("units")
-    packaged = root / "lib" / "systemd" / "system"
-    packaged.mkdir(parents=True)
-    for unit in PACKAGED.glob("*.service"):
-        shutil.copy(unit, packaged / unit.name)
-    result = run_playbook(Path("/dev/null"), {"render_dir": str(root)}, playbook=RENDER)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    return root
+    return render_unit_tree(tmp_path_factory.mktemp("units"))
 
 
 def exposure(root: Path, unit: str) -> float:
@@ -92,65 +81,6 @@ def test_the_site_drop_in_keeps_the_packaged_hardening(unit_tree: Path) -> None:
 
 
 # --- what the units forbid, against what the programs do --------------------------------------
-
-@cache
-def syscall_groups() -> dict[str, list[str]]:
-    out = subprocess.run(["systemd-analyze", "syscall-filter", "--no-pager"], capture_output=True, text=True,
-                         check=True).stdout
-    groups: dict[str, list[str]] = {}
-    current = None
-    for line in out.splitlines():
-        if line.startswith("@"):
-            current = line.strip()
-            groups[current] = []
-        elif current and line.strip() and not line.strip().startswith("#"):
-            groups[current].append(line.strip())
-    return groups
-
-
-def expand(names: list[str]) -> set[str]:
-    calls: set[str] = set()
-    for name in names:
-        calls |= expand(syscall_groups()[name]) if name.startswith("@") else {name}
-    return calls
-
-
-def directive(unit_text: str, key: str) -> list[str]:
-    return [line.split("=", 1)[1] for line in unit_text.splitlines() if line.startswith(f"{key}=")]
-
-
-def allowed_syscalls(unit_text: str) -> set[str]:
-    """SystemCallFilter= as systemd reads it: the first line is an allow list, ~lines take away."""
-    allowed: set[str] = set()
-    for value in directive(unit_text, "SystemCallFilter"):
-        if value.startswith("~"):
-            allowed -= expand(value[1:].split())
-        else:
-            allowed |= expand(value.split())
-    assert allowed, "no SystemCallFilter="
-    return allowed
-
-
-def traced(log: Path) -> tuple[set[str], set[str], list[str]]:
-    """strace -f output -> (system calls made, socket families opened, W+X mappings)."""
-    text = log.read_text()
-    calls = set(re.findall(r"^\d+ +(\w+)\(", text, re.M))
-    families = set(re.findall(r"^\d+ +socket\((AF_\w+)", text, re.M))
-    wx = [line for line in text.splitlines()
-          if re.search(r"(mmap|mprotect)\(", line) and "PROT_WRITE" in line and "PROT_EXEC" in line]
-    return calls, families, wx
-
-
-def check_against_unit(unit_text: str, log: Path) -> None:
-    calls, families, wx = traced(log)
-    assert {"execve", "openat"} <= calls, sorted(calls)  # the trace saw the program at work
-    denied = calls - allowed_syscalls(unit_text)
-    assert not denied, sorted(denied)
-    assert families <= set(directive(unit_text, "RestrictAddressFamilies")[0].split()), families
-    if "MemoryDenyWriteExecute=yes" in unit_text.splitlines():
-        assert not wx, wx[:5]
-
-
 def captured(spool: Path) -> bool:
     """Every writer up and counting packets (status.json, the supervisor's own snapshot)."""
     try:
@@ -159,8 +89,6 @@ def captured(spool: Path) -> bool:
         return False
     return bool(writers) and all(w["up"] and w["totals"]["packets"] > 0 for w in writers)
 
-
-needs_strace = pytest.mark.skipif(shutil.which("strace") is None, reason="strace (deps/apt) is needed")
 
 
 @pytest.mark.root
