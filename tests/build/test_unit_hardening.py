@@ -2,7 +2,7 @@
 (the packaged units with the capture_node drop-in, the roles' units rendered with their
 defaults) at or under the figure docs/supervisor.md gives it; and what the units forbid is what
 the programs really do without: the supervisor with a real writer capturing on a veth pair,
-`sluice nic tune` on it, `sluice campaign commit` and nft loading a table, run under strace, make
+`sluice nic tune` on it, `sluice conns`, `sluice campaign commit` and nft loading a table, run under strace, make
 only system calls their unit's SystemCallFilter= allows, open only the socket families of
 RestrictAddressFamilies=, and never map memory both writable and executable when
 MemoryDenyWriteExecute= is set (the pipeline's pass: tests/catalog/test_pipeline_hardening.py)."""
@@ -175,3 +175,18 @@ def test_campaign_commit_stays_inside_sluice_campaign_service(unit_tree: Path, t
     calls, families, _ = traced(log)
     assert not families  # PrivateNetwork=yes, AF_UNIX only: it needs no socket at all
     check_against_unit((unit_tree / "etc" / "systemd" / "system" / "sluice-campaign.service").read_text(), log)
+
+
+@pytest.mark.root
+@pytest.mark.netns
+@needs_strace
+@needs_tools
+def test_conns_agent_stays_inside_sluice_conns_service(veth_ns, unit_tree: Path, tmp_path: Path) -> None:  # noqa: ANN001
+    log, events = tmp_path / "strace.log", tmp_path / "conns.jsonl"
+    argv = ["strace", "-f", "-qq", "-o", str(log), sys.executable, "-m", "appliance.cli", "conns", "--log", str(events),
+            "--interval", "0.5", "--duration", "3", "--metrics", "127.0.0.1:0"]
+    result = subprocess.run(netns.exec_argv(veth_ns.ns, argv), capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    calls, families, _ = traced(log)
+    assert "AF_NETLINK" in families  # it did dump the sockets (sock_diag)
+    check_against_unit((unit_tree / "etc" / "systemd" / "system" / "sluice-conns.service").read_text(), log)
