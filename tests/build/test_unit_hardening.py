@@ -9,13 +9,12 @@ MemoryDenyWriteExecute= is set (the pipeline's pass: tests/catalog/test_pipeline
 
 from __future__ import annotations
 
-import json
+import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,7 @@ import pytest
 from appliance.lab import netns
 from tests.build.units import PACKAGED, check_against_unit, needs_strace, render_unit_tree, traced
 from tests.conftest import REPO, SLUICE_CAPTURE
-from tests.supervisor.running import write_config
+from tests.supervisor.running import Supervise, write_config
 
 DOC = REPO / "docs" / "supervisor.md"
 # unit name as systemd-analyze is given it -> where the test finds its file in the rendered tree
@@ -81,14 +80,9 @@ def test_the_site_drop_in_keeps_the_packaged_hardening(unit_tree: Path) -> None:
 
 
 # --- what the units forbid, against what the programs do --------------------------------------
-def captured(spool: Path) -> bool:
-    """Every writer up and counting packets (status.json, the supervisor's own snapshot)."""
-    try:
-        writers = json.loads((spool / "status.json").read_text())["writers"]
-    except (FileNotFoundError, json.JSONDecodeError, KeyError):
-        return False
+def packets_counted(state: dict) -> bool:
+    writers = state.get("writers", [])
     return bool(writers) and all(w["up"] and w["totals"]["packets"] > 0 for w in writers)
-
 
 
 @pytest.mark.root
@@ -103,26 +97,19 @@ def test_supervisor_and_writer_stay_inside_sluice_service(veth_ns, tmp_path: Pat
     log = tmp_path / "strace.log"
     veth_ns.run(["ip", "addr", "add", "192.0.2.1/24", "dev", veth_ns.tx])
     veth_ns.run(["ip", "neigh", "add", "192.0.2.99", "lladdr", "02:00:00:00:00:99", "dev", veth_ns.tx])
-    argv = ["strace", "-f", "-qq", "-o", str(log), sys.executable, "-m", "appliance.cli", "supervise",
-            "--config", str(cfg)]
-    with open(tmp_path / "supervise.out", "wb") as out:
-        strace = subprocess.Popen(netns.exec_argv(veth_ns.ns, argv), stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+    sup = Supervise(veth_ns.ns, cfg, spool, wrapper=["strace", "-f", "-qq", "-o", str(log)])
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and strace.poll() is None and not captured(spool):
-            veth_ns.run(["ping", "-c", "5", "-i", "0.01", "-W", "0.1", "192.0.2.99"], check=False)
-            time.sleep(0.5)
-        assert captured(spool), (tmp_path / "supervise.out").read_text()[-2000:]
-        assert strace.poll() is None, (tmp_path / "supervise.out").read_text()[-2000:]
+        sup.start(timeout=60)  # strace slows the start
+        veth_ns.run(["ping", "-c", "20", "-i", "0.01", "-W", "0.1", "192.0.2.99"], check=False)
+        sup.wait_for(packets_counted, 20, "packets counted")
     finally:
-        children = subprocess.run(["pgrep", "-P", str(strace.pid)], capture_output=True, text=True).stdout.split()
+        # SIGTERM to the supervisor itself (strace's child): its own stop path is traced too.
+        children = subprocess.run(["pgrep", "-P", str(sup.pid)], capture_output=True, text=True).stdout.split()
         for pid in children:
-            subprocess.run(["kill", "-TERM", pid], check=False)
-        try:
-            strace.wait(60)
-        except subprocess.TimeoutExpired:
-            strace.send_signal(signal.SIGKILL)
-            strace.wait()
+            os.kill(int(pid), signal.SIGTERM)
+        assert sup.proc is not None
+        sup.proc.wait(60)
+        sup.stop()
     calls, families, _ = traced(log)
     # The trace covers the writer's start (its own seccomp filter) and its capture socket.
     assert "AF_PACKET" in families and "seccomp" in calls and "io_uring_setup" in calls, sorted(calls)

@@ -31,9 +31,12 @@ class Supervise:
     """`ip netns exec NS python -m appliance.cli supervise --config FILE`, its output in FILE.log;
     its state is the status file SPOOL/status.json. Stopped with SIGTERM whatever happens."""
 
-    def __init__(self, ns: str, config: Path, spool: Path, log: Path | None = None) -> None:
+    def __init__(self, ns: str, config: Path, spool: Path, log: Path | None = None,
+                 wrapper: list[str] | None = None) -> None:
+        """wrapper: a program that runs it, e.g. strace (then pid is the wrapper's)."""
         self.ns, self.config, self.spool = ns, config, spool
         self.log = log or config.with_suffix(".log")
+        self.wrapper = wrapper or []
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -46,8 +49,8 @@ class Supervise:
         """Start it; with wait_up return once ready(status) is true (SluiceError if it is not in time)."""
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(
-                netns.exec_argv(self.ns, [sys.executable, "-m", "appliance.cli", "supervise", "--config",
-                                          str(self.config)]),
+                netns.exec_argv(self.ns, [*self.wrapper, sys.executable, "-m", "appliance.cli", "supervise",
+                                          "--config", str(self.config)]),
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
         if wait_up:
             try:
