@@ -7,6 +7,7 @@ A bad file raises SluiceError (exit 2) whose message names the key and what is a
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import math
 import os
@@ -170,6 +171,48 @@ def _optional_host_port(v: Any) -> str:
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError
     return v
+
+
+# age recipients (age(1), age-keygen -y): X25519 keys, Bech32 "age1" + 58 characters with
+# its checksum, or SSH public keys, which age also encrypts to.
+_BECH32 = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
+_SSH_RECIPIENT_RE = re.compile(r"^(ssh-ed25519|ssh-rsa) ([A-Za-z0-9+/]+={0,2})(?: \S.*)?$")
+RECIPIENTS_ALLOWED = ("a list of distinct age recipients: age1... (what `age-keygen -y` prints) or "
+                      "ssh-ed25519 / ssh-rsa public keys")
+
+
+def _bech32_checksum_ok(hrp: str, data: list[int]) -> bool:
+    """BIP 173's checksum (age's recipients are Bech32, not Bech32m)."""
+    gen = (0x3B6A57B2, 0x26508E6D, 0x1EA119FA, 0x3D4233DD, 0x2A1462B3)
+    chk = 1
+    for v in [ord(c) >> 5 for c in hrp] + [0] + [ord(c) & 31 for c in hrp] + data:
+        top, chk = chk >> 25, (chk & 0x1FFFFFF) << 5 ^ v
+        for i in range(5):
+            chk ^= gen[i] if (top >> i) & 1 else 0
+    return chk == 1
+
+
+def is_age_recipient(text: str) -> bool:
+    if text.startswith("age1"):
+        body = text[4:]
+        return (len(body) == 58 and all(c in _BECH32 for c in body)
+                and _bech32_checksum_ok("age", [_BECH32.index(c) for c in body]))
+    m = _SSH_RECIPIENT_RE.match(text)
+    if not m:
+        return False
+    try:
+        blob = base64.b64decode(m.group(2), validate=True)
+    except ValueError:
+        return False
+    kind = m.group(1).encode()
+    return blob[:4] == len(kind).to_bytes(4, "big") and blob[4:4 + len(kind)] == kind
+
+
+def _recipient_list(v: Any) -> list[str]:
+    """The list's shape; each entry is checked in validate(), whose message names the bad one."""
+    if not isinstance(v, list) or not all(isinstance(r, str) for r in v) or len(set(v)) != len(v):
+        raise ValueError
+    return list(v)
 
 
 ROTATE_SIZE_MAX = 1 << 42  # 4T: sluice-capture --print-contract (tests/capture/test_contract.py)
@@ -440,6 +483,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
                        "where the anonymised, header-only copies and their flows go (needs key_file)"),
         "key_file": Key("", _optional_abs_path, "an absolute file path, or empty",
                         "the Crypto-PAn key (32 bytes raw or 64 hex) for publish; never published"),
+        "publish_recipients": Key([], _recipient_list, RECIPIENTS_ALLOWED,
+                                  "encrypt every file of the publish set (and its manifest) to these public keys "
+                                  "with age; empty: published in clear"),
         "interval": Key(10.0, _seconds(1, 3600), "seconds 1..3600",
                         "`sluice pipeline run` (the service) starts a pass this long after the last ended"),
         "ssh_command": Key("ssh -o BatchMode=yes -o ConnectTimeout=10", _string, "a command line",
@@ -573,6 +619,7 @@ class PipelineSection:
     processed: str
     publish: str
     key_file: str
+    publish_recipients: list[str]
     interval: float
     ssh_command: str
     ipfix_collector: str
@@ -742,6 +789,11 @@ def validate(data: dict[str, Any], source: str = "") -> Config:
     if cap["backend"] == "pcap" and cap["workers"] != 1:
         raise _fail(where, f"[capture] workers = {cap['workers']} is not allowed with backend = \"pcap\" "
                            "(allowed: 1)")
+    for recipient in sections["pipeline"]["publish_recipients"]:
+        if not is_age_recipient(recipient):
+            shown = recipient if len(recipient) <= 90 else recipient[:87] + "..."
+            raise _fail(where, f"[pipeline] publish_recipients: {shown!r} is not an age recipient "
+                               f"(allowed: {RECIPIENTS_ALLOWED})")
     return Config(sections=sections, source=source)
 
 

@@ -29,6 +29,9 @@ each step's result recorded in the catalog (`files.steps`, `files.state`) and in
    from the anonymised copy, so they carry the same anonymised addresses) into
    `PUBLISH/flows/host=H/date=D/`, and `PUBLISH/MANIFEST.json` rewritten (temporary name, rename):
    every published file with its size and sha256, and the key id (`sha256:<16 hex>`), never the key.
+   With `publish_recipients` (age public keys) the same files are made in PROCESSED/.publish-staging/
+   and only their age ciphertexts reach PUBLISH (`NAME.age`, `MANIFEST.json.age`): nothing in clear
+   is ever in the publish folder.
 
 Each step is idempotent: a second pass over the same files does nothing.
 """
@@ -51,7 +54,7 @@ import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from appliance import catalog, pipeline_metrics
 from appliance.config import Config
@@ -81,17 +84,14 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def copy_verified(src: Path, dst: Path, digest: str) -> bool:
-    """src to dst (temporary name, fsync, rename, read back): True when written, False when a
-    verified copy was there already. OSError or SluiceError when the target fails."""
-    if dst.exists() and dst.stat().st_size == src.stat().st_size and sha256_file(dst) == digest:
-        return False
+def write_whole(dst: Path, fill: Callable[[BinaryIO], None]) -> None:
+    """DST written by FILL under a hidden temporary name (.NAME.sluice-tmp, swept after a kill),
+    fsynced, renamed, its folder fsynced: DST is whole or absent, never half."""
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f".{dst.name}.sluice-tmp")
     try:
-        with open(src, "rb") as fin, open(tmp, "wb") as fout:
-            while chunk := fin.read(CHUNK):
-                fout.write(chunk)
+        with open(tmp, "wb") as fout:
+            fill(fout)
             fout.flush()
             os.fsync(fout.fileno())
         os.replace(tmp, dst)
@@ -99,6 +99,19 @@ def copy_verified(src: Path, dst: Path, digest: str) -> bool:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def copy_verified(src: Path, dst: Path, digest: str) -> bool:
+    """src to dst (temporary name, fsync, rename, read back): True when written, False when a
+    verified copy was there already. OSError or SluiceError when the target fails."""
+    if dst.exists() and dst.stat().st_size == src.stat().st_size and sha256_file(dst) == digest:
+        return False
+    def copy(fout: BinaryIO) -> None:
+        with open(src, "rb") as fin:
+            while chunk := fin.read(CHUNK):
+                fout.write(chunk)
+
+    write_whole(dst, copy)
     if sha256_file(dst) != digest:
         raise SluiceError(f"{dst}: the copy reads back with another sha256", 1)
     return True
@@ -295,21 +308,138 @@ def write_manifest(publish: Path, key_id: str) -> Path:
     return final
 
 
-def publish(rel: str, steps: dict[str, Any], publish_dir: Path, key_file: str, host: str) -> dict[str, Any]:
+def publish(rel: str, steps: dict[str, Any], publish_dir: Path, key_file: str, host: str,
+            recipients: list[str] | None = None, staging: Path | None = None) -> dict[str, Any]:
+    """The anonymised copy and its flows into PUBLISH (in clear), or, with RECIPIENTS, made in
+    STAGING (under PROCESSED, never in PUBLISH) and only their age ciphertexts put in PUBLISH."""
     t0 = time.monotonic()
-    out = publish_dir / rel
+    made = staging if recipients and staging is not None else publish_dir
+    out = made / rel
     out.parent.mkdir(parents=True, exist_ok=True)
     proc = subprocess.run([catalog.find_pcap_binary(), "anonymize", "--json", "--key-file", key_file,
                            "--payload", "drop", steps["dedup"]["output"], str(out)], capture_output=True, text=True)
     if proc.returncode != 0:
         return {"ok": False, "error": proc.stderr.strip()[-500:], "seconds": round(time.monotonic() - t0, 3)}
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
-    flowed = flows(rel, publish_dir, steps, host, "", src=str(out))
+    flowed = flows(rel, made, steps, host, "", src=str(out))
     if not flowed["ok"]:
         return {**flowed, "seconds": round(time.monotonic() - t0, 3)}
-    write_manifest(publish_dir, summary["key_id"])
-    return {"ok": True, "key_id": summary["key_id"], "outputs": {str(out): sha256_file(out), **flowed["outputs"]},
-            "packets_out": summary["packets_out"], "seconds": round(time.monotonic() - t0, 3)}
+    result = {"ok": True, "key_id": summary["key_id"], "packets_out": summary["packets_out"]}
+    if made is publish_dir:
+        write_manifest(publish_dir, summary["key_id"])
+        outputs = {str(out): sha256_file(out), **flowed["outputs"]}
+    else:
+        assert recipients and staging is not None
+        try:
+            outputs = publish_encrypted([out, *map(Path, flowed["outputs"])], staging, publish_dir,
+                                        summary["key_id"], recipients)
+        except (OSError, SluiceError) as exc:
+            return {"ok": False, "error": str(getattr(exc, "strerror", None) or exc),
+                    "seconds": round(time.monotonic() - t0, 3)}
+        result["recipients"] = len(recipients)
+    return {**result, "outputs": outputs, "seconds": round(time.monotonic() - t0, 3)}
+
+
+# Encrypted publishing (`[pipeline] publish_recipients`): every file of the set is an age file
+# (https://age-encryption.org/v1) named NAME.age, the manifest too (MANIFEST.json.age). The
+# plaintexts are made in STAGING, a hidden folder under PROCESSED (which holds the clear
+# processed copies anyway), and removed once encrypted; STAGING/MANIFEST.json is the clear
+# record the encrypted manifest is made from (the plaintext checksums cannot be read back
+# from the ciphertexts without a private key).
+AGE_SUFFIX = ".age"
+AGE_MAGIC = b"age-encryption.org/v1\n"
+STAGING = ".publish-staging"
+
+
+def find_age() -> str:
+    import shutil
+
+    found = shutil.which("age")
+    if not found:
+        raise SluiceError("[pipeline] publish_recipients needs the age tool (Debian package age): not found", 2)
+    return found
+
+
+def age_encrypt(src: Path, dst: Path, recipients: list[str]) -> str:
+    """SRC encrypted to every recipient into DST (whole or absent); the ciphertext's sha256."""
+    def encrypt(fout: BinaryIO) -> None:
+        argv = [find_age(), "--encrypt", *(a for r in recipients for a in ("-r", r)), str(src)]
+        proc = subprocess.run(argv, stdout=fout, stderr=subprocess.PIPE, text=True)
+        if proc.returncode != 0:
+            said = proc.stderr.strip().splitlines()
+            raise SluiceError(f"age: {src.name}: {said[-1] if said else f'exit {proc.returncode}'}", 1)
+
+    write_whole(dst, encrypt)
+    return sha256_file(dst)
+
+
+def publish_encrypted(plaintexts: list[Path], staging: Path, publish_dir: Path, key_id: str,
+                      recipients: list[str]) -> dict[str, str]:
+    """Each staged plaintext to PUBLISH/<its path>.age, then the manifest; the plaintexts removed
+    last, so a kill at any point leaves PUBLISH with whole ciphertexts only and the step to redo."""
+    entries, outputs = {}, {}
+    for plain in plaintexts:
+        name = str(plain.relative_to(staging)) + AGE_SUFFIX
+        dst = publish_dir / name
+        digest = age_encrypt(plain, dst, recipients)
+        entries[name] = {"path": name, "bytes": dst.stat().st_size, "sha256": digest,
+                         "plaintext_bytes": plain.stat().st_size, "plaintext_sha256": sha256_file(plain)}
+        outputs[str(dst)] = digest
+    write_encrypted_manifest(publish_dir, staging, key_id, recipients, entries)
+    for plain in plaintexts:
+        plain.unlink()
+    return outputs
+
+
+def write_encrypted_manifest(publish_dir: Path, staging: Path, key_id: str, recipients: list[str],
+                             new: dict[str, dict[str, Any]]) -> Path:
+    """PUBLISH/MANIFEST.json.age: every .age file of PUBLISH with the size and sha256 of its
+    ciphertext and, when this box encrypted it, of its plaintext (from STAGING/MANIFEST.json)."""
+    record = staging / MANIFEST
+    known = {f["path"]: f for f in json.loads(record.read_text())["files"]} if record.exists() else {}
+    known.update(new)
+    files = []
+    for root, _dirs, names in os.walk(publish_dir):
+        for name in sorted(names):
+            p = Path(root, name)
+            rel = str(p.relative_to(publish_dir))
+            if rel == MANIFEST + AGE_SUFFIX or TEMPORARY.match(name):
+                continue
+            entry = known.get(rel)
+            if entry is None or entry["bytes"] != p.stat().st_size:  # not ours, or replaced since
+                entry = {"path": rel, "bytes": p.stat().st_size, "sha256": sha256_file(p)}
+            files.append(entry)
+    doc = {"key_id": key_id, "anonymisation": "Crypto-PAn (sluice-pcap anonymize), payload dropped",
+           "encryption": "age, each file NAME.age; bytes and sha256 of the ciphertext, plaintext_bytes and "
+                         "plaintext_sha256 of the decrypted file",
+           "recipients": recipients, "files": sorted(files, key=lambda f: f["path"])}
+    text = (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode()
+    write_whole(record, lambda f: f.write(text))
+    final = publish_dir / (MANIFEST + AGE_SUFFIX)
+    age_encrypt(record, final, recipients)
+    return final
+
+
+def publish_set_mismatch(publish_dir: Path, encrypted: bool) -> str | None:
+    """A file of PUBLISH that does not fit the configuration: one in clear when recipients are
+    set, or an .age one when they are not (None when all fit). Mixed sets are refused: the
+    pipeline never re-publishes a file whose recorded output is still there."""
+    for root, _dirs, names in os.walk(publish_dir):
+        for name in sorted(names):
+            if TEMPORARY.match(name) or (not encrypted and name == MANIFEST):
+                continue
+            if name.endswith(AGE_SUFFIX) != encrypted:
+                return str(Path(root, name))
+    return None
+
+
+def clear_staging(staging: Path) -> None:
+    """Plaintexts a killed pass left in STAGING (their step runs again); the record stays."""
+    for root, _dirs, names in os.walk(staging):
+        for name in names:
+            p = Path(root, name)
+            if p != staging / MANIFEST:
+                p.unlink(missing_ok=True)
 
 
 def _still_there(outcome: dict[str, Any]) -> bool:
@@ -370,6 +500,16 @@ def run_once(cfg: Config, progress: Progress | None = None, stop: threading.Even
     publish_dir = Path(cfg.pipeline.publish) if cfg.pipeline.publish else None
     if publish_dir is not None and not (cfg.pipeline.key_file and processed is not None):
         raise SluiceError("[pipeline] publish needs key_file (the Crypto-PAn key) and processed", 2)
+    recipients = cfg.pipeline.publish_recipients
+    if publish_dir is not None and recipients:
+        find_age()
+    if publish_dir is not None and publish_dir.is_dir():
+        odd = publish_set_mismatch(publish_dir, bool(recipients))
+        if odd is not None:
+            said = ("is in clear but publish_recipients is set" if recipients
+                    else "is encrypted (.age) but publish_recipients is empty")
+            raise SluiceError(f"[pipeline] publish: {odd} {said}: move the publish set away (or empty "
+                              "the folder) and every file is published again", 2)
     lock = os.open(spool / ".pipeline.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -381,6 +521,8 @@ def run_once(cfg: Config, progress: Progress | None = None, stop: threading.Even
             stale.unlink(missing_ok=True)
         sweep_temporaries([Path(t) for t in targets if not t.startswith("ssh://")]
                           + [d for d in (processed, publish_dir) if d is not None])
+        if processed is not None:
+            clear_staging(processed / STAGING)
         return _pass(cfg, spool, targets, processed, publish_dir, progress, stop)
     finally:
         os.close(lock)
@@ -469,7 +611,8 @@ def _run_step(cfg: Config, step: str, spool: Path, rel: str, steps: dict[str, An
     if step == "flows":
         return flows(rel, processed, steps, cfg.host, cfg.pipeline.ipfix_collector)
     assert publish_dir is not None
-    return publish(rel, steps, publish_dir, cfg.pipeline.key_file, cfg.host)
+    return publish(rel, steps, publish_dir, cfg.pipeline.key_file, cfg.host, cfg.pipeline.publish_recipients,
+                   processed / STAGING)
 
 
 def _backup_meta(db: Any, spool: Path, targets: list[str], ssh_command: str, journal: Journal,

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,6 +114,23 @@ def sluice(*args: str, stdin: bytes | None = None, env: dict[str, str] | None = 
            timeout: float = 120) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run([sys.executable, "-m", "appliance.cli", *args], capture_output=True, cwd=REPO,
                           input=stdin, env=env, timeout=timeout)
+
+
+def kill_9_at(delays: tuple[float, ...], *args: str, after_each: Callable[[], None] | None = None) -> int:
+    """`sluice ARGS` started once per delay and SIGKILLed that long after its start (unless it
+    ended first); AFTER_EACH runs after each. Returns how many runs were killed."""
+    kills = 0
+    for delay in delays:
+        proc = subprocess.Popen([sys.executable, "-m", "appliance.cli", *args], cwd=REPO,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)  # deliberate: each kill lands at another point of the run
+        if proc.poll() is None:
+            proc.kill()
+            kills += 1
+        proc.wait()
+        if after_each is not None:
+            after_each()
+    return kills
 
 
 def dump(path: Path | str, stdin: bytes | None = None) -> str:

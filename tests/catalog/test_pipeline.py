@@ -18,7 +18,7 @@ import pytest
 
 from appliance.journal import read_events
 from appliance.lab.harness.mounts import remount, tmpfs
-from tests.catalog.conftest import SLUICE_PCAP, Spool, rows, sluice
+from tests.catalog.conftest import SLUICE_PCAP, Spool, kill_9_at, rows, sluice
 from tests.conftest import REPO, require_tool
 
 pytestmark = [pytest.mark.root, pytest.mark.netns]
@@ -153,15 +153,7 @@ def test_kill_9_at_any_moment_then_resume_gives_the_same_result(spool: Spool, tm
     ref_spool, ref_backup, ref_processed, ref_cfg = setup("ref")
     assert sluice("pipeline", "run", "--once", "--config", str(ref_cfg)).returncode == 0
     copy, backup, processed, cfg = setup("killed")
-    argv = [sys.executable, "-m", "appliance.cli", "pipeline", "run", "--once", "--config", str(cfg)]
-    kills = 0
-    for delay in (0.35, 0.5, 0.65, 0.8, 0.95, 1.1):
-        proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(delay)  # deliberate: each kill lands at another point of the run
-        if proc.poll() is None:
-            proc.kill()
-            kills += 1
-        proc.wait()
+    kills = kill_9_at((0.35, 0.5, 0.65, 0.8, 0.95, 1.1), "pipeline", "run", "--once", "--config", str(cfg))
     assert kills >= 1
     done = sluice("pipeline", "run", "--once", "--config", str(cfg))
     assert done.returncode == 0, done.stderr.decode()
