@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,24 +18,6 @@ pytestmark = [
     pytest.mark.skipif(have_tools() is not None, reason=str(have_tools())),
 ]
 HERE = Path(__file__).resolve().parent
-
-
-@pytest.fixture
-def loop_disks(tmp_path: Path) -> Iterator[list[str]]:
-    devices: list[str] = []
-    try:
-        for n in range(3):
-            backing = tmp_path / f"disk{n}.img"
-            subprocess.run(["truncate", "-s", "64M", str(backing)], check=True)
-            if n == 1:
-                subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "precious", str(backing)], check=True)
-            dev = subprocess.run(["losetup", "--find", "--show", str(backing)], check=True,
-                                 capture_output=True, text=True).stdout.strip()
-            devices.append(dev)
-        yield devices
-    finally:
-        for dev in devices:
-            subprocess.run(["losetup", "-d", dev], check=False)
 
 
 def digest(device: str) -> str:

@@ -13,42 +13,23 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import subprocess
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import require_tool
 from tests.provisioning.chroot import have_tools
 from tests.provisioning.test_storage_guard import render
 
 pytestmark = [
     pytest.mark.root,
     pytest.mark.skipif(have_tools() is not None, reason=str(have_tools())),
+    pytest.mark.skipif(shutil.which("cryptsetup") is None, reason="cryptsetup (deps/apt/provisioning.txt)"),
 ]
 
 CHUNK_KIB = 192  # x 2 data disks (RAID5 over 3): 384 KiB stripes, so 16 MiB is rounded up
-
-
-@pytest.fixture
-def loops(tmp_path: Path) -> Iterator[list[str]]:
-    """Two 64 MiB loop devices: the first blank, the second holding ext4."""
-    require_tool("cryptsetup")
-    devices: list[str] = []
-    try:
-        for n in range(2):
-            backing = tmp_path / f"array{n}.img"
-            subprocess.run(["truncate", "-s", "64M", str(backing)], check=True)
-            if n == 1:
-                subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "precious", str(backing)], check=True)
-            devices.append(subprocess.run(["losetup", "--find", "--show", str(backing)], check=True,
-                                          capture_output=True, text=True).stdout.strip())
-        yield devices
-    finally:
-        for dev in devices:
-            subprocess.run(["losetup", "-d", dev], check=False)
 
 
 def luks_script(tmp_path: Path, name: str = "spool_crypt") -> tuple[Path, Path]:
@@ -72,72 +53,72 @@ def dump(device: str) -> str:
 
 
 def test_format_makes_a_luks2_volume_its_own_key_opens_aligned_to_stripes_and_only_once(
-        tmp_path: Path, loops: list[str]) -> None:
+        tmp_path: Path, loop_disks: list[str]) -> None:
     script, key = luks_script(tmp_path)
-    first = run(script, "format", loops[0])
+    first = run(script, "format", loop_disks[0])
     assert first.returncode == 0 and first.stdout.splitlines()[-1] == "changed", first.stderr
     st = key.stat()
     assert st.st_size == 64 and oct(st.st_mode & 0o777) == "0o400" and st.st_uid == 0
     assert oct(key.parent.stat().st_mode & 0o777) == "0o700"
-    header = dump(loops[0])
+    header = dump(loop_disks[0])
     assert re.search(r"^Version:\s+2$", header, re.M)
     assert re.search(r"^Label:\s+spool_crypt$", header, re.M)
     assert re.search(r"sector: 4096 \[bytes\]", header)
     offset = int(re.search(r"offset: (\d+) \[bytes\]", header).group(1))  # type: ignore[union-attr]
     stripe = CHUNK_KIB * 2 * 1024
     assert offset >= 16 << 20 and offset % stripe == 0 and offset - stripe < 16 << 20
-    test_open = subprocess.run(["cryptsetup", "open", "--test-passphrase", "--key-file", str(key), loops[0]],
+    test_open = subprocess.run(["cryptsetup", "open", "--test-passphrase", "--key-file", str(key), loop_disks[0]],
                                capture_output=True)
     assert test_open.returncode == 0
     # again: nothing formatted, the same volume and key
-    uuid_before, key_before, bytes_before = dump(loops[0]).splitlines()[2], key.read_bytes(), digest(loops[0])
-    second = run(script, "format", loops[0])
+    uuid_before, key_before, bytes_before = dump(loop_disks[0]).splitlines()[2], key.read_bytes(), digest(loop_disks[0])
+    second = run(script, "format", loop_disks[0])
     assert second.returncode == 0 and second.stdout.strip() == "ok"
-    assert dump(loops[0]).splitlines()[2] == uuid_before and key.read_bytes() == key_before
-    assert digest(loops[0]) == bytes_before
+    assert dump(loop_disks[0]).splitlines()[2] == uuid_before and key.read_bytes() == key_before
+    assert digest(loop_disks[0]) == bytes_before
 
 
-def test_a_device_with_data_and_a_key_others_read_are_refused(tmp_path: Path, loops: list[str]) -> None:
+def test_a_device_with_data_and_a_key_others_read_are_refused(tmp_path: Path, loop_disks: list[str]) -> None:
     script, key = luks_script(tmp_path)
-    before = digest(loops[1])
-    refused = run(script, "format", loops[1])
+    before = digest(loop_disks[1])
+    refused = run(script, "format", loop_disks[1])
     assert refused.returncode == 2
-    assert refused.stderr.strip() == (f"sluice-spool-luks: {loops[1]} holds ext4, not LUKS; refusing to encrypt it "
-                                      "(that would erase it)")
-    assert digest(loops[1]) == before and not key.exists()
+    assert refused.stderr.strip() == (f"sluice-spool-luks: {loop_disks[1]} holds ext4, not LUKS; "
+                                      "refusing to encrypt it (that would erase it)")
+    assert digest(loop_disks[1]) == before and not key.exists()
     key.parent.mkdir(mode=0o700)
     key.write_bytes(os.urandom(64))
     key.chmod(0o644)
-    blank = digest(loops[0])
-    loose = run(script, "format", loops[0])
+    blank = digest(loop_disks[0])
+    loose = run(script, "format", loop_disks[0])
     assert loose.returncode == 2 and loose.stderr.strip() == (
         f"sluice-spool-luks: {key}: must be owned by root and readable by root only (chmod 0400)")
-    assert digest(loops[0]) == blank
-    not_luks = run(script, "open", loops[0])
+    assert digest(loop_disks[0]) == blank
+    not_luks = run(script, "open", loop_disks[0])
     assert not_luks.returncode == 2 and "is not a LUKS volume (no signature)" in not_luks.stderr
 
 
-def test_open_checks_the_key_then_opens_the_mapper_device(tmp_path: Path, loops: list[str]) -> None:
+def test_open_checks_the_key_then_opens_the_mapper_device(tmp_path: Path, loop_disks: list[str]) -> None:
     name = f"sluicetest_{uuid.uuid4().hex[:8]}"
     script, key = luks_script(tmp_path, name)
-    assert run(script, "format", loops[0]).returncode == 0
+    assert run(script, "format", loop_disks[0]).returncode == 0
     good = key.read_bytes()
     key.chmod(0o600)
     key.write_bytes(os.urandom(64))  # another box's key
-    wrong = run(script, "open", loops[0])
+    wrong = run(script, "open", loop_disks[0])
     assert wrong.returncode == 2 and wrong.stderr.strip() == (
-        f"sluice-spool-luks: {key} does not open {loops[0]} (a key of another box or another volume?)")
+        f"sluice-spool-luks: {key} does not open {loop_disks[0]} (a key of another box or another volume?)")
     key.write_bytes(good)
     dm = subprocess.run(["dmsetup", "version"], capture_output=True).returncode == 0
-    opened = run(script, "open", loops[0])
+    opened = run(script, "open", loop_disks[0])
     try:
         if dm:
             assert opened.returncode == 0 and opened.stdout.splitlines()[-1] == "changed", opened.stderr
             assert Path(f"/dev/mapper/{name}").is_block_device()
-            assert run(script, "open", loops[0]).stdout.strip() == "ok"
+            assert run(script, "open", loop_disks[0]).stdout.strip() == "ok"
         else:  # no device-mapper in this kernel: said in one line (the qemu guest opens it)
             assert opened.returncode == 2 and opened.stderr.strip().splitlines()[-1] == (
-                f"sluice-spool-luks: cannot open {loops[0]} as /dev/mapper/{name} "
+                f"sluice-spool-luks: cannot open {loop_disks[0]} as /dev/mapper/{name} "
                 "(device-mapper and dm-crypt are needed)")
     finally:
         subprocess.run(["cryptsetup", "close", name], capture_output=True)
