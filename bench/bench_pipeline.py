@@ -43,8 +43,10 @@ elif step == "dedup":
     r = pipeline.dedup(Path(spool), rel, Path(processed), steps)
 elif step == "flows":
     r = pipeline.flows(rel, Path(processed), steps, "bench", "")
-else:
-    r = pipeline.publish(rel, steps, Path(publish), key, "bench")
+else:  # publish, or publish_age: the same encrypted to one age recipient (argv[9])
+    recipients = sys.argv[9:10] if step == "publish_age" else None
+    r = pipeline.publish(rel, steps, Path(publish + ("-age" if recipients else "")), key, "bench", recipients,
+                         Path(processed) / pipeline.STAGING)
 print(json.dumps(r))
 """
 
@@ -65,10 +67,10 @@ def run_measured(argv: list[str]) -> tuple[float, int, str]:
 
 
 def step(name: str, spool: Path, rel: str, target: Path, processed: Path, publish: Path, key: Path,
-         steps: dict) -> tuple[float, int, dict]:
+         steps: dict, recipient: str = "") -> tuple[float, int, dict]:
     os.sync()  # nothing left dirty by the previous step is paid by this one
     wall, rss, out = run_measured([sys.executable, "-c", STEP, name, str(spool), rel, str(target), str(processed),
-                                   str(publish), str(key), json.dumps(steps)])
+                                   str(publish), str(key), json.dumps(steps), recipient])
     result = json.loads(out.strip().splitlines()[-1])
     if not result.get("ok"):
         raise RuntimeError(f"{name}: {result.get('error')}")
@@ -90,8 +92,13 @@ def main() -> None:
         key = tmp / "key"
         key.write_text(KEY_HEX)
         key.chmod(0o600)
+        # publish_age: the publish step with `[pipeline] publish_recipients` (one age recipient)
+        recipient = ""
+        if shutil.which("age-keygen"):
+            recipient = subprocess.run(["age-keygen"], check=True, capture_output=True, text=True).stdout
+            recipient = next(line.split(": ", 1)[1] for line in recipient.splitlines() if "public key: " in line)
         print(f"writer's sustained rate compared with: {WRITER_MBPS:.0f} MB/s")
-        print(f"{'step':8} {'file':>16} {'MB':>7} {'s':>7} {'MB/s':>8} {'x writer':>8} {'peak RSS MiB':>12}")
+        print(f"{'step':11} {'file':>13} {'MB':>7} {'s':>7} {'MB/s':>8} {'x writer':>8} {'peak RSS MiB':>12}")
         rows: dict[str, list[int]] = {}
         for n in (big // 4, big):
             rel = f"bench/span-{n}.pcap"
@@ -100,11 +107,11 @@ def main() -> None:
             target, processed, publish = tmp / f"backup-{n}", tmp / f"processed-{n}", tmp / f"publish-{n}"
             target.mkdir()
             steps: dict = {}
-            for name in ("backup", "check", "dedup", "flows", "publish"):
-                wall, rss, result = step(name, spool, rel, target, processed, publish, key, steps)
+            for name in ("backup", "check", "dedup", "flows", "publish", *(["publish_age"] if recipient else [])):
+                wall, rss, result = step(name, spool, rel, target, processed, publish, key, steps, recipient)
                 steps[name] = result
                 rows.setdefault(name, []).append(rss)
-                print(f"{name:8} {f'{2 * n} pkts':>16} {mb:7.1f} {wall:7.3f} {mb / wall:8.1f} "
+                print(f"{name:11} {f'{2 * n} pkts':>13} {mb:7.1f} {wall:7.3f} {mb / wall:8.1f} "
                       f"{mb / wall / WRITER_MBPS:8.2f} {rss / 1024:12.1f}", flush=True)
             # the peers on the same file
             os.sync()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -176,3 +177,13 @@ def test_a_clear_set_is_refused_once_recipients_are_set(spool: Spool, clear_set:
     proc = sluice("pipeline", "run", "--once", "--config", str(cfg))
     assert proc.returncode == 0, proc.stdout.decode() + proc.stderr.decode()
     _assert_decrypts_to_the_clear_set(publish, clear_set, age_key)
+
+
+def test_without_the_age_program_the_pass_stops_in_one_line(spool: Spool, tmp_path: Path) -> None:
+    _age_key, age_recipient, _ssh_key, _ssh_recipient = _identities(tmp_path)
+    copy, _processed, publish, cfg = _setup(spool, tmp_path / "noage", [age_recipient])
+    proc = sluice("pipeline", "run", "--once", "--config", str(cfg), env={**os.environ, "PATH": "/nonexistent"})
+    err = proc.stderr.decode().strip()
+    assert proc.returncode == 2 and err == ("sluice: [pipeline] publish_recipients needs the age tool "
+                                            "(Debian package age): not found"), err
+    assert not publish.exists() and {r["state"] for r in rows(copy)} == {"closed"}
