@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.provisioning.chroot import have_tools
+from tests.provisioning.chroot import have_tools, run_playbook
 from tests.provisioning.test_storage_guard import render
 
 pytestmark = [
@@ -138,3 +138,31 @@ def test_the_setup_script_puts_xfs_on_the_mapper_device(tmp_path: Path) -> None:
     assert text.index("for step in format open; do") < luks_at < text.index("FS_DEVICE=/dev/mapper/spool_crypt")
     assert text.index("FS_DEVICE=/dev/mapper/spool_crypt") < text.index('mkfs.xfs -q -L "$LABEL"')
     assert '"$FS_DEVICE" >&2' in text
+
+
+def test_preflight_stops_a_switch_that_would_erase_the_spool(tmp_path: Path, loop_disks: list[str]) -> None:
+    """Turning luks on over an array that holds a filesystem stops the play in its read-only
+    checks, before fstab or crypttab change; a blank array passes. (/dev/md/NAME is a link to a
+    loop device here: this kernel has no md.)"""
+    name = f"sluicetest-{uuid.uuid4().hex[:8]}"
+    md = Path("/dev/md")
+    made_md = not md.exists()
+    md.mkdir(exist_ok=True)
+    link = md / name
+    try:
+        results = {}
+        for kind, target in (("ext4", loop_disks[1]), ("blank", loop_disks[0])):
+            link.unlink(missing_ok=True)
+            link.symlink_to(target)
+            results[kind] = run_playbook(Path("/dev/null"), {
+                "capture_storage_disks": loop_disks, "capture_storage_check_devices": True,
+                "capture_storage_luks": True, "capture_storage_array_name": name},
+                playbook=Path(__file__).resolve().parent / "preflight_storage.yml")
+        assert results["ext4"].returncode != 0
+        assert (f"capture_storage_luks is true but /dev/md/{name} on localhost holds ext4: switching encryption on "
+                "or off erases the spool") in " ".join(results["ext4"].stdout.split())
+        assert results["blank"].returncode == 0, results["blank"].stdout[-2000:]
+    finally:
+        link.unlink(missing_ok=True)
+        if made_md:
+            md.rmdir()
