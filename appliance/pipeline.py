@@ -45,6 +45,7 @@ import logging
 import os
 import re
 import shlex
+import shutil
 import socket
 import struct
 import subprocess
@@ -106,6 +107,7 @@ def copy_verified(src: Path, dst: Path, digest: str) -> bool:
     verified copy was there already. OSError or SluiceError when the target fails."""
     if dst.exists() and dst.stat().st_size == src.stat().st_size and sha256_file(dst) == digest:
         return False
+
     def copy(fout: BinaryIO) -> None:
         with open(src, "rb") as fin:
             while chunk := fin.read(CHUNK):
@@ -347,13 +349,10 @@ def publish(rel: str, steps: dict[str, Any], publish_dir: Path, key_file: str, h
 # record the encrypted manifest is made from (the plaintext checksums cannot be read back
 # from the ciphertexts without a private key).
 AGE_SUFFIX = ".age"
-AGE_MAGIC = b"age-encryption.org/v1\n"
 STAGING = ".publish-staging"
 
 
 def find_age() -> str:
-    import shutil
-
     found = shutil.which("age")
     if not found:
         raise SluiceError("[pipeline] publish_recipients needs the age tool (Debian package age): not found", 2)
