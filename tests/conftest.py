@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,6 +18,15 @@ REPO = Path(__file__).resolve().parent.parent
 NATIVE_BUILD = REPO / "native" / "build"
 SLUICE_CAPTURE = NATIVE_BUILD / "sluice-capture"
 SLUICE_PCAP = NATIVE_BUILD / "sluice-pcap"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A suite started in the background of a non-interactive shell (`nohup make test &`) inherits
+    # SIGINT ignored, and so would every program the tests start (SIG_IGN survives exec): the
+    # Ctrl-C tests of `sluice run` and `sluice selftest` then saw their SIGINT ignored. With a
+    # handler here the programs start with the default action, as from a terminal.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
