@@ -36,6 +36,7 @@ class Process:
         """Start it; with wait (the default) return only once wait_ready() says it is ready."""
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=self._stdout, stderr=self._stderr,
                                      text=True, cwd=self._cwd, start_new_session=True)
+        self._started()
         if not wait:
             return self
         try:
@@ -44,6 +45,9 @@ class Process:
             self.kill()
             raise
         return self
+
+    def _started(self) -> None:
+        """Hook run right after the program started, before waiting for it (readers of its output)."""
 
     def wait_ready(self) -> None:
         """Returns once the program is ready; raises SluiceError if it ended first."""

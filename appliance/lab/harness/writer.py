@@ -28,17 +28,9 @@ class Writer(Process):
         if start:
             self.start(wait=False)
 
-    def start(self, wait: bool = True) -> Writer:
-        super().start(wait=False)
+    def _started(self) -> None:
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
-        if wait:
-            try:
-                self.wait_ready()
-            except BaseException:
-                self.kill()
-                raise
-        return self
 
     def __enter__(self) -> Writer:
         if self.proc is None:
