@@ -417,12 +417,16 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "anonymize_key": Key("", _string, "a path to a 32-byte Crypto-PAn key file (empty = off)",
                              "the writers anonymise every IPv4/IPv6 address before it reaches the disk "
                              "(sluice-capture --anonymize; the file readable by its owner only)"),
-        "key_dir": Key("", _string, "a path to a folder of mode 0700 owned by the writer's user (empty = off)",
-                       "as anonymize_key, with a new key every key_rotate_seconds, made and kept in this "
-                       "folder by the writers (sluice-capture --key-dir; docs/privacy.md)"),
+        "key_dir": Key("", _string, "a path to a folder of mode 0700 owned by the user the supervisor runs as "
+                       "(empty = off)", "as anonymize_key, with a new key every key_rotate_seconds, made and "
+                       "kept in this folder by each writer's key keeper, which stays that user while the "
+                       "writer drops to [capture] user (sluice-capture --key-dir; docs/privacy.md)"),
+        "key_socket": Key("", _string, "a path to sluice-keyd's socket (empty = off)",
+                          "as key_dir, the keys kept by root's sluice-keyd behind this socket, for "
+                          "writers that never are root (sluice-capture --key-socket; docs/privacy.md)"),
         "key_rotate_seconds": Key(86400, _int_range(1, 86400 * 366), "an integer 1..31622400",
-                                  "key period of key_dir: a new key at wall-clock multiples of this many "
-                                  "seconds, from the next file on"),
+                                  "key period of key_dir and key_socket: a new key at wall-clock multiples "
+                                  "of this many seconds, from the next file on"),
         "keep_payload": Key("", _string, "a tcpdump filter expression (empty = none; needs [capture] slice = "
                             "\"header\")", "whole frames for the packets it matches, headers only for the "
                             "rest (sluice-capture --keep-payload)"),
@@ -575,6 +579,7 @@ class MetricsSection:
 class PrivacySection:
     anonymize_key: str
     key_dir: str
+    key_socket: str
     key_rotate_seconds: int
     keep_payload: str
     drop_payload: str
@@ -773,11 +778,13 @@ def validate(data: dict[str, Any], source: str = "") -> Config:
                            f"{ram_bytes() >> 20} MiB of memory (allowed: at most {ram_bytes() // 2 >> 20} MiB "
                            "per writer, or \"auto\")")
     priv = sections["privacy"]
-    if (priv["anonymize_key"] or priv["key_dir"]) and cap["format"] != "pcapng":
+    if (priv["anonymize_key"] or priv["key_dir"] or priv["key_socket"]) and cap["format"] != "pcapng":
         raise _fail(where, f"[privacy] anonymisation is not allowed with [capture] format = \"{cap['format']}\" "
                            "(allowed: format = \"pcapng\", whose section header names the key)")
-    if priv["anonymize_key"] and priv["key_dir"]:
-        raise _fail(where, "[privacy] anonymize_key and key_dir are both set (allowed: one of them)")
+    given = [k for k in ("anonymize_key", "key_dir", "key_socket") if priv[k]]
+    if len(given) > 1:
+        raise _fail(where, f"[privacy] {' and '.join(given)} are all set (allowed: one of them)"
+                    if len(given) > 2 else f"[privacy] {given[0]} and {given[1]} are both set (allowed: one of them)")
     if priv["keep_payload"] and priv["drop_payload"]:
         raise _fail(where, "[privacy] keep_payload and drop_payload are both set (allowed: one of them)")
     if priv["keep_payload"] and cap["slice"] != "header":
@@ -821,17 +828,17 @@ def check_on_this_machine(cfg: Config) -> None:
                                f"(allowed: an existing {kind}, or \"\")") from None
     key_dir = cfg.privacy.key_dir
     if key_dir:
-        owner = pwd.getpwnam(cap["user"]).pw_uid if cap["user"] else os.geteuid()
+        owner = os.geteuid()  # the key keeper stays the user the writer starts as
         try:
             st = os.stat(key_dir)
         except OSError as e:
             raise _fail(where, f"[privacy] key_dir = \"{key_dir}\": {e.strerror}") from None
         why = ("not a folder" if not stat.S_ISDIR(st.st_mode) else
-               "not owned by the writer's user" if st.st_uid != owner else
+               "not owned by the user the supervisor runs as" if st.st_uid != owner else
                f"of mode {stat.S_IMODE(st.st_mode):04o}, open to group or others" if st.st_mode & 0o077 else "")
         if why:
             raise _fail(where, f"[privacy] key_dir = \"{key_dir}\" is {why} (allowed: a folder of mode 0700 "
-                               "owned by the user the writers run as)")
+                               "owned by the user the supervisor runs as, or key_socket)")
     if cfg.get("metrics", "web_config"):
         from appliance import webconfig
 

@@ -81,6 +81,8 @@ def writer_argv(cfg: Config, interface: str, binary: str, cpus: list[int] | None
         argv += ["--anonymize", priv.anonymize_key]
     if priv.key_dir:
         argv += ["--key-dir", priv.key_dir, "--key-rotate-seconds", str(priv.key_rotate_seconds)]
+    if priv.key_socket:
+        argv += ["--key-socket", priv.key_socket, "--key-rotate-seconds", str(priv.key_rotate_seconds)]
     if priv.keep_payload:
         argv += ["--keep-payload", priv.keep_payload]
     if priv.drop_payload:

@@ -23,6 +23,7 @@ SUMMARY = {
     "sluice": "the Sluice packet-capture appliance: supervisor, NIC tuning, lab, config, status",
     "sluice-capture": "write every packet of an interface to pcapng or pcap files",
     "sluice-pcap": "inspect, check, repair, de-duplicate, merge, anonymise and convert captures",
+    "sluice-keyd": "keep the anonymisation keys of sluice-capture --key-socket, as root",
 }
 OPTION = re.compile(r"(?<![\w-])(--?[A-Za-z][\w-]*)")
 
@@ -147,12 +148,14 @@ def main() -> int:
     ap.add_argument("--sluice", required=True, help="the sluice command (a path, or 'python3 -m appliance.cli')")
     ap.add_argument("--capture", required=True)
     ap.add_argument("--pcap", required=True)
+    ap.add_argument("--keyd", help="sluice-keyd (default: beside --capture)")
     ap.add_argument("--version", required=True)
     args = ap.parse_args()
     date = time.strftime("%Y-%m-%d", time.gmtime(int(os.environ.get("SOURCE_DATE_EPOCH", time.time()))))
     commands = [walk_argparse(shlex.split(args.sluice), ["sluice"]),
                 Command(["sluice-capture"], help_text([args.capture])),
-                walk_pcap(args.pcap)]
+                walk_pcap(args.pcap),
+                Command(["sluice-keyd"], help_text([args.keyd or str(Path(args.capture).with_name("sluice-keyd"))]))]
     (args.out / "man").mkdir(parents=True, exist_ok=True)
     (args.out / "completion").mkdir(parents=True, exist_ok=True)
     for cmd in commands:

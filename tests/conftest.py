@@ -18,6 +18,7 @@ REPO = Path(__file__).resolve().parent.parent
 NATIVE_BUILD = REPO / "native" / "build"
 SLUICE_CAPTURE = NATIVE_BUILD / "sluice-capture"
 SLUICE_PCAP = NATIVE_BUILD / "sluice-pcap"
+SLUICE_KEYD = NATIVE_BUILD / "sluice-keyd"
 
 
 def pytest_configure(config: pytest.Config) -> None:

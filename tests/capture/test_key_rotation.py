@@ -1,8 +1,10 @@
-"""sluice-capture --key-dir (issue 17): a Crypto-PAn key per wall-clock period, made by the writer
-(running as an unprivileged user under seccomp) in a 0700 folder it opened before the privilege
-drop. A capture across key periods gives files with different key ids, each file's frames equal
-byte for byte to the plain capture anonymised offline by sluice-pcap with the key its SHB names;
-the keys are 0600 files of the capture user. A bad key folder: one line, exit 2, nothing captured."""
+"""sluice-capture --key-dir and --key-socket (issue 17): a Crypto-PAn key per wall-clock period,
+kept in a 0700 folder of root's by a key keeper (a process the writer forks before it drops to an
+unprivileged user, or sluice-keyd behind a socket, as systemd runs it) while the writer runs as
+`nobody` under seccomp. A capture across key periods gives files with different key ids, each
+file's frames equal byte for byte to the plain capture anonymised offline by sluice-pcap with the
+key its SHB names; the keys are root's 0600 files. A bad key folder: one line, exit 2, nothing
+captured."""
 
 from __future__ import annotations
 
@@ -24,10 +26,12 @@ import pytest
 
 from appliance.journal import read_events
 from appliance.lab import netns
+from appliance.lab.harness.keyd import KeyKeeperSocket
 from tests.capture.capfiles import read_capture
 from tests.capture.conftest import mixed_traffic, start_writer
 from tests.capture.test_anonymize_capture import CLOSED_PORT, MARK, between
-from tests.conftest import SLUICE_PCAP
+from tests.capture.test_privilege import assert_unprivileged, proc_status
+from tests.conftest import SLUICE_KEYD, SLUICE_PCAP
 from tests.supervisor.running import Supervise, capture_files, write_config
 
 pytestmark = [pytest.mark.root, pytest.mark.netns]
@@ -67,19 +71,59 @@ def frames(path: Path) -> list[tuple[int, bytes]]:
     return [(p.origlen, p.data) for p in read_capture(path).packets]
 
 
+def assert_root_keeper(writer_pid: int) -> None:
+    """The writer's one child: the key keeper, root with no capability, under its own filter."""
+    children = Path(f"/proc/{writer_pid}/task/{writer_pid}/children").read_text().split()
+    assert len(children) == 1, children
+    st = proc_status(int(children[0]))
+    assert st["Name"] == "sluice-keeper" and st["Uid"].split() == ["0"] * 4, (st["Name"], st["Uid"])
+    for caps in ("CapInh", "CapPrm", "CapEff", "CapAmb"):
+        assert st[caps] == "0000000000000000", (caps, st[caps])
+    assert st["NoNewPrivs"] == "1" and st["Seccomp"] == "2", st
+
+
+def assert_root_keys(keys: Path, at_least: int) -> list[Path]:
+    """The keys: root's 0600 files in root's 0700 folder, one per period met, no leftovers."""
+    key_files = sorted(keys.iterdir())
+    assert len(key_files) >= at_least and all(KEY_NAME.match(k.name) for k in key_files), key_files
+    assert stat.S_IMODE(keys.stat().st_mode) == 0o700 and keys.stat().st_uid == 0
+    for k in key_files:
+        assert stat.S_IMODE(k.stat().st_mode) == 0o600 and k.stat().st_uid == 0, (k, oct(k.stat().st_mode))
+    return key_files
+
+
+def root_keys(path: Path) -> Path:
+    path.mkdir(mode=0o700)
+    path.chmod(0o700)
+    return path
+
+
+@pytest.mark.parametrize("keeper", ["forked", "sluice-keyd"])
 def test_a_capture_across_key_periods_gives_a_key_per_file_each_equal_to_offline(
-        capture_binary, link, root_dir: Path, tmp_path: Path) -> None:  # noqa: ANN001
-    keys = owned_by_user(root_dir / "keys", 0o700)
+        capture_binary, link, root_dir: Path, tmp_path: Path, keeper: str) -> None:  # noqa: ANN001
+    keys = root_keys(root_dir / "keys")
     anon_dir = owned_by_user(root_dir / "anon", 0o750)
+    with KeyKeeperSocket(SLUICE_KEYD, keys, root_dir / "keyd.sock") as keyd:
+        key_flag = ["--key-dir", str(keys)] if keeper == "forked" else ["--key-socket", keyd.path]
+        capture_across_key_periods(capture_binary, link, keys, anon_dir, tmp_path, key_flag)
+        if keeper == "sluice-keyd":  # one sluice-keyd for the writer, gone with it, cleanly
+            assert keyd.wait_keepers() == [0], keyd.errors
+
+
+def capture_across_key_periods(capture_binary, link, keys: Path, anon_dir: Path, tmp_path: Path,  # noqa: ANN001
+                               key_flag: list[str]) -> None:
     plain_dir = tmp_path / "plain"
     plain_dir.mkdir()
     plain = start_writer(capture_binary, link.cap, ["-i", link.rx, "-w", str(plain_dir)])
     anon = start_writer(capture_binary, link.cap, ["-i", link.rx, "-w", str(anon_dir), "--user", USER,
-                                                   "--group", GROUP, "--key-dir", str(keys),
+                                                   "--group", GROUP, *key_flag,
                                                    "--key-rotate-seconds", str(PERIOD_S)])
     try:
         plain.wait_ready()
         anon.wait_ready()
+        assert_unprivileged(anon.pid)
+        if "--key-dir" in key_flag:
+            assert_root_keeper(anon.pid)
         marked_at = time.time_ns()
         netns.run_in(link.h, [sys.executable, "-c", MARK, link.cap_ip, "sluice-mark-start"])
         mixed_traffic(link)
@@ -100,13 +144,7 @@ def test_a_capture_across_key_periods_gives_a_key_per_file_each_equal_to_offline
     assert anon.final()["writer_drops"] == 0 and plain.final()["writer_drops"] == 0
     plain_files, anon_files = sorted(plain_dir.glob("*.pcapng")), sorted(anon_dir.glob("*.pcapng"))
     assert len(plain_files) == 1, plain_files
-    # the keys: 0600 files of the capture user in its 0700 folder, one per period met, no leftovers
-    key_files = sorted(keys.iterdir())
-    assert len(key_files) >= 2 and all(KEY_NAME.match(k.name) for k in key_files), key_files
-    user = pwd.getpwnam(USER).pw_uid
-    assert stat.S_IMODE(keys.stat().st_mode) == 0o700 and keys.stat().st_uid == user
-    for k in key_files:
-        assert stat.S_IMODE(k.stat().st_mode) == 0o600 and k.stat().st_uid == user, (k, oct(k.stat().st_mode))
+    assert_root_keys(keys, 2)
     # each file against the plain capture anonymised offline with the key its SHB names
     offline: dict[str, list] = {}
     by_file = []
@@ -162,7 +200,7 @@ def test_a_writer_restarted_within_a_period_goes_on_with_its_key(capture_binary,
 
 @pytest.mark.parametrize(("mode", "extra", "message"), [
     (0o750, [], "group or others have access"),
-    (0o700, ["--anonymize", "/etc/hostname"], "give one of --anonymize KEYFILE or --key-dir DIR"),
+    (0o700, ["--anonymize", "/etc/hostname"], "give one of --anonymize KEYFILE, --key-dir DIR or --key-socket PATH"),
     (None, [], "No such file"),
 ])
 def test_a_bad_key_folder_is_one_line_exit_2_and_nothing_captured(capture_binary, tmp_path: Path, mode: int | None,  # noqa: ANN001
@@ -183,16 +221,16 @@ def test_a_bad_key_folder_is_one_line_exit_2_and_nothing_captured(capture_binary
 def test_a_key_folder_of_another_user_is_refused(capture_binary, tmp_path: Path) -> None:  # noqa: ANN001
     keys = tmp_path / "keys"
     keys.mkdir(mode=0o700)
-    os.chown(keys, pwd.getpwnam(USER).pw_uid, -1)  # the writer stays root here
-    p = subprocess.run([str(capture_binary), "-i", "lo", "-w", str(tmp_path), "--key-dir", str(keys)],
+    os.chown(keys, pwd.getpwnam(USER).pw_uid, -1)  # the writer's user-to-be: the keeper stays root
+    p = subprocess.run([str(capture_binary), "-i", "lo", "-w", str(tmp_path), "--key-dir", str(keys), "--user", USER],
                        capture_output=True, text=True, timeout=30)
-    assert p.returncode == 2 and "not owned by the user the writer runs as" in p.stderr, p.stderr
+    assert p.returncode == 2 and "not owned by the user the key keeper runs as" in p.stderr, p.stderr
 
 
 def test_key_rotate_seconds_needs_a_key_folder(capture_binary, tmp_path: Path) -> None:  # noqa: ANN001
     p = subprocess.run([str(capture_binary), "-i", "lo", "-w", str(tmp_path), "--key-rotate-seconds", "60"],
                        capture_output=True, text=True, timeout=30)
-    assert p.returncode == 2 and "--key-rotate-seconds needs --key-dir" in p.stderr, p.stderr
+    assert p.returncode == 2 and "--key-rotate-seconds needs --key-dir or --key-socket" in p.stderr, p.stderr
 
 
 # IPv4/UDP frames from 192.0.2.1 to 192.0.2.2, numbered, at a steady rate (a link without addresses)
@@ -219,7 +257,7 @@ while time.monotonic() < end:
 
 
 def test_the_supervisors_writers_rotate_keys_in_the_configured_folder(veth_ns, root_dir: Path) -> None:  # noqa: ANN001
-    keys = owned_by_user(root_dir / "keys", 0o700)
+    keys = root_keys(root_dir / "keys")
     spool = root_dir / "spool"
     cfg = write_config(root_dir / "sluice.toml", veth_ns.rx, spool,
                        extra=f'[privacy]\nkey_dir = "{keys}"\nkey_rotate_seconds = 1\n')
@@ -234,7 +272,7 @@ def test_the_supervisors_writers_rotate_keys_in_the_configured_folder(veth_ns, r
     for key_id, key_name in ids:
         key = keys / key_name
         st = key.stat()
-        assert stat.S_IMODE(st.st_mode) == 0o600 and st.st_uid == pwd.getpwnam(USER).pw_uid, key
+        assert stat.S_IMODE(st.st_mode) == 0o600 and st.st_uid == 0, key
         p = subprocess.run([str(SLUICE_PCAP), "anonymize", "--key-file", str(key), str(with_packets[0]),
                             str(root_dir / "check.pcapng")], capture_output=True, text=True, timeout=60)
         assert p.returncode == 0 and f"key id {key_id}" in p.stdout, p.stdout + p.stderr
@@ -243,3 +281,33 @@ def test_the_supervisors_writers_rotate_keys_in_the_configured_folder(veth_ns, r
     # one writer all along: the keys rotated in it, not through restarts
     starts = [e for e in read_events(spool / "journal.jsonl") if e["event"] == "writer_start"]
     assert len(starts) == 1, starts
+
+
+def test_sluice_keyd_refuses_a_folder_open_to_others_and_the_writer_captures_nothing(
+        capture_binary, root_dir: Path, tmp_path: Path) -> None:  # noqa: ANN001
+    keys = root_dir / "keys"
+    keys.mkdir(mode=0o750)
+    keys.chmod(0o750)
+    out = tmp_path / "out"
+    out.mkdir()
+    with KeyKeeperSocket(SLUICE_KEYD, keys, root_dir / "keyd.sock") as keyd:
+        p = subprocess.run([str(capture_binary), "-i", "lo", "-w", str(out), "--key-socket", keyd.path],
+                           capture_output=True, text=True, timeout=30)
+        assert keyd.wait_keepers() == [2]
+    assert p.returncode == 2 and p.stderr.count("\n") == 1 and "key keeper" in p.stderr, p.stderr
+    assert keyd.errors[0].count("\n") == 1 and "group or others have access" in keyd.errors[0], keyd.errors
+    assert not list(out.iterdir()) and not list(keys.iterdir())
+
+
+def test_a_missing_key_socket_is_one_line_exit_2(capture_binary, tmp_path: Path) -> None:  # noqa: ANN001
+    p = subprocess.run([str(capture_binary), "-i", "lo", "-w", str(tmp_path), "--key-socket",
+                        str(tmp_path / "none.sock")], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 2 and p.stderr.count("\n") == 1 and "No such file" in p.stderr, p.stderr
+    assert not list(tmp_path.glob("*.pcapng*"))
+
+
+def test_sluice_keyd_wants_a_socket_on_its_standard_input(tmp_path: Path) -> None:
+    keys = root_keys(tmp_path / "keys")
+    p = subprocess.run([str(SLUICE_KEYD), "--key-dir", str(keys)], stdin=subprocess.DEVNULL, capture_output=True,
+                       text=True, timeout=30)
+    assert p.returncode == 2 and p.stderr.count("\n") == 1 and "SOCK_SEQPACKET" in p.stderr, p.stderr

@@ -1,13 +1,15 @@
-"""A box with rotating anonymisation keys ([privacy] key_dir): the role lets the hardened
-sluice.service write that folder (ProtectSystem=strict leaves only ReadWritePaths writable) and
-creates it for the capture user, 0700, before `sluice config check` looks at it."""
+"""A box whose writers rotate anonymisation keys (capture_node_key_rotation): the role enables the
+package's sluice-keyd.socket, the writers get [privacy] key_socket and the key period, and
+sluice.service needs the socket; by default none of it."""
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import yaml
 
+from appliance import config
 from tests.build.units import RENDER, UNITS_DIR
 from tests.conftest import REPO
 from tests.provisioning.chroot import run_playbook
@@ -15,24 +17,34 @@ from tests.provisioning.chroot import run_playbook
 ROLE = REPO / "provisioning" / "roles" / "capture_node"
 
 
-def _site_conf(tmp_path: Path, extra: dict[str, object]) -> str:
+def _render(tmp_path: Path, extra: dict[str, object]) -> tuple[str, str]:
+    """sluice.service's site drop-in and sluice.toml as the role writes them."""
     result = run_playbook(Path("/dev/null"), {"render_dir": str(tmp_path), **extra}, playbook=RENDER)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    return (tmp_path / UNITS_DIR / "sluice.service.d" / "site.conf").read_text()
+    return ((tmp_path / UNITS_DIR / "sluice.service.d" / "site.conf").read_text(),
+            (tmp_path / "etc" / "sluice" / "sluice.toml").read_text())
 
 
-def test_the_unit_may_write_the_key_folder(tmp_path: Path) -> None:
-    conf = _site_conf(tmp_path / "keys", {"capture_node_config_extra": {"privacy": {"key_dir": "/srv/keys"}}})
-    paths = [line.split("=", 1)[1].split() for line in conf.splitlines() if line.startswith("ReadWritePaths=")]
-    assert paths and "/srv/keys" in paths[0], conf
-    plain = _site_conf(tmp_path / "plain", {})
-    assert "/srv/keys" not in plain and "ReadWritePaths=" in plain
+def test_key_rotation_gives_the_writers_the_key_keepers_socket(tmp_path: Path) -> None:
+    conf, toml = _render(tmp_path / "keys", {"capture_node_key_rotation": True, "capture_node_interfaces": ["span0"],
+                                             "capture_node_key_rotate_seconds": 3600})
+    assert "Requires=sluice-keyd.socket" in conf and "After=sluice-keyd.socket" in conf, conf
+    privacy = tomllib.loads(toml)["privacy"]
+    assert privacy == {"key_socket": "/run/sluice-keyd.sock", "key_rotate_seconds": 3600}, privacy
+    socket_unit = (REPO / "packaging" / "systemd" / "sluice-keyd.socket").read_text()
+    assert "ListenSequentialPacket=/run/sluice-keyd.sock" in socket_unit  # the path the writers are given
+    cfg = config.loads(toml, "rendered")  # the supervisor takes it
+    assert cfg.privacy.key_socket == "/run/sluice-keyd.sock" and not cfg.privacy.key_dir
 
 
-def test_the_folder_is_made_before_the_config_is_checked() -> None:
-    tasks = yaml.safe_load((ROLE / "tasks" / "config.yml").read_text())
+def test_by_default_no_key_keeper(tmp_path: Path) -> None:
+    conf, toml = _render(tmp_path / "plain", {})
+    assert "sluice-keyd" not in conf and "privacy" not in tomllib.loads(toml)
+
+
+def test_the_role_enables_the_socket_only_with_key_rotation() -> None:
+    tasks = yaml.safe_load((ROLE / "tasks" / "main.yml").read_text())
+    task = next(t for t in tasks if t.get("ansible.builtin.systemd", {}).get("name") == "sluice-keyd.socket")
+    assert task["ansible.builtin.systemd"]["enabled"] == "{{ capture_node_key_rotation | bool }}"
     names = [t["name"] for t in tasks]
-    make = names.index("Create the rotating anonymisation keys' folder ([privacy] key_dir)")
-    assert make < names.index("Write /etc/sluice/sluice.toml")
-    task = tasks[make]["ansible.builtin.file"]
-    assert task["mode"] == "0700" and task["owner"] == "{{ capture_node_user }}" and task["state"] == "directory"
+    assert names.index(task["name"]) < names.index("Enable the Sluice supervisor")

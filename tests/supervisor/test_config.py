@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import pwd
 import re
 import subprocess
 import sys
@@ -231,7 +233,12 @@ def test_writer_argv_carries_the_key_folder_and_the_payload_policy(tmp_path: Pat
                        '\n[privacy]\nkeep_payload = "udp port 53"\n', "t")
     argv = writer_argv(cfg, "c0", "/bin/sluice-capture")
     assert argv[argv.index("--keep-payload") + 1] == "udp port 53" and "--slice" in argv
-    assert not {"--key-dir", "--keep-payload", "--drop-payload"} & set(writer_argv(config.loads(text, "t"), "c0", "x"))
+    assert not {"--key-dir", "--key-socket", "--keep-payload", "--drop-payload"} & set(
+        writer_argv(config.loads(text, "t"), "c0", "x"))
+    cfg = config.loads(text + '\n[privacy]\nkey_socket = "/run/sluice-keyd.sock"\nkey_rotate_seconds = 60\n', "t")
+    argv = writer_argv(cfg, "c0", "/bin/sluice-capture")
+    assert argv[argv.index("--key-socket") + 1] == "/run/sluice-keyd.sock" and "--key-dir" not in argv
+    assert argv[argv.index("--key-rotate-seconds") + 1] == "60"
 
 
 @pytest.mark.parametrize(("extra", "message"), [
@@ -239,6 +246,8 @@ def test_writer_argv_carries_the_key_folder_and_the_payload_policy(tmp_path: Pat
     ('[capture]\nslice = "header"\n[privacy]\ndrop_payload = "udp"\n', "drop_payload is not allowed"),
     ('[privacy]\nkeep_payload = "udp"\ndrop_payload = "tcp"\n', "keep_payload and drop_payload are both set"),
     ('[privacy]\nanonymize_key = "/k"\nkey_dir = "/d"\n', "anonymize_key and key_dir are both set"),
+    ('[privacy]\nkey_socket = "/s"\nkey_dir = "/d"\n', "key_dir and key_socket are both set"),
+    ('[capture]\nformat = "pcap"\n[privacy]\nkey_socket = "/s"\n', "anonymisation is not allowed"),
     ('[capture]\nformat = "pcap"\n[privacy]\nkey_dir = "/d"\n', "anonymisation is not allowed"),
     ('[privacy]\nkey_rotate_seconds = 0\n', "key_rotate_seconds = 0 is not allowed"),
 ])
@@ -253,13 +262,15 @@ def test_privacy_keys_that_do_not_go_together_are_refused(tmp_path: Path, extra:
 
 
 @pytest.mark.parametrize(("mode", "needle"), [(0o750, "of mode 0750, open to group or others"), (None, "No such file"),
-                                              (0o700, "")])
+                                              (0o700, ""), ("nobody", "not owned by the user the supervisor runs as")])
 def test_config_check_wants_a_private_key_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                 mode: int | None, needle: str) -> None:
+                                                 mode: int | str | None, needle: str) -> None:
     keys = tmp_path / "keys"
     if mode is not None:
         keys.mkdir()
-        keys.chmod(mode)
+        keys.chmod(0o700 if mode == "nobody" else mode)
+    if mode == "nobody":  # the writers' user: the key keeper stays the supervisor's, which must own it
+        os.chown(keys, pwd.getpwnam("nobody").pw_uid, -1)
     path = write(tmp_path, MINIMAL.replace("/data/sluice", str(tmp_path / "spool")) +
                  f'\n[privacy]\nkey_dir = "{keys}"\n')
     rc = main(["config", "check", str(path)])

@@ -10,6 +10,7 @@ out, whatever happened inside:
 - `trafgen.Trafgen`: trafgen in its own session (it forks a worker per CPU); `trafgen.run` blocks.
 - `writer.Writer`: sluice-capture; ready on its first stats line, every line collected.
 - `supervise.Supervise`: `sluice supervise`; ready when its status file says the writers are up.
+- `keyd.KeyKeeperSocket`: sluice-keyd behind a socket, one per connection, as systemd runs it.
 - `mounts.tmpfs`, `mounts.loop_fs`: a filesystem of a given size, unmounted (and its loop device
   freed) on the way out.
 

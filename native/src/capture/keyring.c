@@ -1,36 +1,92 @@
-/* keyring: one Crypto-PAn key per period in a private folder (see keyring.h). */
+/* keyring: the writer's end of the key keeper (see keyring.h). */
 #include "keyring.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/random.h>
-#include <sys/stat.h>
-#include <time.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "clock.h"
 
-int keyring_open(struct keyring *k, const char *dir, uint64_t period_s, uid_t owner, char *err, size_t errlen)
+#define KEEPER_WAIT_MS 10000
+
+static void keyring_init(struct keyring *k, const char *where, uint64_t period_s)
 {
-    k->dir = dir;
+    k->fd = -1;
+    k->keeper = 0;
+    k->where = where;
+    k->period_s = period_s;
     k->period_ns = period_s * NS_PER_S;
-    k->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (k->dirfd < 0) {
-        snprintf(err, errlen, "--key-dir %s: %s", dir, strerror(errno));
+}
+
+/* The keeper: nothing of the writer's but its socket and the folder, then serve. */
+static void keeper_main(int fd, struct keystore *ks, int no_seccomp)
+{
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    prctl(PR_SET_NAME, "sluice-keeper");
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null >= 0) { /* the supervisor reads the writer's stdout to its end */
+        dup2(null, STDIN_FILENO);
+        dup2(null, STDOUT_FILENO);
+        close(null);
+    }
+    char err[256];
+    if (!no_seccomp && keystore_sandbox(err, sizeof err) != 0) {
+        fprintf(stderr, "sluice-capture: error: %s\n", err);
+        _exit(1);
+    }
+    _exit(keystore_serve(fd, ks) == 0 ? 0 : 1);
+}
+
+int keyring_start_keeper(struct keyring *k, const char *dir, uint64_t period_s, int no_seccomp, char *err,
+                         size_t errlen)
+{
+    keyring_init(k, dir, period_s);
+    struct keystore ks;
+    if (keystore_open(&ks, dir, err, errlen) != 0)
+        return -1;
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+        snprintf(err, errlen, "--key-dir: no socket for the key keeper: %s", strerror(errno));
+        keystore_close(&ks);
         return -1;
     }
-    struct stat st;
-    const char *why = NULL;
-    if (fstat(k->dirfd, &st) != 0)
-        why = strerror(errno);
-    else if (st.st_uid != owner)
-        why = "not owned by the user the writer runs as";
-    else if (st.st_mode & 077)
-        why = "group or others have access (chmod 700 it)";
-    if (why != NULL) {
-        snprintf(err, errlen, "--key-dir %s: %s", dir, why);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(sv[0]);
+        keeper_main(sv[1], &ks, no_seccomp);
+    }
+    int e = errno;
+    close(sv[1]);
+    keystore_close(&ks); /* the writer never holds the folder */
+    if (pid < 0) {
+        close(sv[0]);
+        snprintf(err, errlen, "--key-dir: cannot start the key keeper: %s", strerror(e));
+        return -1;
+    }
+    k->fd = sv[0];
+    k->keeper = pid;
+    return 0;
+}
+
+int keyring_connect(struct keyring *k, const char *path, uint64_t period_s, char *err, size_t errlen)
+{
+    keyring_init(k, path, period_s);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof sa.sun_path) {
+        snprintf(err, errlen, "--key-socket %s: the path is too long for a socket", path);
+        return -1;
+    }
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    k->fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    if (k->fd < 0 || connect(k->fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        snprintf(err, errlen, "--key-socket %s: %s", path, strerror(errno));
         keyring_close(k);
         return -1;
     }
@@ -39,77 +95,54 @@ int keyring_open(struct keyring *k, const char *dir, uint64_t period_s, uid_t ow
 
 void keyring_close(struct keyring *k)
 {
-    if (k->dirfd >= 0)
-        close(k->dirfd);
-    k->dirfd = -1;
+    /* the keeper sees the end and exits; not waited for (no wait4 under the writer's filter):
+     * the writer's own exit follows, and its parent's reaper takes the keeper */
+    if (k->fd >= 0)
+        close(k->fd);
+    k->fd = -1;
+    k->keeper = 0;
 }
 
-uint64_t keyring_period_start(const struct keyring *k, uint64_t now_ns)
+static int wait_for(int fd, short events, const char *where, char *err, size_t errlen)
 {
-    return now_ns - now_ns % k->period_ns;
+    struct pollfd p = {.fd = fd, .events = events};
+    int n;
+    do
+        n = poll(&p, 1, KEEPER_WAIT_MS);
+    while (n < 0 && errno == EINTR);
+    if (n == 1 && !(p.revents & (POLLERR | POLLNVAL)) && (p.revents & (events | POLLHUP)))
+        return 0;
+    snprintf(err, errlen, "key keeper %s: %s", where, n == 0 ? "no answer within 10 s" : "the connection failed");
+    return -1;
 }
 
-/* A new key under a temporary name, then renamed to name unless that exists already. */
-static int make_key(struct keyring *k, const char *name, char *err, size_t errlen)
+int keyring_current(struct keyring *k, uint8_t key[CP_KEY_LEN], char name[KEYRING_NAME_LEN], uint64_t *start_ns,
+                    char *err, size_t errlen)
 {
-    uint8_t raw[CP_KEY_LEN];
-    if (getrandom(raw, sizeof raw, 0) != (ssize_t)sizeof raw) {
-        snprintf(err, errlen, "--key-dir: no random bytes for a new key: %s", strerror(errno));
+    struct key_request req = {.magic = KEYSTORE_MAGIC, .period_s = k->period_s};
+    if (wait_for(k->fd, POLLOUT, k->where, err, errlen) != 0)
+        return -1;
+    if (write(k->fd, &req, sizeof req) != (ssize_t)sizeof req) {
+        snprintf(err, errlen, "key keeper %s: %s", k->where, strerror(errno));
         return -1;
     }
-    char hex[2 * CP_KEY_LEN + 2];
-    for (size_t i = 0; i < CP_KEY_LEN; i++)
-        snprintf(hex + 2 * i, 3, "%02x", raw[i]);
-    hex[2 * CP_KEY_LEN] = '\n';
-    memset(raw, 0, sizeof raw);
-    char tmp[64];
-    snprintf(tmp, sizeof tmp, ".%s.%ld.tmp", name, (long)getpid());
-    int fd = openat(k->dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        snprintf(err, errlen, "--key-dir %s: cannot create %s: %s", k->dir, tmp, strerror(errno));
-        memset(hex, 0, sizeof hex);
+    struct key_reply rep;
+    if (wait_for(k->fd, POLLIN, k->where, err, errlen) != 0)
         return -1;
+    ssize_t n = read(k->fd, &rep, sizeof rep);
+    int rc = -1;
+    if (n != (ssize_t)sizeof rep || rep.magic != KEYSTORE_MAGIC)
+        snprintf(err, errlen, "key keeper %s: %s", k->where, n < 0 ? strerror(errno) : n == 0 ? "it has gone"
+                                                                                          : "an answer it cannot read");
+    else if (rep.status != 0)
+        snprintf(err, errlen, "%.*s", (int)sizeof rep.err, rep.err);
+    else {
+        memcpy(key, rep.key, CP_KEY_LEN);
+        memcpy(name, rep.name, KEYRING_NAME_LEN);
+        name[KEYRING_NAME_LEN - 1] = '\0';
+        *start_ns = rep.start_ns;
+        rc = 0;
     }
-    ssize_t w = write(fd, hex, 2 * CP_KEY_LEN + 1);
-    int e = errno;
-    memset(hex, 0, sizeof hex);
-    int synced = w == 2 * CP_KEY_LEN + 1 && fdatasync(fd) == 0;
-    close(fd);
-    if (!synced) {
-        snprintf(err, errlen, "--key-dir %s: cannot write %s: %s", k->dir, tmp, strerror(w < 0 ? e : errno));
-        unlinkat(k->dirfd, tmp, 0);
-        return -1;
-    }
-    int rc = renameat2(k->dirfd, tmp, k->dirfd, name, RENAME_NOREPLACE);
-    if (rc != 0 && errno != EEXIST) {
-        snprintf(err, errlen, "--key-dir %s: cannot rename %s to %s: %s", k->dir, tmp, name, strerror(errno));
-        unlinkat(k->dirfd, tmp, 0);
-        return -1;
-    }
-    if (rc != 0) /* another writer made this period's key first: its key is the one */
-        unlinkat(k->dirfd, tmp, 0);
-    fsync(k->dirfd);
-    return 0;
-}
-
-int keyring_key_at(struct keyring *k, uint64_t now_ns, uint8_t key[CP_KEY_LEN], char name[KEYRING_NAME_LEN],
-                   char *err, size_t errlen)
-{
-    time_t start = (time_t)(keyring_period_start(k, now_ns) / NS_PER_S);
-    struct tm tm;
-    gmtime_r(&start, &tm);
-    strftime(name, KEYRING_NAME_LEN, "%Y%m%dT%H%M%SZ.key", &tm);
-    int fd = openat(k->dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0 && errno == ENOENT) {
-        if (make_key(k, name, err, errlen) != 0)
-            return -1;
-        fd = openat(k->dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    }
-    char path[4096 + KEYRING_NAME_LEN];
-    snprintf(path, sizeof path, "%s/%s", k->dir, name);
-    if (fd < 0) {
-        snprintf(err, errlen, "key file %s: %s", path, strerror(errno));
-        return -1;
-    }
-    return cp_read_key_fd(fd, path, key, err, errlen);
+    memset(&rep, 0, sizeof rep);
+    return rc;
 }

@@ -15,8 +15,8 @@
  *  3. Per-packet stage (worker.c on_packet -> slice.c slice_keep, then with --anonymize or
  *     --key-dir src/common/anonframe.h in a copy of the frame). Decides how many bytes of the
  *     packet are kept (snaplen, --slice header, the payload policy's BPF filter) and rewrites
- *     every address with Crypto-PAn (a key per period with --key-dir: keyring.h). Why here: the
- *     only place that sees every packet before it is written, so no clear address reaches a
+ *     every address with Crypto-PAn (a key per period from the key keeper with --key-dir or
+ *     --key-socket: keyring.h). Why here: the only place that sees every packet before it is written, so no clear address reaches a
  *     staging block.
  *  4. Block assembler (assembler.c assembler_add_locked). Encodes the record (pcapng EPB or
  *     pcap, nanosecond stamps, src/common/pcapenc.h) straight into a page-aligned staging
@@ -118,7 +118,7 @@ struct run {
     uint8_t key[CP_KEY_LEN];    /* wiped once every worker has its cipher */
     char key_id[24];
     char shb_comment[160];
-    struct keyring keys;        /* --key-dir (keys.dirfd -1: not used) */
+    struct keyring keys;        /* --key-dir, --key-socket (keys.fd -1: not used) */
     char key_name[KEYRING_NAME_LEN];
     uint64_t key_next_ns;       /* the next key period's start (wall clock) */
     struct bpf_program payload_prog; /* --keep-payload / --drop-payload */
@@ -130,7 +130,7 @@ static void describe(struct run *r)
 {
     const struct capture_opts *o = r->o;
     char anon_note[160] = "", key_file[64] = "", payload[300] = "";
-    if (r->keys.dirfd >= 0)
+    if (r->keys.fd >= 0)
         snprintf(key_file, sizeof key_file, ", key file %s", r->key_name);
     if (r->anonymize) {
         snprintf(anon_note, sizeof anon_note, "; addresses anonymised (Crypto-PAn, key id %s%s)", r->key_id,
@@ -149,7 +149,7 @@ static void describe(struct run *r)
     strncat(r->description, r->src->ts_note, sizeof r->description - strlen(r->description) - 1);
 }
 
-/* A new key period (--key-dir): each worker's next cipher is made outside the lock; then, under
+/* A new key period (--key-dir, --key-socket): each worker's next cipher is made outside the lock; then, under
  * the assembler's lock (workers anonymise under it only), the ciphers are swapped and the file
  * is closed, the next one naming the new key. A key that cannot be had: one error, and the key
  * of the period before stays until the next period (never a clear address on disk). */
@@ -158,9 +158,10 @@ static void rotate_key(struct run *r, uint64_t now)
     char err[1024], name[KEYRING_NAME_LEN];
     uint8_t key[CP_KEY_LEN];
     unsigned n = r->src->workers;
-    r->key_next_ns = keyring_period_start(&r->keys, now) + r->keys.period_ns;
+    uint64_t start = 0;
+    r->key_next_ns = now - now % r->keys.period_ns + r->keys.period_ns; /* unless the keeper says */
     cryptopan **next = calloc(n, sizeof *next);
-    int rc = next ? keyring_key_at(&r->keys, now, key, name, err, sizeof err) : -1;
+    int rc = next ? keyring_current(&r->keys, key, name, &start, err, sizeof err) : -1;
     if (next == NULL)
         snprintf(err, sizeof err, "out of memory");
     for (unsigned i = 0; rc == 0 && i < n; i++)
@@ -181,6 +182,7 @@ static void rotate_key(struct run *r, uint64_t now)
     }
     cp_key_id(key, r->key_id);
     memcpy(r->key_name, name, sizeof r->key_name);
+    r->key_next_ns = start + r->keys.period_ns;
     describe(r);
     assembler_rotate_locked(r->asm_, now);
     assembler_unlock(r->asm_);
@@ -188,7 +190,7 @@ static void rotate_key(struct run *r, uint64_t now)
     for (unsigned i = 0; i < n; i++)
         cp_free(next[i]);
     free(next);
-    log_info("key rotation: key id %s (%s/%s) from this file on", r->key_id, r->keys.dir, r->key_name);
+    log_info("key rotation: key id %s (%s, %s) from this file on", r->key_id, r->keys.where, r->key_name);
 }
 
 static void emit_stats(struct run *r, const char *type)
@@ -223,7 +225,7 @@ static int main_loop(struct run *r)
         uint64_t now = wall_ns(), mono = mono_ns();
         if (sig == SIGINT || sig == SIGTERM)
             return 0;
-        if (r->keys.dirfd >= 0 && now >= r->key_next_ns)
+        if (r->keys.fd >= 0 && now >= r->key_next_ns)
             rotate_key(r, now);
         if (sig == SIGHUP)
             assembler_rotate(r->asm_, now);
@@ -352,13 +354,12 @@ static int setup(struct run *r, char *err, size_t errlen)
      * any thread starts, since capabilities belong to each thread. */
     if (privdrop_apply(&r->priv, o->user, o->dir, err, errlen) != 0)
         return 2;
-    /* The first period's key, made by the user the writer now is, so that every key of the
-     * folder is its (a restart within the period finds and reads it); no thread runs yet. */
-    if (r->keys.dirfd >= 0) {
-        uint64_t now = wall_ns();
-        if (keyring_key_at(&r->keys, now, r->key, r->key_name, err, errlen) != 0)
+    /* The first period's key, from the keeper (keyring.h); no thread runs yet. */
+    if (r->keys.fd >= 0) {
+        uint64_t start;
+        if (keyring_current(&r->keys, r->key, r->key_name, &start, err, errlen) != 0)
             return 2;
-        r->key_next_ns = keyring_period_start(&r->keys, now) + r->keys.period_ns;
+        r->key_next_ns = start + r->keys.period_ns;
         cp_key_id(r->key, r->key_id);
     }
     uint64_t step = 64u << 20;
@@ -490,7 +491,7 @@ int main(int argc, char **argv)
     static struct run r;
     r.o = &o;
     r.lock_fd = -1;
-    r.keys.dirfd = -1;
+    r.keys.fd = -1;
     iface_label(&o, r.label, sizeof r.label);
     stats_init(&r.st, o.iface ? o.iface : r.label, stdout);
     err[0] = '\0';
@@ -510,11 +511,11 @@ int main(int argc, char **argv)
         cp_key_id(r.key, r.key_id);
         r.anonymize = 1;
     }
-    /* --key-dir: the folder is opened now, with the privileges of the start (keyring.h); its
-     * keys are made and read through the descriptor by the user the writer becomes (setup). */
-    if (o.key_dir != NULL) {
-        if (keyring_open(&r.keys, o.key_dir, o.key_rotate_seconds, r.priv.switch_user ? r.priv.uid : geteuid(),
-                         err, sizeof err) != 0) {
+    /* --key-dir: the key keeper is forked now, the user of the start, before anything is
+     * opened and before any thread; --key-socket: sluice-keyd is reached now (keyring.h). */
+    if (o.key_dir != NULL || o.key_socket != NULL) {
+        if ((o.key_dir ? keyring_start_keeper(&r.keys, o.key_dir, o.key_rotate_seconds, o.no_seccomp, err, sizeof err)
+                       : keyring_connect(&r.keys, o.key_socket, o.key_rotate_seconds, err, sizeof err)) != 0) {
             log_error("%s", err);
             free(o.filter_buf);
             return 2;

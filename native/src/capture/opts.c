@@ -48,6 +48,7 @@ enum {
     OPT_NO_SECCOMP,
     OPT_ANONYMIZE,
     OPT_KEY_DIR,
+    OPT_KEY_SOCKET,
     OPT_KEY_ROTATE_SECONDS,
     OPT_KEEP_PAYLOAD,
     OPT_DROP_PAYLOAD,
@@ -101,7 +102,9 @@ const char opts_usage[] =
     "                           as sluice-pcap anonymize (32-byte key, readable by its owner only)\n"
     "                           (every capability is dropped after start-up in any case)\n"
     "  --key-dir DIR            as --anonymize, with one key per period kept in DIR (mode 0700,\n"
-    "                           owned by the capture user), made there when missing\n"
+    "                           owned by the user the writer starts as: a forked key keeper stays\n"
+    "                           that user, makes and reads the keys, and hands over the current one)\n"
+    "  --key-socket PATH        as --key-dir, the keys kept by sluice-keyd (root) behind PATH\n"
     "  --key-rotate-seconds N   key period: wall-clock multiples of N s, 1..31622400 (default\n"
     "                           86400); a new period closes the file, the next has the new key\n"
     "\n"
@@ -137,6 +140,7 @@ static const struct option long_opts[] = {
     {"no-seccomp", no_argument, NULL, OPT_NO_SECCOMP},
     {"anonymize", required_argument, NULL, OPT_ANONYMIZE},
     {"key-dir", required_argument, NULL, OPT_KEY_DIR},
+    {"key-socket", required_argument, NULL, OPT_KEY_SOCKET},
     {"key-rotate-seconds", required_argument, NULL, OPT_KEY_ROTATE_SECONDS},
     {"keep-payload", required_argument, NULL, OPT_KEEP_PAYLOAD},
     {"drop-payload", required_argument, NULL, OPT_DROP_PAYLOAD},
@@ -425,6 +429,7 @@ static int parse_one(int c, const char *arg, struct capture_opts *o, char *err, 
     case OPT_NO_SECCOMP: o->no_seccomp = 1; return 0;
     case OPT_ANONYMIZE: o->anonymize_key = arg; return 0;
     case OPT_KEY_DIR: o->key_dir = arg; return 0;
+    case OPT_KEY_SOCKET: o->key_socket = arg; return 0;
     case OPT_KEY_ROTATE_SECONDS:
         if (parse_uint(arg, KEY_ROTATE_SECONDS_MIN, KEY_ROTATE_SECONDS_MAX, &v) != 0)
             return fail(err, errlen, "--key-rotate-seconds %s: expected a whole number of seconds from %d to %d",
@@ -517,12 +522,13 @@ int opts_parse(int argc, char **argv, struct capture_opts *o, char *err, size_t 
         return fail(err, errlen, "--compress zstd needs --format pcapng");
     if (o->anonymize_key && o->format != FORMAT_PCAPNG)
         return fail(err, errlen, "--anonymize needs --format pcapng (its section header names the key)");
-    if (o->anonymize_key && o->key_dir)
-        return fail(err, errlen, "give one of --anonymize KEYFILE or --key-dir DIR");
-    if (o->key_dir && o->format != FORMAT_PCAPNG)
-        return fail(err, errlen, "--key-dir needs --format pcapng (its section header names the key)");
-    if (o->key_rotate_given && !o->key_dir)
-        return fail(err, errlen, "--key-rotate-seconds needs --key-dir");
+    if (!!o->anonymize_key + !!o->key_dir + !!o->key_socket > 1)
+        return fail(err, errlen, "give one of --anonymize KEYFILE, --key-dir DIR or --key-socket PATH");
+    if ((o->key_dir || o->key_socket) && o->format != FORMAT_PCAPNG)
+        return fail(err, errlen, "%s needs --format pcapng (its section header names the key)",
+                    o->key_dir ? "--key-dir" : "--key-socket");
+    if (o->key_rotate_given && !o->key_dir && !o->key_socket)
+        return fail(err, errlen, "--key-rotate-seconds needs --key-dir or --key-socket");
     if (o->payload_filter && o->payload_filter_keeps && !o->slice_header)
         return fail(err, errlen, "--keep-payload needs --slice header (it names the exceptions to it)");
     if (o->payload_filter && !o->payload_filter_keeps && o->slice_header)

@@ -52,6 +52,7 @@ struct capture_opts {
     int no_seccomp;            /* --no-seccomp: no system-call allow-list after start-up */
     const char *anonymize_key; /* --anonymize KEYFILE: Crypto-PAn every address before the disk */
     const char *key_dir;       /* --key-dir DIR: as --anonymize, one key per period (keyring.h) */
+    const char *key_socket;    /* --key-socket PATH: the same, the keys kept by sluice-keyd */
     uint64_t key_rotate_seconds; /* --key-rotate-seconds: the key period */
     int key_rotate_given;
     const char *payload_filter; /* --keep-payload / --drop-payload FILTER, NULL = none */
