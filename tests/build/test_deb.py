@@ -55,6 +55,8 @@ def test_package_holds_programs_units_man_pages_completion_and_monitoring(deb: P
                              check=True).stdout
     for path in ("./usr/bin/sluice", "./usr/bin/sluice-capture", "./usr/bin/sluice-pcap",
                  "./lib/systemd/system/sluice.service", "./lib/systemd/system/sluice-nic-tune@.service",
+                 "./usr/bin/sluice-keyd", "./lib/systemd/system/sluice-keyd.socket",
+                 "./lib/systemd/system/sluice-keyd@.service", "./usr/share/man/man1/sluice-keyd.1.gz",
                  "./usr/lib/sysusers.d/sluice.conf", "./usr/lib/tmpfiles.d/sluice.conf",
                  "./usr/share/man/man1/sluice.1.gz", "./usr/share/man/man1/sluice-capture.1.gz",
                  "./usr/share/man/man1/sluice-pcap.1.gz", "./usr/share/bash-completion/completions/sluice-pcap",

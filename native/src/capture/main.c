@@ -149,9 +149,9 @@ static void describe(struct run *r)
     strncat(r->description, r->src->ts_note, sizeof r->description - strlen(r->description) - 1);
 }
 
-/* A new key period (--key-dir, --key-socket): each worker's next cipher is made outside the lock; then, under
- * the assembler's lock (workers anonymise under it only), the ciphers are swapped and the file
- * is closed, the next one naming the new key. A key that cannot be had: one error, and the key
+/* A new key period (--key-dir, --key-socket): each worker's next cipher is made outside the
+ * locks; then, holding every worker's cipher lock (each is between two batches) and the
+ * assembler's, the ciphers are swapped and the file is closed, the next one naming the new key. A key that cannot be had: one error, and the key
  * of the period before stays until the next period (never a clear address on disk). */
 static void rotate_key(struct run *r, uint64_t now)
 {
@@ -174,6 +174,8 @@ static void rotate_key(struct run *r, uint64_t now)
         memset(key, 0, sizeof key);
         return;
     }
+    for (unsigned i = 0; i < n; i++) /* the order of the workers: cipher locks, then the assembler */
+        pthread_mutex_lock(&r->workers[i].cipher_lock);
     assembler_lock(r->asm_);
     for (unsigned i = 0; i < n; i++) {
         cryptopan *old = r->workers[i].anon.cp;
@@ -186,6 +188,8 @@ static void rotate_key(struct run *r, uint64_t now)
     describe(r);
     assembler_rotate_locked(r->asm_, now);
     assembler_unlock(r->asm_);
+    for (unsigned i = 0; i < n; i++)
+        pthread_mutex_unlock(&r->workers[i].cipher_lock);
     memset(key, 0, sizeof key);
     for (unsigned i = 0; i < n; i++)
         cp_free(next[i]);
@@ -410,6 +414,7 @@ static int setup(struct run *r, char *err, size_t errlen)
         w->slice = (struct slice_cfg){o->snaplen, o->slice_header, r->src->linktype,
                                       o->payload_filter ? r->payload_prog.bf_insns : NULL};
         w->linktype = (uint16_t)r->src->linktype;
+        pthread_mutex_init(&w->cipher_lock, NULL);
         if (r->anonymize) {
             w->anonymize = 1;
             w->anon_buf = malloc(SNAPLEN_MAX + 64); /* the largest frame a source delivers */

@@ -15,38 +15,50 @@ static void on_packet(void *ctx, const struct packet *p)
     w->packets++;
     w->bytes += p->origlen;
     uint32_t keep = slice_keep(&w->slice, p->data, p->caplen, p->origlen);
-    /* locked at the first packet of a batch: a source never blocks once it has delivered; the
-     * cipher is used under the lock only, since a key rotation swaps it under the same lock */
-    if (!w->locked) {
-        assembler_lock(w->asm_);
-        w->locked = 1;
-    }
-    struct packet anonymised;
     if (w->anonymize) { /* before the assembler: no clear address reaches a block */
+        if (!w->cipher_locked) {
+            pthread_mutex_lock(&w->cipher_lock);
+            w->cipher_locked = 1;
+        }
         uint8_t *frame = p->writable; /* in place where the source allows it: no copy */
         if (frame == NULL) {
             memcpy(w->anon_buf, p->data, keep);
             frame = w->anon_buf;
         }
-        anonymised = *p;
+        struct packet anonymised = *p;
         anonymised.data = frame;
         keep = anonframe_rewrite(&w->anon, w->linktype, frame, keep);
         if (w->anon.bad) { /* it may hold an address the walk cannot see: left out, as sluice-pcap */
             w->anon_left_out++;
             return;
         }
-        p = &anonymised;
+        /* the assembler's lock for the add only: Crypto-PAn, the dear part, runs outside it, so
+         * the capture threads anonymise side by side */
+        assembler_lock(w->asm_);
+        assembler_add_locked(w->asm_, &anonymised, keep);
+        assembler_unlock(w->asm_);
+        return;
+    }
+    /* locked at the first packet of a batch: a source never blocks once it has delivered */
+    if (!w->locked) {
+        assembler_lock(w->asm_);
+        w->locked = 1;
     }
     assembler_add_locked(w->asm_, p, keep);
 }
 
-/* One poll of the source; the batch it delivered is added under one lock. */
+/* One poll of the source; the batch it delivered is added under one lock (plain capture) or
+ * anonymised under the thread's cipher lock and added packet by packet. */
 static int poll_batch(struct worker *w, int timeout_ms)
 {
     int rc = source_poll(w->src, w->index, timeout_ms, on_packet, w);
     if (w->locked) {
         assembler_unlock(w->asm_);
         w->locked = 0;
+    }
+    if (w->cipher_locked) {
+        pthread_mutex_unlock(&w->cipher_lock);
+        w->cipher_locked = 0;
     }
     if (w->packets) {
         atomic_fetch_add_explicit(&w->st->packets, w->packets, memory_order_relaxed);

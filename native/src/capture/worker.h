@@ -26,9 +26,13 @@ struct worker {
     atomic_int finished; /* 1 at the end of a file, 2 after an error */
     int locked;          /* holds the assembler during one poll's batch */
     uint64_t packets, bytes; /* this poll's counts, added to stats once per poll */
-    int anonymize;           /* --anonymize or --key-dir */
-    struct anonframe anon;   /* this thread's own walk and cipher; anon.cp is read and swapped
-                              * (key rotation) under the assembler's lock only */
+    int anonymize;           /* --anonymize, --key-dir or --key-socket */
+    struct anonframe anon;   /* this thread's own walk and cipher; anon.cp is used and swapped
+                              * (key rotation) under cipher_lock only */
+    pthread_mutex_t cipher_lock; /* held for one poll's batch while anonymising: a key rotation
+                              * takes every thread's before the assembler's, so the frames of a
+                              * batch are anonymised with the key of the file they go into */
+    int cipher_locked;
     uint16_t linktype;
     uint8_t *anon_buf;       /* the frame being anonymised when the source's is read-only */
     uint64_t anon_left_out;  /* frames the walk could not parse: never written */
