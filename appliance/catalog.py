@@ -16,25 +16,31 @@ from __future__ import annotations
 import atexit
 import ipaddress
 import json
-import logging
-import mmap
 import os
 import queue
 import re
-import shutil
+import shutil  # argparse imports it anyway
 import sqlite3
-import subprocess
 import threading
 import time
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from appliance.errors import SluiceError
 from appliance.journal import read_events
 
-log = logging.getLogger("sluice.catalog")
+# `sluice extract` imports this module for every query and pays for each import (issue 14), so
+# what only the writers of the catalog use (logging, subprocess, mmap, typing) is
+# imported where it is used.
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+    from typing import Any
+
+
+def _warning(msg: str, *args: object) -> None:
+    import logging
+
+    logging.getLogger("sluice.catalog").warning(msg, *args)
 
 CATALOG_NAME = "catalog.sqlite"
 INDEX_DIR = ".index"
@@ -127,7 +133,7 @@ def journal_mode(spool: str | os.PathLike[str]) -> str:
     than a page (ext4 picks 1 KiB for small volumes) the rest of the page has no disk space yet,
     and on a full spool touching it is a SIGBUS that kills the supervisor (seen in the flood test
     of issue 11). The rollback journal only writes: a full disk is an error there."""
-    return "WAL" if os.statvfs(spool).f_bsize >= mmap.PAGESIZE else "DELETE"
+    return "WAL" if os.statvfs(spool).f_bsize >= os.sysconf("SC_PAGESIZE") else "DELETE"
 
 
 def connect(spool: str | os.PathLike[str], readonly: bool = False) -> sqlite3.Connection:
@@ -162,6 +168,8 @@ def run_index(path: str | os.PathLike[str], binary: str | None = None,
               positions: Path | None = None) -> dict[str, Any]:
     """`sluice-pcap index` of one file: its JSON (a damaged file still gives one, with `damage`);
     with positions, also the offsets of each address's records there (uncompressed files)."""
+    import subprocess
+
     extra = ["--positions", str(positions)] if positions is not None else []
     proc = subprocess.run([binary or find_pcap_binary(), "index", *extra, str(path)], capture_output=True, text=True)
     if proc.returncode in (0, 1) and proc.stdout.strip():
@@ -198,7 +206,7 @@ def load_index(spool: Path, rel: str, binary: str | None = None, write_sidecar: 
             tmp.write_text(json.dumps(doc, separators=(",", ":")))
             os.replace(tmp, side)
         except OSError as exc:
-            log.warning("catalog: cannot write the index sidecar %s: %s", side, exc.strerror)
+            _warning("catalog: cannot write the index sidecar %s: %s", side, exc.strerror)
     return doc
 
 
@@ -305,7 +313,7 @@ def forget(spool: str | os.PathLike[str], path: str | os.PathLike[str]) -> None:
         finally:
             db.close()
     except Exception as exc:  # noqa: BLE001 (retention must go on; rebuild repairs the catalog)
-        log.warning("catalog: cannot forget %s: %s", path, exc)
+        _warning("catalog: cannot forget %s: %s", path, exc)
 
 
 # -- the supervisor's hook -------------------------------------------------------------------------
@@ -333,7 +341,7 @@ class _Recorder:
                 try:
                     add_file(spool, path, interface)
                 except Exception as exc:  # noqa: BLE001 (a file the catalog misses costs a rebuild, not the capture)
-                    log.warning("catalog: cannot add %s: %s", path, exc)
+                    _warning("catalog: cannot add %s: %s", path, exc)
             self.queue.task_done()
 
     def drain(self, timeout: float = 60.0) -> None:
@@ -378,11 +386,9 @@ def drain(timeout: float = 60.0) -> None:
 
 # -- rebuild and listing ---------------------------------------------------------------------------
 
-@dataclass
 class RebuildResult:
-    files: int
-    reindexed: int
-    seconds: float
+    def __init__(self, files: int, reindexed: int, seconds: float) -> None:
+        self.files, self.reindexed, self.seconds = files, reindexed, seconds
 
 
 def _journal_interfaces(spool: Path) -> dict[str, str]:
@@ -413,7 +419,7 @@ def rebuild(spool: str | os.PathLike[str], binary: str | None = None) -> Rebuild
             ok = False
         if not ok:
             aside = path.with_name(f"{path.name}.damaged-{int(time.time())}")
-            log.warning("catalog %s is damaged: set aside as %s", path, aside.name)
+            _warning("catalog %s is damaged: set aside as %s", path, aside.name)
             os.replace(path, aside)
             for suffix in ("-wal", "-shm"):
                 Path(str(path) + suffix).unlink(missing_ok=True)

@@ -121,4 +121,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     ex.add_argument("-o", "--output", default=None, metavar="OUT", help="output file, or - for stdout")
     ex.add_argument("--format", default="pcapng", choices=("pcapng", "pcap"),
                     help="pcapng (default) or pcap, both with ns timestamps")
-    ex.set_defaults(func=_extract)
+    # extract logs nothing (errors are SluiceErrors, the journal reports its own): no logging import
+    ex.set_defaults(func=_extract, logs=False)

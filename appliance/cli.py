@@ -11,7 +11,7 @@ import importlib
 import os
 import sys
 
-from appliance import __version__, logs
+from appliance import __version__
 from appliance.errors import SluiceError
 
 # Exit status when the reader of our output went away (`sluice ... | head`): what a program
@@ -60,7 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         parser = build_parser(argv)
         args = parser.parse_args(argv)
-        logs.setup(verbose=args.verbose)
+        if getattr(args, "logs", True):  # a command that logs nothing starts without the logging package
+            from appliance import logs
+
+            logs.setup(verbose=args.verbose)
         code = int(args.func(args) or 0)
         sys.stdout.flush()  # a pipe closed early shows here at the latest, inside the handler
         return code

@@ -14,41 +14,37 @@ import calendar
 import json
 import os
 import pwd
+import sqlite3
 import struct
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from appliance import catalog, filterplan
 from appliance.errors import SluiceError
-from appliance.journal import Journal
+from appliance.journal import append_once
 from appliance.spoolperm import CAPTURE_FILE_MODE
 from appliance.timespec import epoch_arg, format_ns
 
 PART_SUFFIX = ".part"
 
 
-@dataclass
+# Plain classes, not dataclasses: an extract imports only what it uses (see cli.LIGHT_COMMANDS).
 class Query:
-    from_ns: int
-    to_ns: int
-    filter: str | None = None
-    interfaces: list[str] = field(default_factory=list)
-    output: str = "-"
-    format: str = "pcapng"
+    def __init__(self, from_ns: int, to_ns: int, filter: str | None = None, interfaces: list[str] | None = None,
+                 output: str = "-", format: str = "pcapng") -> None:
+        self.from_ns, self.to_ns, self.filter = from_ns, to_ns, filter
+        self.interfaces = interfaces if interfaces is not None else []
+        self.output, self.format = output, format
 
 
-@dataclass
 class ExtractResult:
-    packets: int
-    files: list[str]
-    parts: list[str]
-    skipped_by_index: int
-    seconds: float
-    picked: int = 0  # files read only at their positions
+    def __init__(self, packets: int, files: list[str], parts: list[str], skipped_by_index: int, seconds: float,
+                 picked: int = 0) -> None:
+        self.packets, self.files, self.parts = packets, files, parts
+        self.skipped_by_index, self.seconds = skipped_by_index, seconds
+        self.picked = picked  # files read only at their positions
 
 
 def invoking_user() -> tuple[str, bool]:
@@ -62,7 +58,7 @@ def invoking_user() -> tuple[str, bool]:
         return str(os.getuid()), False
 
 
-def _eval(plan: filterplan.Plan, db: Any, ids: set[int], protocols: dict[int, set[int]]) -> set[int]:
+def _eval(plan: filterplan.Plan, db: sqlite3.Connection, ids: set[int], protocols: dict[int, set[int]]) -> set[int]:
     """The candidate files (of ids) that may hold a packet the plan's filter matches."""
     if isinstance(plan, filterplan.And):
         left = _eval(plan.left, db, ids, protocols)
@@ -113,11 +109,11 @@ def _open_parts(spool: Path, q: Query) -> list[tuple[str, int]]:
     return found
 
 
-@dataclass
 class Chosen:
-    path: str                      # absolute
-    pick: list[str] | None = None  # read only the records of these keys (sluice-pcap pick arguments)
-    positions: str = ""
+    def __init__(self, path: str, pick: list[str] | None = None, positions: str = "") -> None:
+        self.path = path            # absolute
+        self.pick = pick            # read only the records of these keys (sluice-pcap pick arguments)
+        self.positions = positions
 
 
 # Reading the records of an address at their offsets beats reading the file through when they are
@@ -308,7 +304,7 @@ def _merge_result(proc: subprocess.CompletedProcess[str]) -> int:
 def journal(spool: str | os.PathLike[str], q: Query, result: ExtractResult | None, error: str | None) -> None:
     """One `extract` event in SPOOL/journal.jsonl (a journal that cannot be written is reported)."""
     user, via_sudo = invoking_user()
-    fields: dict[str, Any] = {
+    fields: dict[str, object] = {
         "user": user, "sudo": via_sudo, "uid": os.getuid(),
         "from": format_ns(q.from_ns), "to": format_ns(q.to_ns), "from_ns": q.from_ns, "to_ns": q.to_ns,
         "filter": q.filter, "interfaces": q.interfaces, "output": q.output, "format": q.format,
@@ -320,8 +316,7 @@ def journal(spool: str | os.PathLike[str], q: Query, result: ExtractResult | Non
     if error is not None:
         fields["error"] = error
     try:
-        with Journal(Path(spool) / "journal.jsonl") as j:
-            j.append("extract", **fields)
+        append_once(Path(spool) / "journal.jsonl", "extract", **fields)
     except OSError as exc:
         print(f"sluice extract: journal {Path(spool) / 'journal.jsonl'}: {exc.strerror}: not journaled",
               file=sys.stderr)

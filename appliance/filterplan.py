@@ -14,49 +14,91 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-@dataclass(frozen=True)
-class Any:
-    pass
+class _Node:
+    """An immutable plan node compared by type and fields (what a frozen dataclass gives, without
+    importing dataclasses: `sluice extract` pays for every import at each query, issue 14)."""
+
+    __slots__: tuple[str, ...] = ()
+
+    def __init__(self, *values: object) -> None:
+        for name, value in zip(self.__slots__, values, strict=True):
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def _fields(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and self._fields() == other._fields()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self._fields()))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(repr(v) for v in self._fields())})"
 
 
-@dataclass(frozen=True)
-class Addr:
+class Any(_Node):
+    __slots__ = ()
+
+
+class Addr(_Node):
+    __slots__ = ("addr",)
     addr: IpAddress
 
+    def __init__(self, addr: IpAddress) -> None:
+        super().__init__(addr)
 
-@dataclass(frozen=True)
-class Net:
+
+class Net(_Node):
+    __slots__ = ("net",)
     net: IpNetwork
 
+    def __init__(self, net: IpNetwork) -> None:
+        super().__init__(net)
 
-@dataclass(frozen=True)
-class Port:
+
+class Port(_Node):
+    __slots__ = ("protos", "low", "high")
     protos: tuple[int, ...]
     low: int
     high: int
 
+    def __init__(self, protos: tuple[int, ...], low: int, high: int) -> None:
+        super().__init__(protos, low, high)
 
-@dataclass(frozen=True)
-class Proto:
+
+class Proto(_Node):
+    __slots__ = ("proto",)
     proto: int
 
+    def __init__(self, proto: int) -> None:
+        super().__init__(proto)
 
-@dataclass(frozen=True)
-class And:
+
+class And(_Node):
+    __slots__ = ("left", "right")
     left: Plan
     right: Plan
 
+    def __init__(self, left: Plan, right: Plan) -> None:
+        super().__init__(left, right)
 
-@dataclass(frozen=True)
-class Or:
+
+class Or(_Node):
+    __slots__ = ("left", "right")
     left: Plan
     right: Plan
+
+    def __init__(self, left: Plan, right: Plan) -> None:
+        super().__init__(left, right)
 
 
 Plan = Any | Addr | Net | Port | Proto | And | Or

@@ -8,15 +8,36 @@ a torn line and several processes could share the file.
 
 from __future__ import annotations
 
+import errno
 import json
-import logging
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-log = logging.getLogger("sluice.journal")
+# `sluice extract` writes one event here and pays for every import at each query (issue 14):
+# logging is imported only to report a failed append, typing only for the type checker.
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import Any
+
+
+def _record(event: str, fields: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
+    record: dict[str, Any] = {"ts": round(time.time(), 6), "event": event, **fields}
+    return record, (json.dumps(record, separators=(",", ":"), default=str) + "\n").encode()
+
+
+def append_once(path: str | os.PathLike[str], event: str, **fields: Any) -> dict[str, Any]:
+    """One event from a short-lived command (`sluice extract`): one open, one write, and an
+    OSError for the caller to report, where Journal.append logs and goes on."""
+    record, line = _record(event, fields)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        if os.write(fd, line) != len(line):
+            raise OSError(errno.ENOSPC, "short write (disk full?)")
+    finally:
+        os.close(fd)
+    return record
 
 
 class Journal:
@@ -29,15 +50,16 @@ class Journal:
     def append(self, event: str, **fields: Any) -> dict[str, Any]:
         """Append one event. A full or failing disk loses the line, never the capture: the error is
         logged once per kind and the caller goes on (retention is what frees the space)."""
-        record: dict[str, Any] = {"ts": round(time.time(), 6), "event": event, **fields}
-        line = json.dumps(record, separators=(",", ":"), default=str) + "\n"
+        record, line = _record(event, fields)
         try:
-            os.write(self._fd, line.encode())
+            os.write(self._fd, line)
         except OSError as exc:
             if exc.errno not in self._failed:
                 self._failed.add(exc.errno)
-                log.error("journal %s: cannot append (%s): events are lost until it works again",
-                          self.path, exc.strerror)
+                import logging
+
+                logging.getLogger("sluice.journal").error(
+                    "journal %s: cannot append (%s): events are lost until it works again", self.path, exc.strerror)
         else:
             self._failed.clear()
         return record

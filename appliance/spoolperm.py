@@ -13,8 +13,8 @@ import os
 import pwd
 import stat
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (extract's start-up: issue 14)
 if TYPE_CHECKING:  # the modes below are read by `sluice extract`, which starts without the config module
     from appliance.config import Config
 

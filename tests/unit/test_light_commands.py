@@ -1,6 +1,7 @@
 """`sluice extract` (and the other light commands) start with only what they use: an extract piped
 into tcpdump pays Python's start-up for every query, and the bench against the peer pipeline
-counts it (issue 14). The config module, the watchdogs and pyroute2 stay out of an extract."""
+counts it (issue 14). The config module, the watchdogs and pyroute2 stay out of an extract, and so
+do the standard modules it does not need (each costs milliseconds at every query)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ try:
     cli.main(sys.argv[1:])
 except SystemExit:
     pass
-heavy = sorted(m for m in sys.modules if m in ("appliance.config", "appliance.watchdogs", "pyroute2", "pyarrow"))
+heavy = sorted(m for m in sys.modules if m in ("appliance.config", "appliance.watchdogs", "pyroute2", "pyarrow",
+                                               "logging", "dataclasses", "typing", "inspect"))
 print(",".join(heavy))
 """
 
