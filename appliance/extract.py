@@ -2,7 +2,8 @@
 across files and interfaces in timestamp order, as one capture (pcapng, ns timestamps).
 
 The catalog and each file's index choose the files (filterplan.py says which index entries a
-filter needs); one `sluice-pcap merge --from --to --filter` pass does the work in C. The
+filter needs); one `sluice-pcap merge --from --to --filter` pass does the work in C, reading a
+file whose positions say where the filter's addresses or ports are only there (`--positions`). The
 writers' current `.part` files are read too, up to their last whole record (`--growing`),
 through a descriptor opened before the catalog is read, so a file that closes meanwhile is read
 once. The spool is never changed; each extract appends one `extract` event to its journal.
@@ -14,9 +15,9 @@ import calendar
 import json
 import os
 import pwd
+import signal
 import sqlite3
 import struct
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -112,14 +113,14 @@ def _open_parts(spool: Path, q: Query) -> list[tuple[str, int]]:
 class Chosen:
     def __init__(self, path: str, pick: list[str] | None = None, positions: str = "") -> None:
         self.path = path            # absolute
-        self.pick = pick            # read only the records of these keys (sluice-pcap pick arguments)
+        self.pick = pick            # read only the records of these keys (merge's --addr/--port arguments)
         self.positions = positions
 
 
 # Reading the records of an address at their offsets beats reading the file through when they are
 # at most this share of its packets.
 PICK_SHARE = 0.25
-MAX_PICKS = 256
+MAX_PICKS = 256  # merge's --positions limit
 
 
 def choose_files(spool: Path, q: Query) -> tuple[list[Chosen], int]:
@@ -145,7 +146,9 @@ def choose_files(spool: Path, q: Query) -> tuple[list[Chosen], int]:
             if r["id"] not in keep:
                 continue
             c = Chosen(str(spool / r["path"]))
-            if need and r["positions"] and sum(1 for x in chosen if x.pick) < MAX_PICKS:
+            positions = str(catalog.positions_path(spool, r["path"]))
+            # (a path with "=" could not be told apart in merge's --positions FILE=POS)
+            if need and r["positions"] and "=" not in positions and sum(1 for x in chosen if x.pick) < MAX_PICKS:
                 held = 0
                 if addr_keys:
                     held += db.execute(f"SELECT SUM(packets) FROM addrs WHERE file_id = ? AND addr IN "
@@ -155,7 +158,7 @@ def choose_files(spool: Path, q: Query) -> tuple[list[Chosen], int]:
                                        (r["id"], proto, port)).fetchone()[0] or 0
                 if held <= PICK_SHARE * r["packets"]:
                     c.pick = pick_args
-                    c.positions = str(catalog.positions_path(spool, r["path"]))
+                    c.positions = positions
             chosen.append(c)
     finally:
         db.close()
@@ -229,14 +232,23 @@ def run(spool: str | os.PathLike[str], q: Query, binary: str | None = None) -> E
             cmd += ["--filter", q.filter]
         for _, fd in parts:
             cmd += ["--growing", f"/dev/fd/{fd}"]
+        inputs = files + [f"/dev/fd/{fd}" for _, fd in parts]
         if not chosen and not parts:
             if q.filter:  # still refuse a filter libpcap refuses
                 _check_filter(binary, q.filter)
             _write_empty(q.output, q.format)
             packets = 0
         else:
-            window = ["--from", epoch_arg(q.from_ns), "--to", epoch_arg(q.to_ns)]
-            packets = _merge(binary, cmd, chosen, parts, q.output, window)
+            picked = [c for c in chosen if c.pick]
+            # The picked files are read at their keys' records by the same merge (--positions).
+            positions = [a for c in picked for a in ("--positions", f"{c.path}={c.positions}")]
+            keys = (picked[0].pick or []) if picked else []
+            fds = [fd for _, fd in parts]
+            status, text = _run_pcap(cmd + keys + positions + inputs, q.output, fds)
+            if status == 1 and picked and q.output != "-":
+                # A record not where the positions say (a file changed in place): read the files whole.
+                status, text = _run_pcap(cmd + inputs, q.output, fds)
+            packets = _merge_result(status, text)
     finally:
         for _, fd in parts:
             os.close(fd)
@@ -244,45 +256,36 @@ def run(spool: str | os.PathLike[str], q: Query, binary: str | None = None) -> E
                          sum(1 for c in chosen if c.pick))
 
 
-def _merge(binary: str, cmd: list[str], chosen: list[Chosen], parts: list[tuple[str, int]], output: str,
-           window: list[str]) -> int:
-    """One merge pass over the chosen files (the picked ones through `sluice-pcap pick` pipes)
-    and the open .part files; packets written."""
-    picks: list[subprocess.Popen[bytes]] = []
-    inputs = []
+def _run_pcap(argv: list[str], output: str, pass_fds: list[int]) -> tuple[int, str]:
+    """Run one sluice-pcap to its end: (exit status, what it printed besides the packets).
+    posix_spawn, not subprocess: an extract pays for every import at each query (issue 14).
+    With output "-" the packets go straight to our stdout; the summary and errors come back
+    through one pipe (stdout and stderr both, so reading it cannot block the child)."""
+    sys.stdout.flush()
+    r, w = os.pipe()
+    actions = [(os.POSIX_SPAWN_DUP2, w, 2)] + ([] if output == "-" else [(os.POSIX_SPAWN_DUP2, w, 1)])
+    for fd in pass_fds:
+        os.set_inheritable(fd, True)
     try:
-        for c in chosen:
-            if c.pick:
-                argv = [binary, "pick", "--positions", c.positions, *c.pick, *window, "-o", "-", c.path]
-                picks.append(subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
-                assert picks[-1].stdout is not None
-                inputs.append(f"/dev/fd/{picks[-1].stdout.fileno()}")
-            else:
-                inputs.append(c.path)
-        fds = [fd for _, fd in parts] + [p.stdout.fileno() for p in picks if p.stdout is not None]
-        proc = subprocess.run(cmd + inputs + [f"/dev/fd/{fd}" for _, fd in parts],
-                              stdout=None if output == "-" else subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              pass_fds=fds)
+        # The signals subprocess restores too: Python ignores SIGPIPE, a child must not.
+        pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=actions,
+                             setsigdef=(signal.SIGPIPE, signal.SIGXFSZ))
+    except OSError as exc:
+        os.close(r)
+        raise SluiceError(f"{argv[0]}: {exc.strerror}", 2) from None
     finally:
-        for p in picks:
-            if p.stdout is not None:
-                p.stdout.close()  # a pick still writing gets EPIPE and ends
-            p.wait()
-    failed = [p for p in picks if p.returncode != 0]
-    if failed and output != "-":
-        # Positions that no longer describe their file: read the files through instead.
-        return _merge(binary, cmd, [Chosen(c.path) for c in chosen], parts, output, window)
-    if failed:
-        assert failed[0].stderr is not None
-        raise SluiceError(_pcap_error(failed[0].stderr.read().decode()), 1)
-    return _merge_result(proc)
+        os.close(w)
+        for fd in pass_fds:
+            os.set_inheritable(fd, False)
+    with open(r, "rb") as f:
+        text = f.read().decode(errors="replace")
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), text
 
 
 def _check_filter(binary: str, expr: str) -> None:
-    proc = subprocess.run([binary, "convert", "--filter", expr, "/dev/null", "/dev/null"], capture_output=True,
-                          text=True)
-    if "--filter" in proc.stderr:
-        raise SluiceError(_pcap_error(proc.stderr), 2)
+    status, text = _run_pcap([binary, "convert", "--filter", expr, "/dev/null", "/dev/null"], "/dev/null", [])
+    if status != 0 and "--filter" in text:
+        raise SluiceError(_pcap_error(text), 2)
 
 
 def _pcap_error(stderr: str) -> str:
@@ -291,10 +294,9 @@ def _pcap_error(stderr: str) -> str:
     return msg.split(": ", 1)[1] if msg.startswith("sluice-pcap ") and ": " in msg else msg
 
 
-def _merge_result(proc: subprocess.CompletedProcess[str]) -> int:
-    if proc.returncode != 0:
-        raise SluiceError(_pcap_error(proc.stderr), 2 if proc.returncode == 2 else 1)
-    text = (proc.stdout or "") + "\n" + proc.stderr
+def _merge_result(status: int, text: str) -> int:
+    if status != 0:
+        raise SluiceError(_pcap_error(text), 2 if status == 2 else 1)
     for line in reversed(text.strip().splitlines()):
         if line.startswith("{"):
             return int(json.loads(line)["packets_out"])

@@ -165,3 +165,69 @@ def test_pick_window_equals_filter_and_window_of_the_whole_file(captures, tmp_pa
             assert ours.read_bytes() == whole.read_bytes(), (addr, a, b)
             got = packets(picked, tmp_path)
             assert all(allp[a][0] <= ts < allp[b][0] for ts, _ in got)  # pick itself kept to the window
+
+
+def test_merge_positions_equals_merge_of_the_whole_files(captures, tmp_path):
+    """merge --positions FILE=POS reads FILE only at the keys' records, in the same process (what
+    `sluice extract` runs): the same packets as the merge of the whole files, with one key or
+    several, with or without a window, beside an input read whole; and byte for byte what merge
+    gives over pick's outputs (interfaces are described in the order their first record is read)."""
+    ng, ns = _in_time_order(captures.span_ng, tmp_path), _in_time_order(captures.span_ns, tmp_path)
+    pos = {src: tmp_path / f"{src.name}.pos" for src in (ng, ns)}
+    docs = {src: json.loads(run("index", "--positions", pos[src], src, check=True).stdout) for src in (ng, ns)}
+    allp = packets(ng, tmp_path)
+    windows = [[], ["--from", _ts(allp[len(allp) // 4][0]), "--to", _ts(allp[len(allp) // 2][0])]]
+    a, b = sorted(docs[ng]["addresses"])[:2]
+    port = sorted(docs[ng]["ports"])[0]
+    cases = [(["--addr", a], f"host {a}"), (["--addr", a, "--addr", b], f"host {a} or host {b}"),
+             (["--port", port], f"{port.split('/')[0]} port {port.split('/')[1]}")]
+    ours, whole, piped = tmp_path / "ours.pcapng", tmp_path / "whole.pcapng", tmp_path / "piped.pcapng"
+    for keys, bpf in cases:
+        for window in windows:
+            for inputs, positions in (([ng], [ng]), ([ng, ns], [ng, ns]), ([ng, ns], [ns])):
+                flags = [a for src in positions for a in ("--positions", f"{src}={pos[src]}")]
+                proc = run("merge", "--filter", bpf, *window, *keys, *flags, "-o", ours, *inputs, check=True)
+                assert "whole" not in proc.stderr, proc.stderr  # the positions were used
+                run("merge", "--filter", bpf, *window, "-o", whole, *inputs, check=True)
+                assert packets(ours, tmp_path) == packets(whole, tmp_path), (keys, window, inputs, positions)
+                if inputs == [ng]:
+                    assert ours.read_bytes() == whole.read_bytes(), (keys, window)
+                picks = []
+                for src in inputs:
+                    if src in positions:
+                        picks.append(tmp_path / f"pick-{src.name}")
+                        run("pick", "--positions", pos[src], *keys, *window, "-o", picks[-1], src, check=True)
+                    else:
+                        picks.append(src)
+                run("merge", "--filter", bpf, *window, "-o", piped, *picks, check=True)
+                assert ours.read_bytes() == piped.read_bytes(), (keys, window, inputs, positions)
+            assert packets(ours, tmp_path) or window  # the keys select something in the whole files
+
+
+def test_merge_reads_a_file_whole_when_its_positions_do_not_describe_it(captures, tmp_path):
+    ng, ns = _in_time_order(captures.span_ng, tmp_path), _in_time_order(captures.span_ns, tmp_path)
+    pos = tmp_path / "ng.pos"
+    doc = json.loads(run("index", "--positions", pos, ng, check=True).stdout)
+    addr = sorted(doc["addresses"])[0]
+    ours, whole = tmp_path / "ours.pcapng", tmp_path / "whole.pcapng"
+    # positions of another file, then no positions file at all: the same result, read whole
+    for stale in (pos, tmp_path / "missing.pos"):
+        proc = run("merge", "--filter", f"host {addr}", "--addr", addr, "--positions", f"{ns}={stale}", "-o", ours, ns,
+                   check=True)
+        assert "reading it whole" in proc.stderr
+        run("merge", "--filter", f"host {addr}", "-o", whole, ns, check=True)
+        assert ours.read_bytes() == whole.read_bytes() and packets(ours, tmp_path)
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--addr", "192.0.2.1", "--positions", "/nonexistent.pcap=/x.pos"], "not an input"),
+    (["--positions", "IN=/x.pos"], "needs the keys"),
+    (["--addr", "192.0.2.999"], "not an IPv4 or IPv6 address"),
+    (["--port", "icmp/7"], "not tcp/N"),
+    (["--positions", "nothing-to-split"], "FILE=POSITIONS"),
+])
+def test_merge_positions_bad_usage_exit_2(captures, tmp_path, args, says):
+    out = tmp_path / "x.pcapng"
+    args = [str(captures.span_ns) + a[2:] if a.startswith("IN=") else a for a in args]
+    proc = run("merge", *args, "-o", out, captures.span_ns)
+    assert proc.returncode == 2 and says in one_error_line(proc) and not out.exists()

@@ -12,7 +12,10 @@
 #define CHUNK (1u << 20)
 
 struct bytesrc {
-    int fd;                 /* -1 for memory */
+    int fd;                 /* -1 for memory and fill sources */
+    bs_fill_fn fill;        /* fill source */
+    const char *(*fill_err)(void *ctx);
+    void *fill_ctx;
     const uint8_t *mem;     /* memory source */
     size_t mem_len;
     uint8_t *buf;           /* decoded bytes: [start, end) unconsumed */
@@ -162,6 +165,21 @@ int bs_open_mem(bytesrc **out, const uint8_t *data, size_t len, char *err, size_
     return 0;
 }
 
+int bs_open_fn(bytesrc **out, bs_fill_fn fill, const char *(*errmsg)(void *ctx), void *ctx, char *err,
+               size_t errlen)
+{
+    bytesrc *bs = calloc(1, sizeof *bs);
+    if (!bs) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    bs->fd = -1;
+    bs->fill = fill;
+    bs->fill_err = errmsg;
+    bs->fill_ctx = ctx;
+    return init(out, bs, err, errlen);
+}
+
 void bs_close(bytesrc *bs)
 {
     if (!bs)
@@ -211,6 +229,14 @@ static bool next_frame(bytesrc *bs)
 static long produce(bytesrc *bs)
 {
     size_t room = bs->cap - bs->end;
+    if (bs->fill) {
+        long r = room ? bs->fill(bs->fill_ctx, bs->buf + bs->end, room) : 0;
+        if (r < 0)
+            return fail(bs, bs->fill_err(bs->fill_ctx));
+        bs->end += (size_t)r;
+        bs->raw_read += (uint64_t)r;
+        return r;
+    }
     if (!bs->zstd) {
         if (bs->fd < 0) {
             size_t n = bs->mem_len < room ? bs->mem_len : room;
@@ -323,7 +349,7 @@ int bs_skip(bytesrc *bs, uint64_t n)
 uint64_t bs_offset(const bytesrc *bs) { return bs->offset; }
 bool bs_compressed(const bytesrc *bs) { return bs->zstd; }
 uint64_t bs_size_hint(const bytesrc *bs) { return bs->size_hint; }
-uint64_t bs_raw_offset(const bytesrc *bs) { return bs->fd < 0 ? bs->offset : bs->raw_read; }
+uint64_t bs_raw_offset(const bytesrc *bs) { return bs->fd < 0 && !bs->fill ? bs->offset : bs->raw_read; }
 const char *bs_error(const bytesrc *bs) { return bs->err; }
 
 void bs_set_lenient(bytesrc *bs) { bs->lenient = true; }

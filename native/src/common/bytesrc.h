@@ -18,6 +18,12 @@ typedef struct bytesrc bytesrc;
 int bs_open_file(bytesrc **out, const char *path, char *err, size_t errlen);
 /* A stream over caller-owned memory (which must outlive the stream). */
 int bs_open_mem(bytesrc **out, const uint8_t *data, size_t len, char *err, size_t errlen);
+/* A stream whose bytes come from fill(ctx, dst, room): it writes up to room bytes at dst and
+ * returns how many (at least 1 while bytes remain: room is never 0), 0 at the end, -1 on an
+ * error (message from errmsg(ctx)). Never compressed. ctx must outlive the stream. */
+typedef long (*bs_fill_fn)(void *ctx, uint8_t *dst, size_t room);
+int bs_open_fn(bytesrc **out, bs_fill_fn fill, const char *(*errmsg)(void *ctx), void *ctx, char *err,
+               size_t errlen);
 void bs_close(bytesrc *bs);
 
 /* Make up to n bytes available at *p. Returns how many are available (< n only at the end of

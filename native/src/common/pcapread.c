@@ -207,6 +207,21 @@ int pr_open_mem(pr_reader **out, const uint8_t *data, size_t len, enum pr_mode m
     return finish_open(r, out, err, errlen);
 }
 
+int pr_open_fn(pr_reader **out, bs_fill_fn fill, const char *(*errmsg)(void *ctx), void *ctx, enum pr_mode mode,
+               char *err, size_t errlen)
+{
+    pr_reader *r = new_reader(mode);
+    if (!r) {
+        snprintf(err, errlen, "out of memory");
+        return 2;
+    }
+    if (bs_open_fn(&r->bs, fill, errmsg, ctx, err, errlen) < 0) {
+        free(r);
+        return 2;
+    }
+    return finish_open(r, out, err, errlen);
+}
+
 void pr_close(pr_reader *r)
 {
     if (!r)

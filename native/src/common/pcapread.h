@@ -28,6 +28,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bytesrc.h"
+
 #define PR_MAX_BLOCK (16u << 20)   /* largest pcapng block / pcap record accepted */
 #define PR_MAX_SNAPLEN 262144u     /* libpcap's MAXIMUM_SNAPLEN: larger caplens are impossible */
 
@@ -88,6 +90,9 @@ int pr_open(pr_reader **out, const char *path, enum pr_mode mode, char *err, siz
 /* The same over caller-owned memory (fuzzing, tests). */
 int pr_open_mem(pr_reader **out, const uint8_t *data, size_t len, enum pr_mode mode,
                 char *err, size_t errlen);
+/* The same over the byte stream of a fill function (bytesrc.h: bs_open_fn). */
+int pr_open_fn(pr_reader **out, bs_fill_fn fill, const char *(*errmsg)(void *ctx), void *ctx, enum pr_mode mode,
+               char *err, size_t errlen);
 void pr_close(pr_reader *r);
 
 /* Next packet: 1 with *pkt filled, 0 at the clean end, -1 on damage (PR_STRICT; sticky) or

@@ -4,13 +4,18 @@
  * Simple Packet Block) stays right after the packet before it in its input; one with no packet
  * before it cannot be placed by time and is refused. --offset FILE=SECONDS shifts one input (a box's known clock error).
  * Interfaces that are the same (link type, snaplen, name) share one IDB; different link types
- * make the output pcapng. */
+ * make the output pcapng.
+ * --positions FILE=POS with keys (--addr A, --port PROTO/N) reads FILE only at the records of
+ * those keys (picked.h; within --from/--to), in this process: what `pick ... | merge` gives, with
+ * no copy through a pipe. Positions that do not describe FILE (another size, missing) are left
+ * aside with a line on stderr: FILE is read whole, with the same result. */
 #include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "picked.h"
 #include "select.h"
 
 #define MAX_OUT_IFS 4096
@@ -18,6 +23,7 @@
 struct input {
     const char *path;
     pr_reader *r;
+    struct picked *picked; /* read only at the keys' records (--positions) */
     int64_t offset_ns;
     struct pr_packet pkt;
     uint64_t key;       /* timestamp after the offset */
@@ -101,6 +107,27 @@ static int advance(struct input *in)
     return got;
 }
 
+/* Open input in: through its positions when it has some and they describe it, else whole.
+ * Returns 0 or the exit code (error line printed). */
+static int open_input(struct input *in, const char *pos_path, const struct picked_keys *keys,
+                      const struct select *sel)
+{
+    if (pos_path && keys->n) {
+        char err[512];
+        bool window = in->offset_ns == 0; /* the positions' times are the file's own */
+        int rc = picked_open(&in->picked, in->path, pos_path, keys, window && sel->has_from, sel->from_ns,
+                             window && sel->has_to, sel->to_ns, err, sizeof err);
+        if (rc == 1)
+            return tool_fail(EXIT_FAIL, "merge", "%s", err);
+        if (rc == 0) {
+            rc = pr_open_fn(&in->r, picked_read, picked_error, in->picked, PR_STRICT, err, sizeof err);
+            return rc ? tool_fail(rc == 1 ? EXIT_FAIL : EXIT_USAGE, "merge", "%s: %s", in->path, err) : 0;
+        }
+        fprintf(stderr, "sluice-pcap merge: %s: reading it whole\n", err);
+    }
+    return tool_open(&in->r, in->path, PR_STRICT, "merge");
+}
+
 /* Output interface for interface k of input in (added on first use). */
 static int out_iface(struct merge *m, struct input *in, size_t k)
 {
@@ -156,20 +183,27 @@ static int parse_offset(const char *arg, char **file, int64_t *ns)
 
 int cmd_merge(int argc, char **argv)
 {
-    enum { OPT_OFFSET = 1200 };
+    enum { OPT_OFFSET = 1200, OPT_POSITIONS, OPT_ADDR, OPT_PORT };
     static const struct option opts[] = {OUT_LONG_OPTIONS,
                                          {"offset", required_argument, 0, OPT_OFFSET},
+                                         {"positions", required_argument, 0, OPT_POSITIONS},
+                                         {"addr", required_argument, 0, OPT_ADDR},
+                                         {"port", required_argument, 0, OPT_PORT},
                                          {"output", required_argument, 0, 'o'},
                                          SELECT_LONG_OPTIONS,
                                          {0, 0, 0, 0}};
     static const char *use = "usage: sluice-pcap merge [--offset FILE=SECONDS]... [--format F] [--json] "
-                             "[--from T] [--to T] [--filter EXPR] [--growing IN]... -o|-w OUT IN...";
+                             "[--from T] [--to T] [--filter EXPR] [--growing IN]... "
+                             "[--positions FILE=POS... (--addr A | --port PROTO/N)...] -o|-w OUT IN...";
     struct out_opts oo = OUT_OPTS_INIT;
     bool as_json = false;
     const char *out_path = NULL;
     char *off_file[256];
     int64_t off_ns[256];
     size_t noff = 0;
+    char *pos_file[256], *pos_path[256];
+    size_t npos = 0;
+    struct picked_keys keys = {.n = 0};
     int c, rc = 0;
     struct select sel;
     select_init(&sel, "merge");
@@ -187,6 +221,25 @@ int cmd_merge(int argc, char **argv)
         else if (c == OPT_OFFSET)
             rc = tool_fail(EXIT_USAGE, "merge", "--offset wants FILE=SECONDS (e.g. a.pcap=-0.25), not '%s'",
                            optarg);
+        else if (c == OPT_POSITIONS && npos < 256 && strrchr(optarg, '=') && strrchr(optarg, '=') != optarg &&
+                 strrchr(optarg, '=')[1]) {
+            const char *eq = strrchr(optarg, '=');
+            pos_file[npos] = strndup(optarg, (size_t)(eq - optarg));
+            pos_path[npos] = pos_file[npos] ? strdup(eq + 1) : NULL;
+            if (!pos_file[npos] || !pos_path[npos]) {
+                free(pos_file[npos]);
+                rc = tool_fail(EXIT_FAIL, "merge", "out of memory");
+            } else {
+                npos++;
+            }
+        } else if (c == OPT_POSITIONS)
+            rc = tool_fail(EXIT_USAGE, "merge", "--positions wants FILE=POSITIONS (at most 256), not '%s'", optarg);
+        else if ((c == OPT_ADDR || c == OPT_PORT) && picked_add_key(&keys, optarg, c == OPT_PORT) < 0)
+            rc = tool_fail(EXIT_USAGE, "merge", "--%s '%s' is not %s (at most %d keys)", c == OPT_ADDR ? "addr" : "port",
+                           optarg, c == OPT_ADDR ? "an IPv4 or IPv6 address" : "tcp/N, udp/N or sctp/N",
+                           PICKED_MAX_KEYS);
+        else if (c == OPT_ADDR || c == OPT_PORT)
+            continue;
         else
             rc = tool_fail(EXIT_USAGE, "merge", "%s", use);
         if (rc)
@@ -201,6 +254,15 @@ int cmd_merge(int argc, char **argv)
         if (!found)
             rc = tool_fail(EXIT_USAGE, "merge", "--offset names %s, which is not an input", off_file[k]);
     }
+    for (size_t k = 0; k < npos && !rc; k++) {
+        bool found = false;
+        for (int i = optind; i < argc; i++)
+            found |= strcmp(argv[i], pos_file[k]) == 0;
+        if (!found)
+            rc = tool_fail(EXIT_USAGE, "merge", "--positions names %s, which is not an input", pos_file[k]);
+    }
+    if (!rc && npos && !keys.n)
+        rc = tool_fail(EXIT_USAGE, "merge", "--positions needs the keys to read: --addr A or --port PROTO/N");
     if (!rc && tool_check_output("merge", out_path, argv + optind, argc - optind))
         rc = EXIT_USAGE;
     struct merge *m = rc ? NULL : calloc(1, sizeof *m);
@@ -218,13 +280,19 @@ int cmd_merge(int argc, char **argv)
     for (size_t i = 0; i < n && !rc; i++) {
         struct input *in = &m->in[i];
         in->path = argv[optind + (int)i];
-        rc = tool_open(&in->r, in->path, PR_STRICT, "merge");
-        if (rc)
-            break;
-        m->n++;
         for (size_t k = 0; k < noff; k++)
             if (strcmp(off_file[k], in->path) == 0)
                 in->offset_ns = off_ns[k];
+        const char *pos = NULL;
+        for (size_t k = 0; k < npos; k++)
+            if (strcmp(pos_file[k], in->path) == 0)
+                pos = pos_path[k];
+        rc = open_input(in, pos, &keys, &sel);
+        if (rc) {
+            picked_close(in->picked);
+            break;
+        }
+        m->n++;
         any_ns |= pr_nanosecond(in->r) || pr_format(in->r) == PR_FORMAT_PCAPNG;
         any_zstd |= pr_compressed(in->r);
         for (size_t k = 0; k < pr_iface_count(in->r); k++) {
@@ -321,6 +389,7 @@ int cmd_merge(int argc, char **argv)
     }
     for (size_t i = 0; m && i < m->n; i++) {
         pr_close(m->in[i].r);
+        picked_close(m->in[i].picked);
         free(m->in[i].map);
     }
     if (m) {
@@ -330,6 +399,10 @@ int cmd_merge(int argc, char **argv)
     }
     for (size_t k = 0; k < noff; k++)
         free(off_file[k]);
+    for (size_t k = 0; k < npos; k++) {
+        free(pos_file[k]);
+        free(pos_path[k]);
+    }
     select_free(&sel);
     return rc;
 }
