@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from appliance.lab.harness.tcpdump import Tcpdump
 from tests.conftest import SLUICE_PCAP
 from tests.pcaptool.pcapfiles import one_error_line, packets, run
 
@@ -217,6 +218,30 @@ def test_merge_reads_a_file_whole_when_its_positions_do_not_describe_it(captures
         assert "reading it whole" in proc.stderr
         run("merge", "--filter", f"host {addr}", "-o", whole, ns, check=True)
         assert ours.read_bytes() == whole.read_bytes() and packets(ours, tmp_path)
+
+
+def test_merge_positions_reads_jumbo_records_whole(veth_ns, tmp_path):
+    """Records longer than picked.c's first read (2 KiB), as a SPAN port with jumbo frames gives
+    them: each is read whole (the rest in a second read), pcap and pcapng alike."""
+    raw = tmp_path / "lo.pcap"
+    with Tcpdump(veth_ns.ns, "lo", raw, ("-n", "--immediate-mode", "-U", "--time-stamp-precision=nano")):
+        for size in (100, 4000, 9000, 1400, 60000):
+            veth_ns.run(["ping", "-c", "2", "-i", "0.01", "-s", str(size), "127.0.0.1"])
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and len(packets(raw, tmp_path)) < 20:  # requests and replies
+            time.sleep(0.05)
+    ng = tmp_path / "lo.pcapng"
+    run("convert", "--format", "pcapng", raw, ng, check=True)
+    for src in (_in_time_order(raw, tmp_path), _in_time_order(ng, tmp_path)):
+        pos = tmp_path / f"{src.name}.pos"
+        assert json.loads(run("index", "--positions", pos, src, check=True).stdout)["positions"]
+        assert max(len(data) for _, data in packets(src, tmp_path)) > 9000
+        ours, whole = tmp_path / "ours", tmp_path / "whole"
+        proc = run("merge", "--filter", "host 127.0.0.1", "--addr", "127.0.0.1", "--positions", f"{src}={pos}", "-o",
+                   ours, src, check=True)
+        assert "whole" not in proc.stderr
+        run("merge", "--filter", "host 127.0.0.1", "-o", whole, src, check=True)
+        assert ours.read_bytes() == whole.read_bytes() and len(packets(ours, tmp_path)) >= 20
 
 
 @pytest.mark.parametrize("args, says", [
