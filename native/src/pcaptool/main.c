@@ -50,10 +50,14 @@ static const struct {
      "  --window-packets N       window of N packets instead, as editcap -D N\n"
      "  --ignore-vlan            copies may differ in their 802.1Q/802.1ad tags\n" OUTPUT_OPTIONS
          OUTPUT_PATHS},
-    {"merge", cmd_merge, "merge [--offset FILE=SECONDS] [SELECTION] -o|-w OUT IN...  by timestamp",
+    {"merge", cmd_merge, "merge [--offset FILE=SECONDS] [--positions FILE=POS --addr A] [SELECTION] -o|-w OUT IN...",
      "Merges the inputs by timestamp into OUT (equal times: the first input's packet first).\n"
      "  -o, -w, --output OUT     the merged file (-w as mergecap says it)\n"
      "  --offset FILE=SECONDS    shift input FILE by SECONDS (may be negative or fractional)\n"
+     "  --positions FILE=POS     read input FILE only at the records of the keys below, at the offsets\n"
+     "                           `index --positions` wrote to POS (as pick, in this process); positions\n"
+     "                           that do not describe FILE: it is read whole (a line on stderr)\n"
+     "  --addr A, --port PROTO/N the keys of --positions: addresses, tcp/N, udp/N, sctp/N (repeatable)\n"
          SELECTION OUTPUT_OPTIONS OUTPUT_PATHS},
     {"flows", cmd_flows,
      "flows [--format csv|ipfix] [--idle-timeout S] [--active-timeout S] -o OUT IN...",

@@ -247,19 +247,14 @@ int cmd_merge(int argc, char **argv)
     }
     if (!rc && (!out_path || optind >= argc))
         rc = tool_fail(EXIT_USAGE, "merge", "%s", use);
-    for (size_t k = 0; k < noff && !rc; k++) {
+    for (size_t k = 0; k < noff + npos && !rc; k++) {
+        const char *named = k < noff ? off_file[k] : pos_file[k - noff];
         bool found = false;
         for (int i = optind; i < argc; i++)
-            found |= strcmp(argv[i], off_file[k]) == 0;
+            found |= strcmp(argv[i], named) == 0;
         if (!found)
-            rc = tool_fail(EXIT_USAGE, "merge", "--offset names %s, which is not an input", off_file[k]);
-    }
-    for (size_t k = 0; k < npos && !rc; k++) {
-        bool found = false;
-        for (int i = optind; i < argc; i++)
-            found |= strcmp(argv[i], pos_file[k]) == 0;
-        if (!found)
-            rc = tool_fail(EXIT_USAGE, "merge", "--positions names %s, which is not an input", pos_file[k]);
+            rc = tool_fail(EXIT_USAGE, "merge", "--%s names %s, which is not an input", k < noff ? "offset" : "positions",
+                           named);
     }
     if (!rc && npos && !keys.n)
         rc = tool_fail(EXIT_USAGE, "merge", "--positions needs the keys to read: --addr A or --port PROTO/N");
