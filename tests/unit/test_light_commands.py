@@ -19,7 +19,7 @@ try:
 except SystemExit:
     pass
 heavy = sorted(m for m in sys.modules if m in ("appliance.config", "appliance.watchdogs", "pyroute2", "pyarrow",
-                                               "logging", "dataclasses", "typing", "inspect"))
+                                               "logging", "dataclasses", "typing", "inspect", "subprocess"))
 print(",".join(heavy))
 """
 
