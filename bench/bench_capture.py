@@ -20,15 +20,30 @@ the difference in CPU per packet is what anonymising at capture costs. trafgen's
 carry the same two addresses, so Crypto-PAn's cache answers almost every lookup: this is the cost
 of the frame walk and the copy, a lower bound for traffic with many distinct addresses.
 
+With --capture-bin LABEL=PATH (repeatable) it also runs another sluice-capture binary, e.g. one
+built from an older commit, on the same loads: one row LABEL-defaults (and LABEL-tuned when
+sluice-tuned is among --tools) beside the current build's. It gets only flags every version since
+e07160d understands, the same as the current build's row, except that "defaults" are made
+explicit: the current build's automatic ring and buffer sizes (from its --print-contract) as
+--ring-mb and --buffer-mb, since an older binary's own defaults differ (e07160d: 64 + 64 MiB), and
+a comparison of code wants the same memory. A binary whose stats line has no ring_bytes and
+buffer_bytes (e07160d's has not) shows the sizes it was given. With --rounds N every load runs N
+times, the order of the programs reversed every other round (A B, B A, A B, ...) so that the
+machine's load falls on each alike; each round prints the load average before and after it, and
+the summary gives each program's median CPU time over the rounds.
+
     python -m bench.bench_capture [--quick] [--dir /var/tmp/sluice-bench] [--anonymize]
+        [--capture-bin LABEL=PATH]... [--rounds N]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import signal
+import statistics
 import struct
 import subprocess
 import sys
@@ -43,6 +58,7 @@ from appliance.lab.harness.process import Process
 from appliance.lab.harness.tcpdump import PEER_OPTIONS, Tcpdump
 from appliance.lab.harness.trafgen import Trafgen
 from appliance.lab.harness.writer import Writer
+from bench.binaries import label_and_path, positive_int
 
 REPO = Path(__file__).resolve().parent.parent
 SLUICE = REPO / "native" / "build" / "sluice-capture"
@@ -56,7 +72,8 @@ SLUICE_VARIANTS = {
     "sluice-unpinned": (SLUICE_COMMON, False),
     "sluice-cpus": ([*SLUICE_COMMON, "--cpus", "1"], False),
 }
-
+# The variants another binary (--capture-bin) can run: their flags exist in every version.
+OTHER_BINARY_VARIANTS = ("sluice-defaults", "sluice-tuned")
 
 
 @dataclass
@@ -74,6 +91,10 @@ class Result:
     @property
     def lost(self) -> int:
         return max(0, self.arrived - self.in_files)
+
+    @property
+    def lost_percent(self) -> float:
+        return 100 * self.lost / max(1, self.arrived)
 
     @property
     def cpu_ns_per_packet(self) -> float:
@@ -115,6 +136,45 @@ def count_packets(path: Path) -> int:
     return n
 
 
+@dataclass(frozen=True)
+class OtherBinary:
+    """A sluice-capture binary other than the current build's (--capture-bin), run with `flags`."""
+
+    path: Path
+    flags: list[str]
+
+
+# Rows run by another sluice-capture binary, by their tool name (LABEL-defaults, LABEL-tuned).
+OTHER_BINARIES: dict[str, OtherBinary] = {}
+
+
+def automatic_sizes_mb() -> tuple[int, int]:
+    """The current build's automatic ring (one worker) and buffer sizes here, in MiB."""
+    out = subprocess.run([str(SLUICE), "--print-contract"], check=True, capture_output=True, text=True).stdout
+    flags = json.loads(out)["flags"]
+    return int(flags["ring_mb"]["auto"]["here_one_worker"]), int(flags["buffer_mb"]["auto"]["here"])
+
+
+def add_other_binaries(binaries: list[tuple[str, Path]], tools: list[str]) -> list[str]:
+    """Registers each --capture-bin binary for the sluice variants among tools (sluice-defaults when
+    none is): the current build's flags, its automatic sizes made explicit. The new rows' names."""
+    variants = [t for t in tools if t in OTHER_BINARY_VARIANTS] or ["sluice-defaults"]
+    ring_mb, buffer_mb = automatic_sizes_mb()
+    explicit = {"sluice-defaults": ["--ring-mb", str(ring_mb), "--buffer-mb", str(buffer_mb), *SLUICE_COMMON],
+                "sluice-tuned": SLUICE_FLAGS}
+    names = []
+    for label, path in binaries:
+        for variant in variants:
+            name = label + variant.removeprefix("sluice")
+            OTHER_BINARIES[name] = OtherBinary(path, explicit[variant])
+            names.append(name)
+    return names
+
+
+def flag_mib(flags: list[str], flag: str) -> int:
+    return int(flags[flags.index(flag) + 1])
+
+
 def capture_process(ns: str, tool: str, out: Path) -> Process:
     """The capture program as its harness (not started): each is ready on its own event (sluice-capture's
     first stats line: its ring is bound; tcpdump's "listening on"; netsniff-ng's bound socket)."""
@@ -122,6 +182,9 @@ def capture_process(ns: str, tool: str, out: Path) -> Process:
     if tool in SLUICE_VARIANTS:
         flags, pinned = SLUICE_VARIANTS[tool]
         return Writer([*(pin if pinned else []), str(SLUICE), "-i", "rx0", "-w", str(out), *flags], ns, start=False)
+    if tool in OTHER_BINARIES:
+        other = OTHER_BINARIES[tool]
+        return Writer([*pin, str(other.path), "-i", "rx0", "-w", str(out), *other.flags], ns, start=False)
     if tool == "tcpdump":  # the command PEERS.md compares with
         return Tcpdump(ns, "rx0", out / "dump.pcap", PEER_OPTIONS, prefix=pin)
     return Netsniff(ns, "rx0", out / "sniff.pcap", prefix=pin)
@@ -136,7 +199,12 @@ def run_one(ns: str, tool: str, frames: int, size: int, base: Path, conf: Path) 
     with proc:
         if isinstance(proc, Writer):
             first = proc.lines[0]  # the first stats line: the ring is bound
-            memory = f"ring {first['ring_bytes'] >> 20} MiB + buffers {first['buffer_bytes'] >> 20} MiB"
+            if "ring_bytes" in first:
+                memory = f"ring {first['ring_bytes'] >> 20} MiB + buffers {first['buffer_bytes'] >> 20} MiB"
+            else:  # a writer older than these fields (--capture-bin): the sizes it was given
+                flags = OTHER_BINARIES[tool].flags
+                memory = (f"ring {flag_mib(flags, '--ring-mb')} MiB + buffers {flag_mib(flags, '--buffer-mb')} MiB"
+                          " (its flags)")
         before = netns.link_stats(ns, "rx0")["rx_packets"]
         cpu_before = cpu_seconds(proc.pid)
         start = time.monotonic()
@@ -185,27 +253,29 @@ def write_test_file(path: Path, size_bytes: int) -> None:
             f.write(chunk)
 
 
-def writer_only(base: Path, size_bytes: int) -> list[tuple[str, float, float]]:
+def writer_only(base: Path, size_bytes: int, others: list[tuple[str, Path]]) -> list[tuple[str, float, float]]:
+    """MB/s of `sluice-capture -r` (and of each other binary's, --capture-bin) and of dd, two rounds."""
     src = Path("/dev/shm/sluice-bench-input.pcapng")
     out = base / "writer"
     rows = []
+    writers = [("sluice -r", SLUICE), *((f"{label} -r", path) for label, path in others)]
     try:
         write_test_file(src, size_bytes)
         size = src.stat().st_size
         for _round in range(2):
-            shutil.rmtree(out, ignore_errors=True)
-            out.mkdir(parents=True)
-            t0 = time.monotonic()
-            subprocess.run([str(SLUICE), "-r", str(src), "-w", str(out), "--rotate-size", "0", "--buffer-mb", "256"],
-                           check=True, stdout=subprocess.DEVNULL)
-            sluice_s = time.monotonic() - t0
+            for name, binary in writers:
+                shutil.rmtree(out, ignore_errors=True)
+                out.mkdir(parents=True)
+                t0 = time.monotonic()
+                argv = [str(binary), "-r", str(src), "-w", str(out), "--rotate-size", "0", "--buffer-mb", "256"]
+                subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+                rows.append((name, size / (time.monotonic() - t0) / 1e6, 0.0))
             shutil.rmtree(out, ignore_errors=True)
             out.mkdir(parents=True)
             t0 = time.monotonic()
             subprocess.run(["dd", f"if={src}", f"of={out / 'dd.out'}", "bs=4M", "oflag=direct"], check=True,
                            capture_output=True)
             dd_s = time.monotonic() - t0
-            rows.append(("sluice -r", size / sluice_s / 1e6, 0.0))
             rows.append(("dd bs=4M oflag=direct", size / dd_s / 1e6, 0.0))
     finally:
         src.unlink(missing_ok=True)
@@ -265,6 +335,11 @@ def main(argv: list[str] | None = None) -> None:
                     help="also sluice unpinned and with --cpus 1 (no taskset), on the 1442 B load")
     ap.add_argument("--anonymize", action="store_true",
                     help="also sluice-defaults with --anonymize (a random key), on every load")
+    ap.add_argument("--capture-bin", action="append", default=[], metavar="LABEL=PATH",
+                    type=label_and_path,
+                    help="also this sluice-capture binary (e.g. an older build): rows LABEL-defaults, LABEL-tuned")
+    ap.add_argument("--rounds", type=positive_int, default=1, metavar="N",
+                    help="run every load N times, the order reversed every other round; medians in the summary")
     ap.add_argument("--sustained", type=int, default=60, help="seconds of the sustained flood (0 = skip)")
     ap.add_argument("--sustained-gap-us", type=int, default=8, help="gap between its frames (8 us = 1.4 Gbit/s)")
     args = ap.parse_args(argv if argv is not None else sys.argv[1:] if __name__ == "__main__" else [])
@@ -281,6 +356,7 @@ def main(argv: list[str] | None = None) -> None:
         key.write_bytes(os.urandom(32))
         key.chmod(0o600)
         SLUICE_VARIANTS["sluice-anonymized"] = ([*SLUICE_COMMON, "--anonymize", str(key)], True)
+    others = add_other_binaries(args.capture_bin, tools) if args.capture_bin else []
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start "
           "(shared machine: other work may be running)")
     ns = make_namespace()
@@ -290,12 +366,21 @@ def main(argv: list[str] | None = None) -> None:
             conf = trafgen.udp_conf(base, size)
             extra = ["sluice-unpinned", "sluice-cpus"] if args.pinning and size == 1442 else []
             extra += ["sluice-anonymized"] if args.anonymize else []
-            for tool in [*tools, *extra]:
-                results.append(run_one(ns, tool, frames, size, base, conf))
-                r = results[-1]
-                print(f"  {tool:16s} {frames:>9,d} x {size:4d} B: arrived {r.arrived:>9,d}  in files {r.in_files:>9,d}"
-                      f"  lost {r.lost:>9,d} ({100 * r.lost / max(1, r.arrived):5.1f} %)  cpu {r.cpu_s:6.2f} s"
-                      f" ({r.cpu_ns_per_packet:5.0f} ns/pkt)  rss {r.maxrss_mb:7.1f} MiB  {r.memory}", flush=True)
+            for round_no in range(args.rounds):
+                order = [*tools, *extra, *others]
+                if round_no % 2:  # A B, B A, A B, ...: a trend in the machine's load falls on each alike
+                    order.reverse()
+                load_before = os.getloadavg()[0]
+                for tool in order:
+                    results.append(run_one(ns, tool, frames, size, base, conf))
+                    r = results[-1]
+                    print(f"  {tool:16s} {frames:>9,d} x {size:4d} B: arrived {r.arrived:>9,d}"
+                          f"  in files {r.in_files:>9,d}  lost {r.lost:>9,d} ({r.lost_percent:5.1f} %)"
+                          f"  cpu {r.cpu_s:6.2f} s ({r.cpu_ns_per_packet:5.0f} ns/pkt)  rss {r.maxrss_mb:7.1f} MiB"
+                          f"  {r.memory}", flush=True)
+                if args.rounds > 1:
+                    print(f"  round {round_no + 1} of {args.rounds}: load average {load_before:.2f} before, "
+                          f"{os.getloadavg()[0]:.2f} after", flush=True)
         if args.sustained:
             sustained(ns, base, args.sustained // div, args.sustained_gap_us)
     finally:
@@ -303,16 +388,26 @@ def main(argv: list[str] | None = None) -> None:
         netns.delete_namespace(ns)
     print()
     for frames, size in loads:
-        for r in (r for r in results if r.frames == frames and r.size == size):
-            print(f"{frames:>9,d} x {size:4d} B | {r.tool:16s} | lost {100 * r.lost / max(1, r.arrived):5.1f} % "
-                  f"| cpu {r.cpu_s:5.2f} s ({r.cpu_ns_per_packet:5.0f} ns/pkt)")
+        load_results = [r for r in results if r.frames == frames and r.size == size]
+        if args.rounds == 1:
+            for r in load_results:
+                print(f"{frames:>9,d} x {size:4d} B | {r.tool:16s} | lost {r.lost_percent:5.1f} % "
+                      f"| cpu {r.cpu_s:5.2f} s ({r.cpu_ns_per_packet:5.0f} ns/pkt)")
+            continue
+        for tool in dict.fromkeys(r.tool for r in load_results):
+            runs = [r for r in load_results if r.tool == tool]
+            cpu = statistics.median(r.cpu_s for r in runs)
+            ns_pkt = statistics.median(r.cpu_ns_per_packet for r in runs)
+            print(f"{frames:>9,d} x {size:4d} B | {tool:16s} | lost at most {max(r.lost_percent for r in runs):5.1f} % "
+                  f"| cpu median {cpu:5.2f} s ({ns_pkt:5.0f} ns/pkt) of {len(runs)}: "
+                  + " ".join(f"{r.cpu_s:.2f}" for r in runs))
     print()
     size_bytes = (512 if args.quick else 2048) << 20
-    rows = writer_only(base, size_bytes)
+    rows = writer_only(base, size_bytes, args.capture_bin)
     print(f"writer alone, {size_bytes >> 20} MiB from /dev/shm to {base} (two rounds):")
     for name, mbps, _ in rows:
         print(f"  {name:24s} {mbps:8.0f} MB/s")
-    sl = [m for n, m, _ in rows if n.startswith("sluice")]
+    sl = [m for n, m, _ in rows if n == "sluice -r"]
     dd = [m for n, m, _ in rows if n.startswith("dd")]
     print(f"  sluice / dd: {sum(sl) / sum(dd) * 100:.0f} %")
 

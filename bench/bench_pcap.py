@@ -6,11 +6,20 @@ addresses are spread over the benchmarking range 198.18.0.0/15 (about 100k disti
 flows of 20 packets). The file never leaves this machine. From it come: a SPAN file with every
 packet twice (dedup), four interleaved parts (merge), a damaged copy (repair).
 
+With --pcap-bin LABEL=PATH (repeatable) another sluice-pcap binary, e.g. one built from an older
+commit, runs the same jobs with the same arguments (every version since e07160d takes them), its
+runs alternating with the current build's (current, other, other, current, ...) so that the
+machine's load falls on each alike. Each job gets one more row: LABEL in the peer column, and as
+"speedup" LABEL's time over the current build's (two decimals; above 1, the current build is
+faster). --jobs picks jobs by their first word (dedup, merge, repair, flows, anonymize).
+
     python -m bench bench_pcap            (BENCH_PACKETS=500000 by default)
+    python -m bench.bench_pcap [--jobs merge,...] [--pcap-bin LABEL=PATH]...
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import random
 import resource
@@ -21,6 +30,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bench.binaries import label_and_path
 
 REPO = Path(__file__).resolve().parent.parent
 SLUICE_PCAP = REPO / "native" / "build" / "sluice-pcap"
@@ -126,20 +137,56 @@ def best_of(runs: int, argv: list, cleanup: list[Path]) -> tuple[float, float]:
     """The fastest of `runs` runs (wall, and that run's CPU), each on a quiet page cache."""
     best = (float("inf"), float("inf"))
     for _ in range(runs):
-        for p in cleanup:
-            if p.is_dir():
-                shutil.rmtree(p)
-                p.mkdir()
-            elif p.exists():
-                p.unlink()
-        # Write back what earlier runs left dirty, so no run pays for another's output.
-        os.sync()
+        clean(cleanup)
         r = timed(argv)
         best = min(best, r)
     return best
 
 
-def main() -> None:
+def clean(paths: list[Path]) -> None:
+    """Each output of an earlier run gone (a directory left empty), and what it left dirty written
+    back, so that no run pays for another's output."""
+    for p in paths:
+        if p.is_dir():
+            shutil.rmtree(p)
+            p.mkdir()
+        elif p.exists():
+            p.unlink()
+    os.sync()
+
+
+def best_alternating(runs: int, argvs: list[list], cleanup: list[Path]) -> list[tuple[float, float]]:
+    """The fastest of `runs` runs of each argv (wall, and that run's CPU), the argvs taking turns
+    (A B, B A, A B, ...) so that a change in the machine's load falls on each alike."""
+    best = [(float("inf"), float("inf"))] * len(argvs)
+    for run in range(runs):
+        order = list(range(len(argvs)))
+        if run % 2:
+            order.reverse()
+        for i in order:
+            clean(cleanup)
+            best[i] = min(best[i], timed(argvs[i]))
+    return best
+
+
+JOB_NAMES = ("dedup", "merge", "repair", "flows", "anonymize")
+
+
+def job_list(value: str) -> list[str]:
+    names = value.split(",")
+    unknown = [n for n in names if n not in JOB_NAMES]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"{','.join(unknown)}: not a job (jobs: {', '.join(JOB_NAMES)})")
+    return names
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--jobs", type=job_list, default=list(JOB_NAMES), metavar="JOB,...",
+                    help=f"only these jobs ({', '.join(JOB_NAMES)})")
+    ap.add_argument("--pcap-bin", action="append", default=[], type=label_and_path, metavar="LABEL=PATH",
+                    help="also this sluice-pcap binary (e.g. an older build), runs alternating; repeatable")
+    args = ap.parse_args(argv if argv is not None else sys.argv[1:] if __name__ == "__main__" else [])
     if os.geteuid() != 0:
         print("bench_pcap: needs root (the lab that makes the templates)", file=sys.stderr)
         return
@@ -182,13 +229,23 @@ def main() -> None:
         print(f"{'job':26} {'input':>12} {'sluice s':>9} {'cpu':>6} {'peer':>9} {'peer s':>9} {'cpu':>6} "
               f"{'speedup':>8}")
         for name, size, ours, theirs in jobs:
+            if name.split()[0] not in args.jobs:
+                continue
             ours = [a if isinstance(a, bytes) else str(a) for a in ours]
             theirs = [a if isinstance(a, bytes) else str(a) for a in theirs]
-            o_wall, o_cpu = best_of(3, ours, [out, tmp / "flows.csv"])
+            if args.pcap_bin:  # the same arguments to each binary, their runs taking turns
+                argvs = [ours, *([str(path), *ours[1:]] for _label, path in args.pcap_bin)]
+                (o_wall, o_cpu), *others = best_alternating(3, argvs, [out, tmp / "flows.csv"])
+            else:
+                o_wall, o_cpu = best_of(3, ours, [out, tmp / "flows.csv"])
+                others = []
             p_wall, p_cpu = best_of(3, theirs, [peer_out, nfdir])
             peer = theirs[0].decode() if isinstance(theirs[0], bytes) else theirs[0]
             print(f"{name:26} {size:>12} {o_wall:9.3f} {o_cpu:6.2f} {peer:>9} {p_wall:9.3f} {p_cpu:6.2f} "
                   f"{p_wall / o_wall:7.1f}x", flush=True)
+            for (label, _path), (x_wall, x_cpu) in zip(args.pcap_bin, others, strict=True):
+                print(f"{name:26} {size:>12} {o_wall:9.3f} {o_cpu:6.2f} {label:>9} {x_wall:9.3f} {x_cpu:6.2f} "
+                      f"{x_wall / o_wall:7.2f}x", flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
