@@ -53,6 +53,35 @@ def test_defaults_size_buffers_from_memory_and_say_the_burst_they_hold(capture_b
     assert st["burst_seconds"] == pytest.approx((st["buffer_bytes"] + st["ring_bytes"]) * 8 / st["link_bps"], abs=1e-3)
 
 
+def mappings(pid: int) -> list[dict[str, str]]:
+    """/proc/PID/smaps as one dict a mapping: "range", "size_kb" and its fields (THPeligible, ...)."""
+    out: list[dict[str, str]] = []
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        head = line.split()
+        if "-" in head[0] and not head[0].endswith(":"):
+            out.append({"range": head[0]})
+        elif len(head) >= 2:
+            out[-1][head[0].rstrip(":")] = head[1]
+    return out
+
+
+def test_staging_buffers_ask_for_huge_pages(capture_binary, link, tmp_path: Path) -> None:
+    # Whether the kernel has huge pages free depends on the machine; that the writer asks for them
+    # for its first 64 MiB (THPeligible, even where it then falls back to small pages) does not.
+    thp = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    if not thp.exists() or "[never]" in thp.read_text():
+        pytest.skip("transparent huge pages are off on this machine")
+    w = start_writer(capture_binary, link.cap, ["-i", link.rx, "-w", str(tmp_path)])  # buffers 64 MiB
+    try:
+        w.wait_ready()
+        staging = [m for m in mappings(w.pid) if m.get("Size") == str(64 * 1024)]
+        assert len(staging) == 1, [m["range"] for m in mappings(w.pid)]
+        assert staging[0]["THPeligible"] == "1"
+        assert staging[0]["Locked"] == str(64 * 1024)  # faulted in and locked, huge pages or not
+    finally:
+        assert w.stop() == 0, w.stderr_text()
+
+
 def test_rings_and_buffers_beyond_memory_are_refused(capture_binary, tmp_path: Path) -> None:
     ram_mib = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // MIB
     ring = min(65536, ram_mib // 2 // 2 + 1)  # two workers of this ring: more than half the RAM

@@ -2,7 +2,8 @@
  *
  * Promise: get_free never blocks (NULL when every block is in use: the caller drops and
  * counts), unless asked to wait (replay from a file must not drop). push/pop keep order. All
- * functions are thread-safe. Memory: nblocks * block_size, page-aligned, locked if allowed.
+ * functions are thread-safe. Memory: nblocks * block_size, page-aligned, faulted in and locked if
+ * allowed, in huge pages as far as the kernel has them without compacting for long (blockq.c).
  *
  * The queue also carries the one message that goes the other way: the disk writer reports a
  * file it gave up on (blockq_report_failed, by the file's sequence number) and the assembler
