@@ -415,6 +415,7 @@ static int setup(struct run *r, char *err, size_t errlen)
                                       o->payload_filter ? r->payload_prog.bf_insns : NULL};
         w->linktype = (uint16_t)r->src->linktype;
         pthread_mutex_init(&w->cipher_lock, NULL);
+        w->threads = r->src->workers;
         if (r->anonymize) {
             w->anonymize = 1;
             w->anon_buf = malloc(SNAPLEN_MAX + 64); /* the largest frame a source delivers */

@@ -15,6 +15,7 @@ static void on_packet(void *ctx, const struct packet *p)
     w->packets++;
     w->bytes += p->origlen;
     uint32_t keep = slice_keep(&w->slice, p->data, p->caplen, p->origlen);
+    struct packet anonymised;
     if (w->anonymize) { /* before the assembler: no clear address reaches a block */
         if (!w->cipher_locked) {
             pthread_mutex_lock(&w->cipher_lock);
@@ -25,19 +26,22 @@ static void on_packet(void *ctx, const struct packet *p)
             memcpy(w->anon_buf, p->data, keep);
             frame = w->anon_buf;
         }
-        struct packet anonymised = *p;
+        anonymised = *p;
         anonymised.data = frame;
         keep = anonframe_rewrite(&w->anon, w->linktype, frame, keep);
         if (w->anon.bad) { /* it may hold an address the walk cannot see: left out, as sluice-pcap */
             w->anon_left_out++;
             return;
         }
-        /* the assembler's lock for the add only: Crypto-PAn, the dear part, runs outside it, so
-         * the capture threads anonymise side by side */
-        assembler_lock(w->asm_);
-        assembler_add_locked(w->asm_, &anonymised, keep);
-        assembler_unlock(w->asm_);
-        return;
+        if (w->threads > 1) {
+            /* the assembler's lock for the add only: Crypto-PAn, the dear part, runs outside it,
+             * so the capture threads anonymise side by side */
+            assembler_lock(w->asm_);
+            assembler_add_locked(w->asm_, &anonymised, keep);
+            assembler_unlock(w->asm_);
+            return;
+        }
+        p = &anonymised; /* one thread: nobody to wait, so one lock for the batch, as below */
     }
     /* locked at the first packet of a batch: a source never blocks once it has delivered */
     if (!w->locked) {
@@ -47,8 +51,9 @@ static void on_packet(void *ctx, const struct packet *p)
     assembler_add_locked(w->asm_, p, keep);
 }
 
-/* One poll of the source; the batch it delivered is added under one lock (plain capture) or
- * anonymised under the thread's cipher lock and added packet by packet. */
+/* One poll of the source; the batch it delivered is added under one lock (plain capture, or one
+ * capture thread), or, with several threads anonymising, under the thread's cipher lock and
+ * added packet by packet. */
 static int poll_batch(struct worker *w, int timeout_ms)
 {
     int rc = source_poll(w->src, w->index, timeout_ms, on_packet, w);

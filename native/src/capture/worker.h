@@ -33,6 +33,8 @@ struct worker {
                               * takes every thread's before the assembler's, so the frames of a
                               * batch are anonymised with the key of the file they go into */
     int cipher_locked;
+    unsigned threads;        /* capture threads in all: with more than one, each anonymises outside
+                              * the assembler's lock and takes it per packet */
     uint16_t linktype;
     uint8_t *anon_buf;       /* the frame being anonymised when the source's is read-only */
     uint64_t anon_left_out;  /* frames the walk could not parse: never written */
