@@ -19,7 +19,6 @@
 static void keyring_init(struct keyring *k, const char *where, uint64_t period_s)
 {
     k->fd = -1;
-    k->keeper = 0;
     k->where = where;
     k->period_s = period_s;
     k->period_ns = period_s * NS_PER_S;
@@ -71,7 +70,6 @@ int keyring_start_keeper(struct keyring *k, const char *dir, uint64_t period_s, 
         return -1;
     }
     k->fd = sv[0];
-    k->keeper = pid;
     return 0;
 }
 
@@ -100,7 +98,6 @@ void keyring_close(struct keyring *k)
     if (k->fd >= 0)
         close(k->fd);
     k->fd = -1;
-    k->keeper = 0;
 }
 
 static int wait_for(int fd, short events, const char *where, char *err, size_t errlen)

@@ -17,7 +17,6 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include <sys/types.h>
 
 #include "cryptopan.h"
 #include "keystore.h"
@@ -26,7 +25,6 @@
 
 struct keyring {
     int fd;           /* -1: no key keeper (no --key-dir, no --key-socket) */
-    pid_t keeper;     /* the forked keeper (--key-dir), else 0 */
     const char *where; /* the folder or the socket, for messages */
     uint64_t period_s;
     uint64_t period_ns;

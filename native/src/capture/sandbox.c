@@ -2,6 +2,7 @@
 #include "sandbox.h"
 
 #include "log.h"
+#include "sanitizer.h"
 
 #include <errno.h>
 #include <linux/sockios.h>
@@ -39,19 +40,9 @@ static const int allowed[] = {
     SCMP_SYS(exit), SCMP_SYS(exit_group),
 };
 
-/* A sanitizer build (make asan, the tests' second build) cannot run under the filter: ASan
- * switches signal stacks in every thread and LeakSanitizer stops the world with ptrace at exit. */
-#if defined(__SANITIZE_ADDRESS__)
-#define UNDER_SANITIZER 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define UNDER_SANITIZER 1
-#endif
-#endif
-
 int sandbox_install(char *err, size_t errlen)
 {
-#ifdef UNDER_SANITIZER
+#ifdef SLUICE_UNDER_ADDRESS_SANITIZER
     (void)err;
     (void)errlen;
     (void)allowed;

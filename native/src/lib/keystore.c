@@ -1,6 +1,8 @@
 /* keystore: the folder of period keys and the key keeper's loop (see keystore.h). */
 #include "keystore.h"
 
+#include "sanitizer.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <seccomp.h>
@@ -146,15 +148,6 @@ int keystore_serve(int fd, struct keystore *ks)
     }
 }
 
-/* A sanitizer build cannot run under a filter (see src/capture/sandbox.c). */
-#if defined(__SANITIZE_ADDRESS__)
-#define KEYSTORE_UNDER_SANITIZER 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define KEYSTORE_UNDER_SANITIZER 1
-#endif
-#endif
-
 int keystore_sandbox(char *err, size_t errlen)
 {
     tzset(); /* gmtime_r reads the zone files once: now, not under the filter */
@@ -168,7 +161,7 @@ int keystore_sandbox(char *err, size_t errlen)
         snprintf(err, errlen, "the key keeper cannot drop its capabilities: %s", strerror(errno));
         return -1;
     }
-#ifdef KEYSTORE_UNDER_SANITIZER
+#ifdef SLUICE_UNDER_ADDRESS_SANITIZER
     return 0;
 #endif
     static const int allowed[] = {
