@@ -77,9 +77,9 @@ def _extract(args: argparse.Namespace) -> int:
     q = extract.Query(from_ns, to_ns, args.filter, args.interface or [], args.output, args.format)
     try:
         result = extract.run(spool, q)
-    except SluiceError as exc:
+    except (SluiceError, BrokenPipeError) as exc:
         if catalog.catalog_path(spool).exists():
-            extract.journal(spool, q, None, str(exc))
+            extract.journal(spool, q, None, exc.strerror if isinstance(exc, BrokenPipeError) else str(exc))
         raise
     extract.journal(spool, q, result, None)
     print(f"sluice extract: {result.packets} packet(s) from {len(result.files)} file(s) and {len(result.parts)} "

@@ -11,7 +11,7 @@ once. The spool is never changed; each extract appends one `extract` event to it
 
 from __future__ import annotations
 
-import calendar
+import errno
 import json
 import os
 import pwd
@@ -26,7 +26,7 @@ from appliance import catalog, filterplan
 from appliance.errors import SluiceError
 from appliance.journal import append_once
 from appliance.spoolperm import CAPTURE_FILE_MODE
-from appliance.timespec import epoch_arg, format_ns
+from appliance.timespec import epoch_arg, format_ns, utc_seconds
 
 PART_SUFFIX = ".part"
 
@@ -94,8 +94,9 @@ def _open_parts(spool: Path, q: Query) -> list[tuple[str, int]]:
             if m and q.interfaces and m.group("iface") not in q.interfaces:
                 continue
             if m:
-                start = calendar.timegm(time.strptime(m.group("start")[:15], "%Y%m%dT%H%M%S"))
-                start_ns = start * 10**9 + int(m.group("start")[16:25])
+                t = m.group("start")  # 20261129T093110.959035719Z
+                start = utc_seconds(int(t[0:4]), int(t[4:6]), int(t[6:8]), int(t[9:11]), int(t[11:13]), int(t[13:15]))
+                start_ns = start * 10**9 + int(t[16:25])
                 if start_ns >= q.to_ns:
                     continue
             path = Path(root) / name
@@ -248,6 +249,9 @@ def run(spool: str | os.PathLike[str], q: Query, binary: str | None = None) -> E
             if status == 1 and picked and q.output != "-":
                 # A record not where the positions say (a file changed in place): read the files whole.
                 status, text = _run_pcap(cmd + inputs, q.output, fds)
+            if q.output == "-" and status == -signal.SIGPIPE:
+                # The reader had enough (`| tcpdump -c 3`, `| head`): not a failure of ours.
+                raise BrokenPipeError(errno.EPIPE, "the reader of stdout closed it")
             packets = _merge_result(status, text)
     finally:
         for _, fd in parts:

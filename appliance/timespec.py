@@ -8,7 +8,6 @@ and time; epoch seconds with a fraction (`1700000000.123456789`); `now`; relativ
 
 from __future__ import annotations
 
-import calendar
 import re
 import time
 
@@ -24,6 +23,25 @@ _UNIT_NS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 10**9, "m": 60 * 10**9, 
 
 HELP = ("RFC 3339 (2026-11-29T10:02:00.5Z, 2026-11-29 10:02:00+01:00), epoch seconds "
         "(1700000000.25), now, or relative (-15m, -2h, -30s)")
+
+
+def month_days(year: int, month: int) -> int:
+    """Days in that month of the proleptic Gregorian calendar."""
+    if month == 2:
+        return 29 if year % 4 == 0 and (year % 100 != 0 or year % 400 == 0) else 28
+    return 30 if month in (4, 6, 9, 11) else 31
+
+
+def utc_seconds(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> int:
+    """Seconds since the epoch of a UTC civil time, as calendar.timegm, in integers alone:
+    calendar and _strptime would add 4 ms to every `sluice extract` (issue 14). The days are
+    counted from 1 March, so a leap day is the last of its year (Hinnant's days_from_civil)."""
+    y = year - (month <= 2)
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
+    days = era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
+    return days * 86400 + hour * 3600 + minute * 60 + second
 
 
 def _frac_ns(frac: str | None) -> int:
@@ -50,13 +68,9 @@ def parse(text: str, now_ns: int | None = None, what: str = "time") -> int:
     if m:
         y, mo, d, h, mi = (int(m.group(i)) for i in range(1, 6))
         sec = int(m.group(6) or 0)
-        try:
-            if not (1 <= mo <= 12 and 1 <= d <= 31 and h <= 23 and mi <= 59 and sec <= 60):
-                raise ValueError
-            time.strptime(f"{y:04d}-{mo:02d}-{d:02d}", "%Y-%m-%d")  # rejects 2026-02-30
-        except ValueError:
-            raise SluiceError(f"{what} '{text}': no such date or time", 2) from None
-        secs = calendar.timegm((y, mo, d, h, mi, sec, 0, 0, 0))
+        if not (1 <= mo <= 12 and 1 <= d <= month_days(y, mo) and h <= 23 and mi <= 59 and sec <= 60):
+            raise SluiceError(f"{what} '{text}': no such date or time", 2)
+        secs = utc_seconds(y, mo, d, h, mi, sec)
         if m.group(9):
             zone = (int(m.group(10)) * 3600 + int(m.group(11)) * 60) * (1 if m.group(9) == "+" else -1)
             secs -= zone

@@ -1,10 +1,11 @@
 /* Unit tests of sluice-capture's pure parts: header slicing, the recovery walk, sizes, the
- * memory plan and JSON strings. */
+ * memory plan, JSON strings and the order in which the staging pool hands out blocks. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "jsonout.h"
+#include "../src/capture/blockq.h"
 #include "../src/capture/memplan.h"
 #include "../src/capture/opts.h"
 #include "../src/capture/recover.h"
@@ -141,6 +142,29 @@ static void test_json_string(void)
     free(buf);
 }
 
+/* The pool hands out its first block (the lowest address: faulted in first, in huge pages while
+ * they were cheap) first, and a block given back is the next one handed out (LIFO). */
+static void test_blockq_order(void)
+{
+    char err[128];
+    struct blockq *q = blockq_create(1 << 20, 8, NULL, err, sizeof err);
+    CHECK(q != NULL);
+    if (q == NULL)
+        return;
+    struct block *a = blockq_get_free(q, 0), *b = blockq_get_free(q, 0);
+    CHECK(a != NULL && b != NULL && b->data == a->data + (1 << 20));
+    for (int i = 0; i < 6; i++) {
+        struct block *c = blockq_get_free(q, 0);
+        CHECK(c != NULL && c->data > a->data);
+    }
+    CHECK(blockq_get_free(q, 0) == NULL); /* all 8 out */
+    blockq_put_free(q, b);
+    blockq_put_free(q, a);
+    CHECK(blockq_get_free(q, 0) == a);
+    CHECK(blockq_get_free(q, 0) == b);
+    blockq_destroy(q);
+}
+
 int main(void)
 {
     test_slice();
@@ -148,6 +172,7 @@ int main(void)
     test_sizes();
     test_memplan();
     test_json_string();
+    test_blockq_order();
     if (failures)
         fprintf(stderr, "test_capture_units: %d failures\n", failures);
     else

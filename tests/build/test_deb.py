@@ -100,6 +100,11 @@ def test_installs_into_a_fresh_debian_12_runs_and_purges_cleanly(deb: Path, tmp_
     assert in_chroot(root, "getent", "passwd", "sluice").stdout.startswith("sluice:")
     assert "sluice\\-pcap dedup" in in_chroot(root, "sh", "-c", "zcat /usr/share/man/man1/sluice-pcap.1.gz").stdout
 
+    # The postinst compiled Sluice's modules (read despite the wrapper's -B); the purge below
+    # finds nothing of them left behind.
+    pyc = list((root / "usr/lib/sluice/python/appliance/__pycache__").glob("extract.cpython-3*.pyc"))
+    assert len(pyc) == 1, sorted((root / "usr/lib/sluice/python/appliance").iterdir())
+
     owned = in_chroot(root, "dpkg-query", "-L", "sluice-appliance").stdout.split()
     in_chroot(root, "apt-get", "purge", "-y", "-qq", "sluice-appliance")
     left = [p for p in owned if (root / p.lstrip("/")).exists() and not (root / p.lstrip("/")).is_dir()]

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from appliance.journal import Journal, read_events
 from appliance.lab.harness.mounts import tmpfs
 from appliance.timespec import epoch_arg
 from tests.catalog.conftest import SLUICE_PCAP, Spool, dump, peer_pipeline, rows, sluice
+from tests.conftest import REPO
 
 pytestmark = [pytest.mark.root, pytest.mark.netns]
 
@@ -112,7 +114,13 @@ def test_rare_address_is_read_at_its_positions(spool: Spool, tmp_path: Path) -> 
     _extract(spool, tmp_path, from_ns, to_ns, "host 2001:db8::1", [])
     ev = list(read_events(spool.dir / "journal.jsonl", "extract"))[-1]
     assert ev["filter"] == "host 2001:db8::1" and ev["picked"] >= 1 and ev["packets"] > 0
-    assert all(r["positions"] for r in rows(spool.dir))
+    # Positions are written for every file whose records are in time order; the kernel stamps
+    # frames on the CPU that receives them, so now and then two of a file are a little out of order.
+    for r in rows(spool.dir):
+        if not r["positions"]:
+            stamps = [int(ln.split()[0].replace(".", "")) for ln in dump(spool.dir / r["path"]).splitlines()
+                      if not ln.startswith("\t")]
+            assert stamps != sorted(stamps), f"{r['path']} is in time order but has no positions"
 
 
 def test_positions_that_no_longer_describe_their_files_give_the_same_extract(spool: Spool, tmp_path: Path) -> None:
@@ -147,6 +155,25 @@ def test_stdout_streams_to_tcpdump(spool: Spool, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr.decode()
     assert dump("-", stdin=proc.stdout) == dump(_extract(spool, tmp_path, from_ns, to_ns, "port 8080", []))
     assert b"packet(s)" in proc.stderr  # the summary goes to stderr, never into the stream
+
+
+def test_stdout_closed_by_its_reader_ends_quietly_as_sigpipe(spool: Spool) -> None:
+    """`sluice extract -o - | tcpdump -c 3`: the reader leaves early. The pipe's read end is closed
+    before the extract starts, so sluice-pcap's first write meets it: exit 141 as a program killed
+    by SIGPIPE, nothing on stderr, and the journal keeps the query with why it ended."""
+    from_ns, to_ns, _ = _windows(spool)["whole spool, both interfaces"]
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        argv = [sys.executable, "-m", "appliance.cli", "extract", "--spool", str(spool.dir), "--from",
+                epoch_arg(from_ns), "--to", epoch_arg(to_ns), "--filter", "port 8080", "-o", "-"]
+        proc = subprocess.run(argv, stdout=w, stderr=subprocess.PIPE, cwd=REPO, timeout=120)
+    finally:
+        os.close(w)
+    assert proc.returncode == 141, proc.stderr.decode()
+    assert proc.stderr == b""
+    last = list(read_events(spool.dir / "journal.jsonl", "extract"))[-1]
+    assert last["output"] == "-" and last["filter"] == "port 8080" and "closed" in last["error"]
 
 
 def test_catalog_rows_match_the_files(spool: Spool) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import calendar
 import ipaddress
 
 import pytest
@@ -31,7 +32,22 @@ def test_times(text: str, ns: int) -> None:
     assert timespec.parse(timespec.format_ns(ns), NOW) == ns
 
 
-@pytest.mark.parametrize("text", ["yesterday", "2026-13-01T00:00:00Z", "2026-02-30T00:00:00Z", "1.2.3", "-15",
+def test_utc_seconds_agrees_with_calendar_every_day_of_four_centuries() -> None:
+    """utc_seconds replaces calendar.timegm on extract's path: the same seconds for every day
+    from 1900 to 2300 (leap days, century years, 2000) and every month's length as calendar's."""
+    day = 86400
+    for year in range(1900, 2300):
+        for month in range(1, 13):
+            assert timespec.month_days(year, month) == calendar.monthrange(year, month)[1], (year, month)
+            for d in range(1, timespec.month_days(year, month) + 1):
+                want = calendar.timegm((year, month, d, 0, 0, 0, 0, 0, 0))
+                assert timespec.utc_seconds(year, month, d) == want, (year, month, d)
+    assert timespec.utc_seconds(2026, 11, 29, 23, 59, 60) == calendar.timegm((2026, 11, 29, 23, 59, 60, 0, 0, 0))
+    assert timespec.utc_seconds(2028, 2, 29, 12) - timespec.utc_seconds(2028, 2, 28, 12) == day
+
+
+@pytest.mark.parametrize("text", ["yesterday", "2026-13-01T00:00:00Z", "2026-02-30T00:00:00Z", "2027-02-29T00:00:00Z",
+                                  "2026-04-31T00:00:00Z", "1900-02-29T00:00:00Z", "1.2.3", "-15",
                                   "2026-11-29T10:02:00.1234567890Z", "+15m", ""])
 def test_bad_times(text: str) -> None:
     with pytest.raises(SluiceError) as exc:

@@ -84,7 +84,10 @@ struct blockq *blockq_create(size_t block_size, unsigned nblocks, int (*cancelle
     pthread_cond_init(&q->freed, NULL);
     q->nblocks = q->nfree = nblocks;
     q->block_size = block_size;
-    for (unsigned i = 0; i < nblocks; i++) {
+    /* Block 0 ends up first in the free list, and blocks come back to its head (LIFO): the
+     * capture keeps reusing the first blocks, the ones faulted in while huge pages were cheap,
+     * and reaches the small-page blocks only when the disk falls behind. */
+    for (unsigned i = nblocks; i-- > 0;) {
         q->all[i].data = q->mem + (size_t)i * block_size;
         q->all[i].cap = block_size;
         q->all[i].next = q->free_list;
