@@ -79,10 +79,11 @@ static int flush_buf(pcapout *po, bool end)
     return 0;
 }
 
-/* Room for n more bytes in the buffer (n may exceed the buffer: then it grows). */
-static uint8_t *reserve(pcapout *po, size_t n)
+/* reserve when the record does not fit behind what the buffer holds: flush, or grow for a record
+ * larger than the buffer. Out of line, so that the per-record path below stays small. */
+static __attribute__((noinline)) uint8_t *reserve_slow(pcapout *po, size_t n)
 {
-    if (po->len + n > OUTBUF && po->len > 0 && flush_buf(po, false) < 0)
+    if (po->len > 0 && flush_buf(po, false) < 0)
         return NULL;
     if (n > OUTBUF) {
         uint8_t *nb = realloc(po->buf, n);
@@ -93,6 +94,13 @@ static uint8_t *reserve(pcapout *po, size_t n)
         po->buf = nb;
     }
     return po->buf + po->len;
+}
+
+/* Room for n more bytes in the buffer (n may exceed the buffer: then it grows; NULL: po->err
+ * says why). */
+static inline uint8_t *reserve(pcapout *po, size_t n)
+{
+    return po->len + n <= OUTBUF ? po->buf + po->len : reserve_slow(po, n);
 }
 
 int po_parse_format(const char *s)

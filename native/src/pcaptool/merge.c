@@ -93,16 +93,21 @@ static uint64_t shifted(uint64_t ts, int64_t off)
 
 /* Read the next packet of input i: 1, 0 at its end, -1 on a read error, -2 for a packet
  * without a timestamp that has no packet before it (error line printed). */
-static int advance(struct input *in)
+static __attribute__((noinline)) int untimed_first(const struct input *in)
+{
+    tool_fail(EXIT_FAIL, "merge", "%s: packet %llu has no timestamp (a Simple Packet Block) and no packet "
+              "before it: it cannot be placed by time", in->path, (unsigned long long)in->pkt.index);
+    return -2;
+}
+
+static inline int advance(struct input *in)
 {
     int got = pr_next(in->r, &in->pkt);
     if (got == 1 && in->pkt.has_ts) {
         in->key = shifted(in->pkt.ts_ns, in->offset_ns);
         in->timed = true;
     } else if (got == 1 && !in->timed) {
-        tool_fail(EXIT_FAIL, "merge", "%s: packet %llu has no timestamp (a Simple Packet Block) and no packet "
-                  "before it: it cannot be placed by time", in->path, (unsigned long long)in->pkt.index);
-        return -2;
+        return untimed_first(in);
     }
     return got;
 }

@@ -18,10 +18,8 @@ void progress_init(struct progress *pg, const char *label)
     pg->last = now_s();
 }
 
-void progress_update(struct progress *pg, const pr_reader *r, uint64_t packets)
+void progress_print(struct progress *pg, const pr_reader *r, uint64_t packets)
 {
-    if (!pg->on || (packets & 0x3fff) != 0)
-        return;
     double t = now_s();
     if (t - pg->last < 0.25)
         return;

@@ -155,12 +155,8 @@ int select_option(struct select *s, int opt, const char *arg)
     }
 }
 
-int select_match(struct select *s, const pr_reader *r, const struct pr_packet *pkt)
+int select_filter(struct select *s, const pr_reader *r, const struct pr_packet *pkt)
 {
-    if ((s->has_from && pkt->ts_ns < s->from_ns) || (s->has_to && pkt->ts_ns >= s->to_ns))
-        return 0;
-    if (!s->expr)
-        return 1;
     const struct pr_iface *ifc = pr_iface(r, pkt->iface);
     uint32_t snaplen = ifc && ifc->snaplen ? ifc->snaplen : PR_MAX_SNAPLEN;
     struct bpf_program *prog = program(s, pkt->linktype, snaplen);

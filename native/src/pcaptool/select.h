@@ -51,8 +51,16 @@ struct select {
 void select_init(struct select *s, const char *cmd);
 /* One of SELECT_LONG_OPTIONS: 1 handled, 0 not one of them, -1 bad value (error printed). */
 int select_option(struct select *s, int opt, const char *arg);
-/* Whether a job keeps packet pkt of reader r: 1 keep, 0 leave out, minus an exit code. */
-int select_match(struct select *s, const pr_reader *r, const struct pr_packet *pkt);
+/* The filter's verdict on packet pkt of reader r: 1 keep, 0 leave out, minus an exit code. */
+int select_filter(struct select *s, const pr_reader *r, const struct pr_packet *pkt);
+/* Whether a job keeps packet pkt of reader r: 1 keep, 0 leave out, minus an exit code. Inline:
+ * every packet of a merge passes here, and most jobs have no window and no filter. */
+static inline int select_match(struct select *s, const pr_reader *r, const struct pr_packet *pkt)
+{
+    if ((s->has_from && pkt->ts_ns < s->from_ns) || (s->has_to && pkt->ts_ns >= s->to_ns))
+        return 0;
+    return s->expr ? select_filter(s, r, pkt) : 1;
+}
 /* tool_filter over s->reader, for tool_copy(). */
 int select_keep(void *ctx, struct pr_packet *pkt);
 /* A read error (pr_next() == -1) of input path: 0 when path is --growing (its end), else the
