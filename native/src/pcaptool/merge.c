@@ -91,8 +91,8 @@ static uint64_t shifted(uint64_t ts, int64_t off)
     return ts + (uint64_t)off;
 }
 
-/* Read the next packet of input i: 1, 0 at its end, -1 on a read error, -2 for a packet
- * without a timestamp that has no packet before it (error line printed). */
+/* advance's rare case, out of line: the error line for an input whose first packet has no
+ * timestamp. */
 static __attribute__((noinline)) int untimed_first(const struct input *in)
 {
     tool_fail(EXIT_FAIL, "merge", "%s: packet %llu has no timestamp (a Simple Packet Block) and no packet "
@@ -100,6 +100,8 @@ static __attribute__((noinline)) int untimed_first(const struct input *in)
     return -2;
 }
 
+/* Read the next packet of input i: 1, 0 at its end, -1 on a read error, -2 for a packet
+ * without a timestamp that has no packet before it (error line printed). */
 static inline int advance(struct input *in)
 {
     int got = pr_next(in->r, &in->pkt);
