@@ -111,9 +111,11 @@ def _capture(namespaces: Namespaces, base: Path) -> Spool:
 
 
 def sluice(*args: str, stdin: bytes | None = None, env: dict[str, str] | None = None,
-           timeout: float = 120) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([sys.executable, "-m", "appliance.cli", *args], capture_output=True, cwd=REPO,
-                          input=stdin, env=env, timeout=timeout)
+           timeout: float = 120, stdout: int | None = None) -> subprocess.CompletedProcess[bytes]:
+    """`sluice ARGS`, its output captured (stdout: a file descriptor to write to instead)."""
+    out = subprocess.PIPE if stdout is None else stdout
+    return subprocess.run([sys.executable, "-m", "appliance.cli", *args], stdout=out, stderr=subprocess.PIPE,
+                          cwd=REPO, input=stdin, env=env, timeout=timeout)
 
 
 def kill_9_at(delays: tuple[float, ...], *args: str, after_each: Callable[[], None] | None = None) -> int:
@@ -139,6 +141,11 @@ def dump(path: Path | str, stdin: bytes | None = None) -> str:
                           capture_output=True, input=stdin, timeout=120)
     assert proc.returncode == 0, proc.stderr.decode()
     return proc.stdout.decode()
+
+
+def stamps(path: Path | str) -> list[int]:
+    """The ns timestamp of every packet of a capture file, in file order (from dump)."""
+    return [int(ln.split()[0].replace(".", "")) for ln in dump(path).splitlines() if not ln.startswith("\t")]
 
 
 def peer_pipeline(files: list[Path], from_ns: int, to_ns: int, bpf: str, work: Path) -> Path:

@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,8 +17,7 @@ from appliance.config import FreeFloor
 from appliance.journal import Journal, read_events
 from appliance.lab.harness.mounts import tmpfs
 from appliance.timespec import epoch_arg
-from tests.catalog.conftest import SLUICE_PCAP, Spool, dump, peer_pipeline, rows, sluice
-from tests.conftest import REPO
+from tests.catalog.conftest import SLUICE_PCAP, Spool, dump, peer_pipeline, rows, sluice, stamps
 
 pytestmark = [pytest.mark.root, pytest.mark.netns]
 
@@ -118,9 +116,8 @@ def test_rare_address_is_read_at_its_positions(spool: Spool, tmp_path: Path) -> 
     # frames on the CPU that receives them, so now and then two of a file are a little out of order.
     for r in rows(spool.dir):
         if not r["positions"]:
-            stamps = [int(ln.split()[0].replace(".", "")) for ln in dump(spool.dir / r["path"]).splitlines()
-                      if not ln.startswith("\t")]
-            assert stamps != sorted(stamps), f"{r['path']} is in time order but has no positions"
+            ts = stamps(spool.dir / r["path"])
+            assert ts != sorted(ts), f"{r['path']} is in time order but has no positions"
 
 
 def test_positions_that_no_longer_describe_their_files_give_the_same_extract(spool: Spool, tmp_path: Path) -> None:
@@ -165,9 +162,8 @@ def test_stdout_closed_by_its_reader_ends_quietly_as_sigpipe(spool: Spool) -> No
     r, w = os.pipe()
     os.close(r)
     try:
-        argv = [sys.executable, "-m", "appliance.cli", "extract", "--spool", str(spool.dir), "--from",
-                epoch_arg(from_ns), "--to", epoch_arg(to_ns), "--filter", "port 8080", "-o", "-"]
-        proc = subprocess.run(argv, stdout=w, stderr=subprocess.PIPE, cwd=REPO, timeout=120)
+        proc = sluice("extract", "--spool", str(spool.dir), "--from", epoch_arg(from_ns), "--to", epoch_arg(to_ns),
+                      "--filter", "port 8080", "-o", "-", stdout=w)
     finally:
         os.close(w)
     assert proc.returncode == 141, proc.stderr.decode()
@@ -183,10 +179,10 @@ def test_catalog_rows_match_the_files(spool: Spool) -> None:
         r = found[str(p.relative_to(spool.dir))]
         assert r["size"] == p.stat().st_size and r["host"] == "lab" and r["interface"] in ("rx0", "rx1")
         assert r["state"] == "closed" and r["indexed"] and r["kernel_drops"] == 0 and r["writer_drops"] == 0
-        pkts = [ln for ln in dump(p).splitlines() if not ln.startswith("\t")]
-        assert r["packets"] == len(pkts)
-        if pkts:
-            assert r["first_ns"] == min(int(s.split()[0].replace(".", "")) for s in pkts)
+        ts = stamps(p)
+        assert r["packets"] == len(ts)
+        if ts:
+            assert r["first_ns"] == min(ts)
     closed = [e["path"] for e in read_events(spool.dir / "journal.jsonl", "file_closed")]
     assert sorted(str(Path(c).resolve().relative_to(spool.dir.resolve())) for c in closed) == sorted(found)
 
