@@ -10,9 +10,12 @@ trafgen runs pinned to CPU 0 on one end of a veth pair, each capture program pin
 the other end, writing to the real disk (/var/tmp, not tmpfs). A program's loss is the packets
 that reached the capture interface (its rx counter) but are not in its files; CPU is the capture
 process's user+sys time (all threads) from the start of the load until 2 s after its end (its
-start-up, e.g. allocating rings, is not counted); memory its peak resident set. The kernel's
-page-cache flushing done for tcpdump and netsniff-ng is not in their CPU figures (it runs in
-kernel threads); Sluice writes with O_DIRECT, so its disk work is in its own figure.
+start-up, e.g. allocating rings, is not counted), counted in clock ticks (10 ms a thread); beside it
+the run time of its busiest thread over the same span, in ns from /proc/PID/task/TID/schedstat (for
+Sluice the capture thread: the figure to compare two builds by, --capture-bin); memory its peak
+resident set. The kernel's page-cache flushing done for tcpdump and netsniff-ng is not in their
+CPU figures (it runs in kernel threads); Sluice writes with O_DIRECT, so its disk work is in its
+own figure.
 
 With --anonymize it also runs Sluice with its defaults plus `--anonymize` (Crypto-PAn of every
 address in the writer, a fresh random key) on both loads, beside the same defaults without it:
@@ -87,6 +90,7 @@ class Result:
     maxrss_mb: float
     seconds: float
     memory: str = ""
+    busiest_thread_s: float = 0.0
 
     @property
     def lost(self) -> int:
@@ -105,6 +109,22 @@ def cpu_seconds(pid: int) -> float:
     """user+sys of a process, all its threads (io_uring workers included), from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def thread_run_ns(pid: int) -> dict[str, int]:
+    """Each live thread's run time in ns (/proc/PID/task/TID/schedstat): finer than cpu_seconds'
+    clock ticks, so that an A/B of two builds shows the capture thread's own difference."""
+    times = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            times[task.name] = int((task / "schedstat").read_text().split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # the thread ended meanwhile
+    return times
+
+
+def busiest_thread_seconds(before: dict[str, int], after: dict[str, int]) -> float:
+    return max((ns - before.get(tid, 0) for tid, ns in after.items()), default=0) / 1e9
 
 
 def peak_rss_kb(pid: int) -> int:
@@ -207,16 +227,18 @@ def run_one(ns: str, tool: str, frames: int, size: int, base: Path, conf: Path) 
                           " (its flags)")
         before = netns.link_stats(ns, "rx0")["rx_packets"]
         cpu_before = cpu_seconds(proc.pid)
+        threads_before = thread_run_ns(proc.pid)
         start = time.monotonic()
         trafgen.run(ns, "tx0", conf, frames, cpu=0)
         arrived = netns.link_stats(ns, "rx0")["rx_packets"] - before
         time.sleep(2.0)  # let each program empty its ring and buffers (the same time for each: it is measured)
         cpu = cpu_seconds(proc.pid) - cpu_before
+        busiest = busiest_thread_seconds(threads_before, thread_run_ns(proc.pid))
         peak_rss_mb = peak_rss_kb(proc.pid) / 1024
         proc.stop(signal.SIGINT, timeout=120)
     seconds = time.monotonic() - start
     in_files = sum(count_packets(p) for p in sorted(out.iterdir()) if p.is_file())
-    result = Result(tool, frames, size, arrived, in_files, cpu, peak_rss_mb, seconds, memory)
+    result = Result(tool, frames, size, arrived, in_files, cpu, peak_rss_mb, seconds, memory, busiest)
     shutil.rmtree(out, ignore_errors=True)
     return result
 
@@ -376,7 +398,9 @@ def main(argv: list[str] | None = None) -> None:
                     r = results[-1]
                     print(f"  {tool:16s} {frames:>9,d} x {size:4d} B: arrived {r.arrived:>9,d}"
                           f"  in files {r.in_files:>9,d}  lost {r.lost:>9,d} ({r.lost_percent:5.1f} %)"
-                          f"  cpu {r.cpu_s:6.2f} s ({r.cpu_ns_per_packet:5.0f} ns/pkt)  rss {r.maxrss_mb:7.1f} MiB"
+                          f"  cpu {r.cpu_s:6.2f} s ({r.cpu_ns_per_packet:5.0f} ns/pkt)"
+                          f"  busiest thread {r.busiest_thread_s:6.3f} s"
+                          f"  rss {r.maxrss_mb:7.1f} MiB"
                           f"  {r.memory}", flush=True)
                 if args.rounds > 1:
                     print(f"  round {round_no + 1} of {args.rounds}: load average {load_before:.2f} before, "
@@ -398,9 +422,11 @@ def main(argv: list[str] | None = None) -> None:
             runs = [r for r in load_results if r.tool == tool]
             cpu = statistics.median(r.cpu_s for r in runs)
             ns_pkt = statistics.median(r.cpu_ns_per_packet for r in runs)
+            busiest = statistics.median(r.busiest_thread_s for r in runs)
             print(f"{frames:>9,d} x {size:4d} B | {tool:16s} | lost at most {max(r.lost_percent for r in runs):5.1f} % "
                   f"| cpu median {cpu:5.2f} s ({ns_pkt:5.0f} ns/pkt) of {len(runs)}: "
-                  + " ".join(f"{r.cpu_s:.2f}" for r in runs))
+                  + " ".join(f"{r.cpu_s:.2f}" for r in runs)
+                  + f" | busiest thread median {busiest:.3f} s: " + " ".join(f"{r.busiest_thread_s:.3f}" for r in runs))
     print()
     size_bytes = (512 if args.quick else 2048) << 20
     rows = writer_only(base, size_bytes, args.capture_bin)

@@ -64,6 +64,21 @@ int main(int argc, char **argv)
     CHECK(pcapenc_epb(buf + off, 10, 0, ts, pkt, sizeof pkt, 1500) == epb);
     off += epb;
 
+    /* every padding length, on memory that was not zero: data, padding and fields all as meant
+     * (the header zeroes the padding's word before the data is copied over it) */
+    for (uint32_t caplen = 0; caplen <= 8; caplen++) {
+        static uint8_t rec[64];
+        memset(rec, 0xEE, sizeof rec);
+        size_t len = pcapenc_epb(rec, sizeof rec, 0, ts, pkt, caplen, 1500);
+        CHECK(len == pcapenc_epb_len(caplen) && len % 4 == 0);
+        CHECK(get32(rec + 4) == len && get32(rec + len - 4) == len);
+        CHECK(get32(rec + 20) == caplen && get32(rec + 24) == 1500);
+        CHECK(memcmp(rec + 28, pkt, caplen) == 0);
+        for (size_t i = 28 + caplen; i < len - 4; i++)
+            CHECK(rec[i] == 0);
+        CHECK(rec[len] == 0xEE); /* nothing written past the block */
+    }
+
     struct pcapenc_isb isb = {0, ts + 1, ts, ts + 1, 10, 2, 3, 1, "sluice writer_drops=3"};
     off += pcapenc_isb(buf + off, sizeof buf - off, &isb);
     CHECK(count_blocks(buf, off) == 4);

@@ -18,6 +18,7 @@ struct assembler {
     pthread_mutex_t mu;
     struct assembler_cfg cfg;
     struct blockq *q;
+    const _Atomic uint32_t *failed_seq; /* the writer's report (blockq.h) */
     struct capture_stats *st;
 
     struct file_job *file; /* NULL: finished, or dropping until retry_at after a disk error */
@@ -262,12 +263,17 @@ static void close_file(struct assembler *a, int with_isb)
 #define DISK_RETRY_NS (NS_PER_S / 10)
 
 /* The writer gave up on the current file: stop feeding it, try a new file DISK_RETRY_NS later. */
-static void check_disk_failure(struct assembler *a)
+static __attribute__((cold, noinline)) void give_up_file(struct assembler *a)
 {
-    if (a->file == NULL || blockq_failed_seq(a->q) != a->file->seq)
-        return;
     close_file(a, 0);
     a->retry_at_ns = mono_ns() + DISK_RETRY_NS;
+}
+
+/* Asked before every record: a load and a compare, the rest out of line. */
+static inline void check_disk_failure(struct assembler *a)
+{
+    if (a->file != NULL && atomic_load_explicit(a->failed_seq, memory_order_relaxed) == a->file->seq)
+        give_up_file(a);
 }
 
 struct assembler *assembler_create(const struct assembler_cfg *cfg, struct blockq *q,
@@ -289,6 +295,7 @@ struct assembler *assembler_create(const struct assembler_cfg *cfg, struct block
         snprintf(a->os, sizeof a->os, "%s %s", u.sysname, u.release);
     }
     a->q = q;
+    a->failed_seq = blockq_failed_seq(q);
     a->st = stats;
     open_file(a, wall_ns());
     return a;

@@ -199,7 +199,4 @@ size_t blockq_block_size(const struct blockq *q) { return q->block_size; }
 
 void blockq_report_failed(struct blockq *q, uint32_t seq) { atomic_store(&q->failed_seq, seq); }
 
-uint32_t blockq_failed_seq(struct blockq *q)
-{
-    return atomic_load_explicit(&q->failed_seq, memory_order_relaxed);
-}
+const _Atomic uint32_t *blockq_failed_seq(struct blockq *q) { return &q->failed_seq; }

@@ -7,7 +7,8 @@
  *
  * The queue also carries the one message that goes the other way: the disk writer reports a
  * file it gave up on (blockq_report_failed, by the file's sequence number) and the assembler
- * asks for it (blockq_failed_seq) before it adds to that file, then starts a new one later. */
+ * reads it (the word blockq_failed_seq points to, on every packet: no call) before it adds to
+ * that file, then starts a new one later. */
 #ifndef SLUICE_CAPTURE_BLOCKQ_H
 #define SLUICE_CAPTURE_BLOCKQ_H
 
@@ -28,7 +29,8 @@ struct block *blockq_pop(struct blockq *q, int wait);
 void blockq_close(struct blockq *q);
 double blockq_fill(struct blockq *q);
 void blockq_report_failed(struct blockq *q, uint32_t seq);
-uint32_t blockq_failed_seq(struct blockq *q); /* 0 = none yet (sequence numbers start at 1) */
+/* 0 = none yet (sequence numbers start at 1); read it relaxed */
+const _Atomic uint32_t *blockq_failed_seq(struct blockq *q);
 size_t blockq_block_size(const struct blockq *q);
 
 #endif

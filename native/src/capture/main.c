@@ -12,12 +12,15 @@
  *     each packet to the worker's callback, in place (no copy). Why one block per call: the
  *     worker holds the assembler's lock for one block only, and a source never blocks once
  *     it has delivered (source.h).
- *  3. Per-packet stage (worker.c on_packet -> slice.c slice_keep, then with --anonymize or
- *     --key-dir src/common/anonframe.h in a copy of the frame). Decides how many bytes of the
- *     packet are kept (snaplen, --slice header, the payload policy's BPF filter) and rewrites
- *     every address with Crypto-PAn (a key per period from the key keeper with --key-dir or
- *     --key-socket: keyring.h). Why here: the only place that sees every packet before it is written, so no clear address reaches a
- *     staging block.
+ *  3. Per-packet stage (worker.c on_packet -> slice.h slice_keep, then with --anonymize or
+ *     --key-dir worker.c add_anonymised -> src/common/anonframe.h, in place in the ring block
+ *     where the source allows it). Decides how many bytes of the packet are kept (snaplen,
+ *     --slice header, the payload policy's BPF filter) and rewrites every address with
+ *     Crypto-PAn (a key per period from the key keeper with --key-dir or --key-socket:
+ *     keyring.h). Why here: the only place that sees every packet before it is written, so no
+ *     clear address reaches a staging block. Plain capture takes the inline common cases only
+ *     and ends in a tail call to the assembler: stages 2-4 keep no stack canary per packet
+ *     (native/README.md, "Old code against new").
  *  4. Block assembler (assembler.c assembler_add_locked). Encodes the record (pcapng EPB or
  *     pcap, nanosecond stamps, src/common/pcapenc.h) straight into a page-aligned staging
  *     block of the blockq, rotates files by size or wall-clock time and writes the ISB at

@@ -92,3 +92,17 @@ uint32_t slice_header_len(const uint8_t *f, uint32_t caplen)
     default: return clamp(off, caplen);
     }
 }
+
+uint32_t slice_keep_policy(const struct slice_cfg *c, const uint8_t *frame, uint32_t caplen,
+                           uint32_t origlen, uint32_t keep)
+{
+    int header_only = c->header_only;
+    if (c->exception != NULL && bpf_filter(c->exception, frame, origlen, caplen) != 0)
+        header_only = !header_only;
+    if (header_only && c->linktype == 1) {
+        uint32_t h = slice_header_len(frame, keep);
+        if (h < keep)
+            keep = h;
+    }
+    return keep;
+}

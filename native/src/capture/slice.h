@@ -24,19 +24,18 @@ struct slice_cfg {
 /* Length of the L2-L4 headers of an Ethernet frame (at most caplen). */
 uint32_t slice_header_len(const uint8_t *frame, uint32_t caplen);
 
-/* Bytes of this frame (caplen captured of origlen) to keep. */
+/* slice_keep's work when a payload policy or header slicing is on (slice.c). */
+uint32_t slice_keep_policy(const struct slice_cfg *c, const uint8_t *frame, uint32_t caplen,
+                           uint32_t origlen, uint32_t keep);
+
+/* Bytes of this frame (caplen captured of origlen) to keep. Inline for the common case, whole
+ * frames up to snaplen: the capture calls it for every packet. */
 static inline uint32_t slice_keep(const struct slice_cfg *c, const uint8_t *frame, uint32_t caplen, uint32_t origlen)
 {
     uint32_t keep = caplen < c->snaplen ? caplen : c->snaplen;
-    int header_only = c->header_only;
-    if (c->exception != NULL && bpf_filter(c->exception, frame, origlen, caplen) != 0)
-        header_only = !header_only;
-    if (header_only && c->linktype == 1) {
-        uint32_t h = slice_header_len(frame, keep);
-        if (h < keep)
-            keep = h;
-    }
-    return keep;
+    if (c->exception == NULL && !c->header_only)
+        return keep;
+    return slice_keep_policy(c, frame, caplen, origlen, keep);
 }
 
 #endif

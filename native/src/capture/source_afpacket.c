@@ -176,8 +176,16 @@ static int afp_poll(struct source *s, unsigned worker, int timeout_ms, packet_fn
         if (n > 0 && atomic_load_explicit(&a->hw_ok, memory_order_relaxed))
             afp_check_hw(a, w, (uint64_t)h->tp_sec * 1000000000u + h->tp_nsec, h->tp_status);
         for (uint32_t i = 0; i < n; i++) {
+            struct tpacket3_hdr *next = (void *)((uint8_t *)h + h->tp_next_offset);
+            /* The kernel wrote the next frame on another CPU: start fetching its header and first
+             * bytes while this one is copied (76 B frames: 0.128 s of CPU for 3 M against 0.138
+             * without, native/README.md "Old code against new"). */
+            if (i + 1 < n) {
+                __builtin_prefetch(next);
+                __builtin_prefetch((const uint8_t *)next + 64);
+            }
             deliver(w, h, fn, ctx);
-            h = (void *)((uint8_t *)h + h->tp_next_offset);
+            h = next;
         }
         __atomic_store_n(&bd->hdr.bh1.block_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
         w->cur = (w->cur + 1) % w->nblocks;

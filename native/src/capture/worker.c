@@ -9,46 +9,59 @@
 
 static uint64_t now_ms(void) { return mono_ns() / 1000000u; }
 
+/* Adds under the lock that one poll's batch holds, taken at its first packet: a source never
+ * blocks once it has delivered. */
+static void add_in_batch(struct worker *w, const struct packet *p, uint32_t keep)
+{
+    if (!w->locked) {
+        assembler_lock(w->asm_);
+        w->locked = 1;
+    }
+    assembler_add_locked(w->asm_, p, keep);
+}
+
+/* Before the assembler: no clear address reaches a block. Apart from on_packet so that the
+ * plain path keeps no frame for it (registers, a stack canary) and ends in a tail call. */
+static __attribute__((noinline)) void add_anonymised(struct worker *w, const struct packet *p,
+                                                     uint32_t keep)
+{
+    if (!w->cipher_locked) {
+        pthread_mutex_lock(&w->cipher_lock);
+        w->cipher_locked = 1;
+    }
+    uint8_t *frame = p->writable; /* in place where the source allows it: no copy */
+    if (frame == NULL) {
+        memcpy(w->anon_buf, p->data, keep);
+        frame = w->anon_buf;
+    }
+    struct packet anonymised = *p;
+    anonymised.data = frame;
+    keep = anonframe_rewrite(&w->anon, w->linktype, frame, keep);
+    if (w->anon.bad) { /* it may hold an address the walk cannot see: left out, as sluice-pcap */
+        w->anon_left_out++;
+        return;
+    }
+    if (w->threads > 1) {
+        /* the assembler's lock for the add only: Crypto-PAn, the dear part, runs outside it,
+         * so the capture threads anonymise side by side */
+        assembler_lock(w->asm_);
+        assembler_add_locked(w->asm_, &anonymised, keep);
+        assembler_unlock(w->asm_);
+        return;
+    }
+    add_in_batch(w, &anonymised, keep); /* one thread: nobody to wait, so one lock for the batch */
+}
+
 static void on_packet(void *ctx, const struct packet *p)
 {
     struct worker *w = ctx;
     w->packets++;
     w->bytes += p->origlen;
     uint32_t keep = slice_keep(&w->slice, p->data, p->caplen, p->origlen);
-    struct packet anonymised;
-    if (w->anonymize) { /* before the assembler: no clear address reaches a block */
-        if (!w->cipher_locked) {
-            pthread_mutex_lock(&w->cipher_lock);
-            w->cipher_locked = 1;
-        }
-        uint8_t *frame = p->writable; /* in place where the source allows it: no copy */
-        if (frame == NULL) {
-            memcpy(w->anon_buf, p->data, keep);
-            frame = w->anon_buf;
-        }
-        anonymised = *p;
-        anonymised.data = frame;
-        keep = anonframe_rewrite(&w->anon, w->linktype, frame, keep);
-        if (w->anon.bad) { /* it may hold an address the walk cannot see: left out, as sluice-pcap */
-            w->anon_left_out++;
-            return;
-        }
-        if (w->threads > 1) {
-            /* the assembler's lock for the add only: Crypto-PAn, the dear part, runs outside it,
-             * so the capture threads anonymise side by side */
-            assembler_lock(w->asm_);
-            assembler_add_locked(w->asm_, &anonymised, keep);
-            assembler_unlock(w->asm_);
-            return;
-        }
-        p = &anonymised; /* one thread: nobody to wait, so one lock for the batch, as below */
-    }
-    /* locked at the first packet of a batch: a source never blocks once it has delivered */
-    if (!w->locked) {
-        assembler_lock(w->asm_);
-        w->locked = 1;
-    }
-    assembler_add_locked(w->asm_, p, keep);
+    if (w->anonymize)
+        add_anonymised(w, p, keep);
+    else
+        add_in_batch(w, p, keep);
 }
 
 /* One poll of the source; the batch it delivered is added under one lock (plain capture, or one
