@@ -276,7 +276,8 @@ def write_test_file(path: Path, size_bytes: int) -> None:
 
 
 def writer_only(base: Path, size_bytes: int, others: list[tuple[str, Path]]) -> list[tuple[str, float, float]]:
-    """MB/s of `sluice-capture -r` (and of each other binary's, --capture-bin) and of dd, two rounds."""
+    """MB/s of `sluice-capture -r` (and of each other binary's, --capture-bin, in the reverse order in the
+    second round) and of dd, two rounds."""
     src = Path("/dev/shm/sluice-bench-input.pcapng")
     out = base / "writer"
     rows = []
@@ -284,8 +285,10 @@ def writer_only(base: Path, size_bytes: int, others: list[tuple[str, Path]]) -> 
     try:
         write_test_file(src, size_bytes)
         size = src.stat().st_size
-        for _round in range(2):
-            for name, binary in writers:
+        for round_no in range(2):
+            # the first writer of a round meets what the capture runs left (page cache, writeback):
+            # another binary (--capture-bin) takes that place every other round
+            for name, binary in writers if round_no % 2 == 0 else writers[::-1]:
                 shutil.rmtree(out, ignore_errors=True)
                 out.mkdir(parents=True)
                 t0 = time.monotonic()
